@@ -1,0 +1,197 @@
+//! Session tests with a quinn-style `Pair`: both ends in one thread, virtual time, and
+//! connections cut at chosen points.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::series::AgentId;
+use crate::wire::{Frame, decode_frame_body, encode_frame_body};
+
+/// Both ends plus a model of the aggregator's store: the high-water mark per epoch and how
+/// many times each batch was merged.
+struct Pair {
+    now: Instant,
+    agent: AgentSession,
+    server: Option<AggregatorSession>,
+    high_water: BTreeMap<u64, u64>,
+    merges: BTreeMap<u64, u32>,
+    acked: Vec<SpoolId>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let mut agent = AgentSession::new(
+            AgentId("a1".into()),
+            42,
+            "test".into(),
+            AgentSessionConfig {
+                max_in_flight: 4,
+                ..AgentSessionConfig::default()
+            },
+        );
+        for seq in 1..=20 {
+            agent.enqueue(SpoolId(seq), Arc::from(vec![seq as u8].into_boxed_slice()));
+        }
+        Pair {
+            now: Instant::now(),
+            agent,
+            server: None,
+            high_water: BTreeMap::new(),
+            merges: BTreeMap::new(),
+            acked: Vec::new(),
+        }
+    }
+
+    fn connect(&mut self, certified: &str) {
+        self.agent.handle_timeout(self.now + Duration::from_secs(3600));
+        assert_eq!(self.agent.poll_event(), Some(SessionEvent::Connect));
+        self.agent.connecting();
+        self.agent.connected();
+        self.server = Some(AggregatorSession::new(AgentId(certified.into())));
+    }
+
+    fn cut(&mut self) {
+        self.drain_events();
+        self.server = None;
+        self.agent.disconnected(self.now, 0.5);
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.agent.poll_event() {
+            if let SessionEvent::Acked(id) = ev {
+                self.acked.push(id);
+            }
+        }
+    }
+
+    /// Moves frames both ways (through the real codec) until quiet or `budget` frames moved.
+    fn drive(&mut self, mut budget: usize) -> Result<(), ProtocolError> {
+        loop {
+            let mut moved = false;
+            let Some(server) = self.server.as_mut() else {
+                return Ok(());
+            };
+            while let Some(frame) = self.agent.poll_transmit() {
+                if budget == 0 {
+                    return Ok(());
+                }
+                budget -= 1;
+                moved = true;
+                let frame = decode_frame_body(&encode_frame_body(&frame)).unwrap();
+                server.handle_frame(frame)?;
+                while let Some(ev) = server.poll_event() {
+                    if let AggregatorEvent::Batch { epoch, seq, .. } = ev {
+                        let hw = self.high_water.entry(epoch).or_insert(0);
+                        let duplicate = seq <= *hw;
+                        if !duplicate {
+                            *hw = seq;
+                            *self.merges.entry(seq).or_insert(0) += 1;
+                        }
+                        server.merged(seq, duplicate);
+                    }
+                }
+            }
+            while let Some(frame) = server.poll_transmit() {
+                if budget == 0 {
+                    return Ok(());
+                }
+                budget -= 1;
+                moved = true;
+                self.agent.handle_frame(frame)?;
+            }
+            self.drain_events();
+            if !moved {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[test]
+fn all_batches_are_acked_in_order() {
+    let mut pair = Pair::new();
+    pair.connect("a1");
+    pair.drive(usize::MAX).unwrap();
+    assert_eq!(pair.acked, (1..=20).map(SpoolId).collect::<Vec<_>>());
+    assert!(pair.merges.values().all(|n| *n == 1));
+    assert_eq!(pair.agent.queued(), 0);
+}
+
+#[test]
+fn identity_mismatch_is_refused_with_goodbye() {
+    let mut pair = Pair::new();
+    pair.connect("someone-else");
+    let err = pair.drive(usize::MAX).unwrap_err();
+    assert!(matches!(err, ProtocolError::IdentityMismatch { .. }));
+    assert!(pair.merges.is_empty());
+    let server = pair.server.as_mut().unwrap();
+    assert!(matches!(server.poll_transmit(), Some(Frame::Goodbye { .. })));
+}
+
+#[test]
+fn batch_before_hello_is_refused() {
+    let mut server = AggregatorSession::new(AgentId("a1".into()));
+    let err = server
+        .handle_frame(Frame::Batch {
+            seq: 1,
+            payload: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Unexpected { .. }));
+}
+
+#[test]
+fn backoff_grows_and_resets_on_welcome() {
+    let mut pair = Pair::new();
+    let t0 = pair.now;
+    pair.agent.disconnected(t0, 0.0);
+    let first = pair.agent.poll_timeout().unwrap() - t0;
+    pair.agent.disconnected(t0, 0.0);
+    let second = pair.agent.poll_timeout().unwrap() - t0;
+    assert_eq!(second, first * 2);
+    pair.agent.handle_timeout(t0);
+    assert!(pair.agent.poll_event().is_none(), "deadline not reached yet");
+    pair.connect("a1");
+    pair.drive(usize::MAX).unwrap();
+    pair.agent.disconnected(t0, 0.0);
+    assert_eq!(pair.agent.poll_timeout().unwrap() - t0, first);
+}
+
+#[test]
+fn out_of_order_ack_is_a_protocol_error() {
+    let mut pair = Pair::new();
+    pair.connect("a1");
+    pair.drive(3).unwrap();
+    let err = pair.agent.handle_frame(Frame::Ack {
+        seq: 99,
+        duplicate: false,
+    });
+    assert!(matches!(err, Err(ProtocolError::AckOutOfOrder { .. })));
+}
+
+proptest! {
+    /// Cutting the connection after any number of frames, any number of times, still merges
+    /// every batch exactly once and acks every batch.
+    #[test]
+    fn cuts_never_lose_or_duplicate(cuts in prop::collection::vec(0usize..12, 0..8)) {
+        let mut pair = Pair::new();
+        for budget in cuts {
+            pair.connect("a1");
+            pair.drive(budget).unwrap();
+            pair.cut();
+            pair.now += Duration::from_secs(60);
+        }
+        pair.connect("a1");
+        pair.drive(usize::MAX).unwrap();
+        prop_assert_eq!(pair.merges.len(), 20);
+        prop_assert!(pair.merges.values().all(|n| *n == 1));
+        let mut acked = pair.acked.clone();
+        acked.sort();
+        acked.dedup();
+        prop_assert_eq!(acked.len(), 20);
+    }
+}
