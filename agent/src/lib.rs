@@ -1,1 +1,163 @@
-//! placeholder
+//! `pitot-agent`: the daemon beside the model servers on an inference host.
+//!
+//! It takes DogStatsD datagrams on UDP and a Unix socket ([`ingest`]), records them into
+//! per-interval histograms, counters and categorical counts, closes each interval on a
+//! wall-clock boundary into a batch ([`recorder`]), writes the batch durably to a sled spool
+//! ([`spool`]), and streams spooled batches over QUIC with mutual TLS to the aggregator
+//! ([`uplink`]), deleting each only once the aggregator has acknowledged a durable merge.
+//!
+//! [`run`] wires the pieces and is what both the binary and the end-to-end tests call.
+//! Shutdown runs in phases: stop the receivers, close the open interval into the spool, let
+//! the uplink drain for `shutdown_grace`, flush the spool.
+
+pub mod config;
+pub mod ingest;
+pub mod recorder;
+pub mod spool;
+pub mod telemetry;
+pub mod uplink;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use pitot_shared::window::align_down;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, error_span, info, warn};
+
+use config::AgentConfig;
+use ingest::{IngestLimits, IngestShared, Shard, socket};
+use recorder::{Recorder, now_ms};
+use spool::Spool;
+use telemetry::UplinkStats;
+use uplink::{Uplink, UplinkConfig};
+
+/// Runs the agent until `shutdown` fires, then shuts down in phases and returns.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let interval_ms = config.interval.as_millis() as u64;
+    let spool = Spool::open(&config.spool_dir, config.spool_max_bytes)
+        .with_context(|| format!("opening spool at {}", config.spool_dir.display()))?;
+    // Fail early on unreadable certificates rather than at the first connect.
+    uplink::client_config(&config.tls).context("loading the uplink TLS identity")?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        agent_id = %config.agent_id,
+        interval = ?config.interval,
+        aggregator = %config.aggregator,
+        spool = %config.spool_dir.display(),
+        spooled_batches = spool.len(),
+        "Pitot agent starting."
+    );
+    if config.scrape_targets > 0 || config.process_rules > 0 {
+        warn!(
+            scrape = config.scrape_targets,
+            process = config.process_rules,
+            "[[scrape]] and [[process]] are accepted but not served by this version."
+        );
+    }
+    let shared = IngestShared::new(IngestLimits {
+        host: config.agent_id.clone(),
+        max_series: config.max_series,
+        max_tags: config.max_tags,
+        max_tag_bytes: config.max_tag_length,
+        interval_ms,
+    });
+    let open_start = align_down(now_ms(), interval_ms);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut shards = Vec::new();
+    let mut threads = Vec::new();
+    if let Some(addr) = config.udp {
+        let (sock, granted) = socket::bind_udp(addr, config.receive_buffer)
+            .with_context(|| format!("binding DogStatsD UDP on {addr}"))?;
+        info!(%addr, receive_buffer = granted, "DogStatsD listening on UDP.");
+        let shard = Arc::new(Shard::new(Arc::clone(&shared), open_start));
+        threads.push(socket::spawn_receiver(
+            "udp",
+            sock,
+            Arc::clone(&shard),
+            config.max_datagram,
+            Arc::clone(&stop),
+        )?);
+        shards.push(shard);
+    }
+    if let Some(path) = &config.unix {
+        let (sock, granted) = socket::bind_unix(path, config.receive_buffer, config.unix_mode)
+            .with_context(|| format!("binding DogStatsD Unix socket at {}", path.display()))?;
+        info!(path = %path.display(), receive_buffer = granted, "DogStatsD listening on Unix socket.");
+        let shard = Arc::new(Shard::new(Arc::clone(&shared), open_start));
+        threads.push(socket::spawn_receiver(
+            "unix",
+            sock,
+            Arc::clone(&shard),
+            config.max_datagram,
+            Arc::clone(&stop),
+        )?);
+        shards.push(shard);
+    }
+
+    let uplink_stats = Arc::new(UplinkStats::default());
+    let spooled = Arc::new(Notify::new());
+    let ingest_stopped = CancellationToken::new();
+    let recorder_done = CancellationToken::new();
+    let recorder = Recorder {
+        agent_id: config.agent_id.clone(),
+        interval_ms,
+        shards,
+        ingest: Arc::clone(&shared),
+        spool: spool.clone(),
+        uplink: Arc::clone(&uplink_stats),
+        spooled: Arc::clone(&spooled),
+    };
+    let recorder_task = {
+        let ingest_stopped = ingest_stopped.clone();
+        let recorder_done = recorder_done.clone();
+        tokio::spawn(
+            async move {
+                recorder.run(ingest_stopped).await;
+                recorder_done.cancel();
+            }
+            .instrument(error_span!("recorder", agent_id = %config.agent_id)),
+        )
+    };
+    let uplink = Uplink {
+        config: UplinkConfig {
+            agent_id: config.agent_id.clone(),
+            aggregator: config.aggregator.clone(),
+            server_name: config.server_name.clone(),
+            tls: config.tls.clone(),
+            backoff_max: config.backoff_max,
+            shutdown_grace: config.shutdown_grace,
+        },
+        spool: spool.clone(),
+        spooled,
+        stats: uplink_stats,
+    };
+    let uplink_task = tokio::spawn(
+        uplink
+            .run(recorder_done.clone())
+            .instrument(error_span!("uplink", agent_id = %config.agent_id)),
+    );
+
+    shutdown.cancelled().await;
+    info!("Shutdown: stopping DogStatsD receivers.");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _joined = t.join();
+        }
+    })
+    .await
+    .context("joining receiver threads")?;
+    info!("Shutdown: closing the open interval.");
+    ingest_stopped.cancel();
+    recorder_task.await.context("recorder task")?;
+    info!("Shutdown: draining the uplink.");
+    uplink_task.await.context("uplink task")??;
+    spool.flush().context("flushing the spool")?;
+    if let Some(path) = &config.unix {
+        let _removed = std::fs::remove_file(path);
+    }
+    info!(spooled_batches = spool.len(), "Pitot agent stopped.");
+    Ok(())
+}

@@ -134,6 +134,32 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     decode(bytes, "batch")
 }
 
+/// The leading fields of an encoded [`Batch`], readable without decoding its series.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchHeader {
+    /// The agent that recorded it.
+    pub agent_id: AgentId,
+    /// The agent's spool epoch.
+    pub epoch: u64,
+    /// Sequence number.
+    pub seq: u64,
+    /// Start of the interval, Unix ms.
+    pub interval_start_ms: i64,
+    /// Length of the interval, ms.
+    pub interval_ms: u64,
+}
+
+/// Decodes only the header fields of an encoded batch (they come first on the wire).
+pub fn decode_batch_header(bytes: &[u8]) -> Result<BatchHeader, WireError> {
+    let (header, _) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
+        WireError::Decode {
+            what: "batch header",
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(header)
+}
+
 /// Encodes a frame body (without its length prefix).
 pub fn encode_frame_body(frame: &Frame) -> Vec<u8> {
     encode(frame)

@@ -1,0 +1,109 @@
+//! `pitot-agent`: parse flags, set up tracing, load and validate the config (exit 64 on a bad
+//! one), run until SIGTERM or SIGINT, exit 0 (or 1 on a runtime failure).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pitot_agent::{config, run, telemetry};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Pitot agent: runs beside model servers, takes in their DogStatsD metrics, folds them into
+/// histograms per interval, and streams them over QUIC with mutual TLS to the aggregator.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run {
+        /// The agent's TOML config (see packaging/agent.toml for every key).
+        #[arg(long, short, default_value = "/etc/pitot/agent.toml", env = "PITOT_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Override `agent_id` from the file.
+        #[arg(long)]
+        agent_id: Option<String>,
+    },
+    /// Check a config file and exit: 0 when valid, 64 with every problem listed otherwise.
+    Validate {
+        /// The config to check.
+        #[arg(long, short, default_value = "/etc/pitot/agent.toml")]
+        config: PathBuf,
+    },
+}
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing();
+    match cli.command {
+        Command::Validate { config } => match config::load(&config) {
+            Ok(c) => {
+                eprintln!("{}: valid (agent_id {}, interval {:?})", config.display(), c.agent_id, c.interval);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Run { config, agent_id } => {
+            let loaded = config::load_raw(&config).and_then(|mut raw| {
+                if let Some(id) = agent_id {
+                    raw.agent_id = id;
+                }
+                config::validate(raw, &config)
+            });
+            let cfg = match loaded {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            info!(config = %config.display(), "Configuration loaded.");
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(error = %e, "Cannot start the async runtime.");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async move {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(wait_for_signal(shutdown.clone()));
+                run(cfg, shutdown).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = format!("{e:#}"), "Agent failed.");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("Cannot install signal handlers; stop the agent with SIGKILL.");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received."),
+        _ = int.recv() => info!("SIGINT received."),
+    }
+    shutdown.cancel();
+}

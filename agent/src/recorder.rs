@@ -1,0 +1,109 @@
+//! The recorder: closes intervals on wall-clock boundaries, turns the shards' accumulators
+//! into batches, and appends them to the spool.
+//!
+//! It owns no histograms itself (the shards do, see `ingest`); at each boundary it drains
+//! every shard, merges the same series across shards, adds the `pitot.agent.*` self-metrics,
+//! and writes one batch per interval start (the open interval, plus any late intervals that
+//! `|T` timestamps reached). At shutdown it closes the open interval early, so no recorded
+//! value is left behind.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pitot_shared::batch::{Batch, SeriesSnapshot};
+use pitot_shared::series::AgentId;
+use pitot_shared::window::next_boundary;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::ingest::{Drained, IngestShared, Shard};
+use crate::spool::Spool;
+use crate::telemetry::{SelfMetrics, UplinkStats};
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Everything the recorder works with.
+#[derive(Debug)]
+pub struct Recorder {
+    /// Agent id.
+    pub agent_id: String,
+    /// Interval length, ms.
+    pub interval_ms: u64,
+    /// The shards to drain.
+    pub shards: Vec<Arc<Shard>>,
+    /// Shared ingest state (limits, counters).
+    pub ingest: Arc<IngestShared>,
+    /// Where batches go.
+    pub spool: Spool,
+    /// Uplink counters for self-metrics.
+    pub uplink: Arc<UplinkStats>,
+    /// Wakes the uplink when a batch was spooled.
+    pub spooled: Arc<Notify>,
+}
+
+impl Recorder {
+    /// Closes intervals until `ingest_stopped` fires, then closes the open one and returns.
+    pub async fn run(self, ingest_stopped: CancellationToken) {
+        let mut metrics = SelfMetrics::default();
+        loop {
+            let now = now_ms();
+            let boundary = next_boundary(now, self.interval_ms);
+            let wait = Duration::from_millis((boundary - now).max(0) as u64);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => self.close(boundary, &mut metrics),
+                () = ingest_stopped.cancelled() => {
+                    self.close(next_boundary(now_ms(), self.interval_ms), &mut metrics);
+                    info!("Recorder flushed the open interval.");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&self, next_start_ms: i64, metrics: &mut SelfMetrics) {
+        let mut drained = Drained::new();
+        for shard in &self.shards {
+            shard.drain(next_start_ms, &mut drained);
+        }
+        let closed_start = next_start_ms - self.interval_ms as i64;
+        let own = metrics.collect(
+            &self.agent_id,
+            &self.ingest,
+            &self.spool,
+            &self.uplink,
+            now_ms(),
+        );
+        let own_entry = drained.entry(closed_start).or_default();
+        for s in own {
+            own_entry.insert(s.key, s.data);
+        }
+        for (start, series) in drained {
+            if series.is_empty() {
+                continue;
+            }
+            let batch = Batch {
+                agent_id: AgentId(self.agent_id.clone()),
+                epoch: 0,
+                seq: 0,
+                interval_start_ms: start,
+                interval_ms: self.interval_ms,
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                spool_bytes: 0,
+                series: series
+                    .into_iter()
+                    .map(|(key, data)| SeriesSnapshot { key, data })
+                    .collect(),
+            };
+            if let Err(error) = self.spool.append(batch) {
+                error!(%error, "Could not spool a batch; its interval is lost.");
+            }
+        }
+        self.spooled.notify_one();
+    }
+}

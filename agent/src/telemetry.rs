@@ -1,0 +1,134 @@
+//! The agent's own observability in one place: tracing setup, and the catalogue of
+//! `pitot.agent.*` self-metric series it ships in every batch.
+//!
+//! | series | kind | meaning |
+//! |---|---|---|
+//! | `pitot.agent.dogstatsd.datagrams` | counter | datagrams read |
+//! | `pitot.agent.dogstatsd.lines` | counter | metric lines seen |
+//! | `pitot.agent.dogstatsd.recorded` | counter | values recorded |
+//! | `pitot.agent.dogstatsd.malformed` (`reason`) | counter | lines refused, per reason |
+//! | `pitot.agent.dogstatsd.dropped` (`reason`) | counter | lines dropped by a limit, per reason |
+//! | `pitot.agent.dogstatsd.kernel_drops` | counter | datagrams the kernel dropped (UDP, `SO_RXQ_OVFL`) |
+//! | `pitot.agent.dogstatsd.events`, `…service_checks` | counter | skipped events and checks |
+//! | `pitot.agent.series` | histogram | series held (sampled once per interval) |
+//! | `pitot.agent.spool.bytes` | histogram | spool size (sampled once per interval) |
+//! | `pitot.agent.spool.coarsened` | counter | batches merged to respect the spool bound |
+//! | `pitot.agent.uplink.acked`, `…rejected`, `…reconnects` | counter | uplink outcomes |
+//! | `pitot.agent.uplink.lag_seconds` | histogram | age of the newest acknowledged interval's end |
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use pitot_shared::batch::{SeriesData, SeriesSnapshot};
+use pitot_shared::histogram::ValueHistogram;
+use pitot_shared::series::SeriesKey;
+
+use crate::ingest::IngestShared;
+use crate::spool::Spool;
+
+/// Sets up the tracing subscriber: `RUST_LOG` or `info`, to stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Uplink outcome counters, written by the uplink task.
+#[derive(Debug, Default)]
+pub struct UplinkStats {
+    /// Batches acknowledged.
+    pub acked: AtomicU64,
+    /// Batches rejected by the aggregator (lost).
+    pub rejected: AtomicU64,
+    /// Connections established.
+    pub reconnects: AtomicU64,
+    /// End of the newest acknowledged interval, Unix ms (0 before the first ack).
+    pub last_acked_end_ms: AtomicI64,
+}
+
+/// Turns monotonic counters into per-interval deltas for the self-metric series.
+#[derive(Debug, Default)]
+pub struct SelfMetrics {
+    last: HashMap<(&'static str, &'static str), u64>,
+}
+
+impl SelfMetrics {
+    fn delta(&mut self, name: &'static str, reason: &'static str, now: u64) -> u64 {
+        let last = self.last.insert((name, reason), now).unwrap_or(0);
+        now.saturating_sub(last)
+    }
+
+    /// The self-metric series for the interval that just closed.
+    pub fn collect(
+        &mut self,
+        host: &str,
+        ingest: &IngestShared,
+        spool: &Spool,
+        uplink: &UplinkStats,
+        now_ms: i64,
+    ) -> Vec<SeriesSnapshot> {
+        let stats = &ingest.stats;
+        let mut counters: Vec<(&'static str, &'static str, u64)> = vec![
+            ("pitot.agent.dogstatsd.datagrams", "", stats.datagrams.load(Ordering::Relaxed)),
+            ("pitot.agent.dogstatsd.lines", "", stats.lines.load(Ordering::Relaxed)),
+            ("pitot.agent.dogstatsd.recorded", "", stats.recorded.load(Ordering::Relaxed)),
+            ("pitot.agent.dogstatsd.kernel_drops", "", stats.kernel_drops.load(Ordering::Relaxed)),
+            ("pitot.agent.dogstatsd.events", "", stats.events.load(Ordering::Relaxed)),
+            ("pitot.agent.dogstatsd.service_checks", "", stats.service_checks.load(Ordering::Relaxed)),
+            ("pitot.agent.spool.coarsened", "", spool.coarsened()),
+            ("pitot.agent.uplink.acked", "", uplink.acked.load(Ordering::Relaxed)),
+            ("pitot.agent.uplink.rejected", "", uplink.rejected.load(Ordering::Relaxed)),
+            ("pitot.agent.uplink.reconnects", "", uplink.reconnects.load(Ordering::Relaxed)),
+        ];
+        for (why, n) in stats.malformed_counts() {
+            counters.push(("pitot.agent.dogstatsd.malformed", why.as_str(), n));
+        }
+        for (why, n) in stats.dropped_counts() {
+            counters.push(("pitot.agent.dogstatsd.dropped", why.as_str(), n));
+        }
+        let mut out = Vec::new();
+        for (name, reason, total) in counters {
+            let delta = self.delta(name, reason, total);
+            if delta == 0 {
+                continue;
+            }
+            let mut tags = vec![("host".to_owned(), host.to_owned())];
+            if !reason.is_empty() {
+                tags.push(("reason".to_owned(), reason.to_owned()));
+            }
+            if let Ok(key) = SeriesKey::new(name, tags) {
+                out.push(SeriesSnapshot {
+                    key,
+                    data: SeriesData::Counter(delta as f64),
+                });
+            }
+        }
+        let last_acked = uplink.last_acked_end_ms.load(Ordering::Relaxed);
+        let mut gauges = vec![
+            ("pitot.agent.series", ingest.series() as f64),
+            ("pitot.agent.spool.bytes", spool.bytes() as f64),
+        ];
+        if last_acked > 0 {
+            gauges.push((
+                "pitot.agent.uplink.lag_seconds",
+                (now_ms - last_acked).max(0) as f64 / 1000.0,
+            ));
+        }
+        for (name, value) in gauges {
+            let mut h = ValueHistogram::new();
+            if h.record(value).is_err() {
+                continue;
+            }
+            if let Ok(key) = SeriesKey::new(name, vec![("host".to_owned(), host.to_owned())]) {
+                out.push(SeriesSnapshot {
+                    key,
+                    data: SeriesData::Histogram(h),
+                });
+            }
+        }
+        out
+    }
+}
