@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, SeriesData};
 use crate::series::AgentId;
 
 /// The protocol version this build speaks.
@@ -158,6 +158,16 @@ pub fn decode_batch_header(bytes: &[u8]) -> Result<BatchHeader, WireError> {
         }
     })?;
     Ok(header)
+}
+
+/// Encodes one series' data for storage (the aggregator's buckets).
+pub fn encode_data(data: &SeriesData) -> Vec<u8> {
+    encode(data)
+}
+
+/// Decodes stored series data, with the same limits and histogram checks as the network.
+pub fn decode_data(bytes: &[u8]) -> Result<SeriesData, WireError> {
+    decode(bytes, "series data")
 }
 
 /// Encodes a frame body (without its length prefix).

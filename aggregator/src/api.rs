@@ -1,0 +1,249 @@
+//! The HTTP API (axum): parse the query, call `reports`, serialize JSON. No business logic.
+//! Bad input gets a 4xx with `{"error": "..."}`, never a 500.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::reports::{self, MetricQuery, ReportError};
+use crate::store::Store;
+use crate::telemetry::Stats;
+
+/// What handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/quantiles", get(quantiles))
+        .route("/api/v1/counters", get(counters))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An API error with its status.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            ReportError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/CONTRACT.md".into())
+}
+
+/// Parses `now`, `now-1h`, RFC 3339, or Unix seconds into Unix ms.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(rel) = t.strip_prefix("now-") {
+        let d = humantime::parse_duration(rel).map_err(|e| format!("`{text}`: {e}"))?;
+        return Ok(now_ms - d.as_millis() as i64);
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs.abs() < 1e13 {
+            return Ok((secs * 1000.0) as i64);
+        }
+    }
+    humantime::parse_rfc3339_weak(t)
+        .map_err(|e| format!("`{text}` is not a time ({e}); use RFC 3339, Unix seconds or now-1h"))
+        .and_then(|st| {
+            st.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|_| format!("`{text}` is before 1970"))
+        })
+}
+
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw: Option<String>) -> Self {
+        Params(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn one(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn tags(&self) -> Result<Vec<(String, String)>, ApiError> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == "tag")
+            .map(|(_, v)| {
+                v.split_once(':')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .ok_or_else(|| bad(format!("tag `{v}` must be key:value")))
+            })
+            .collect()
+    }
+
+    fn metric_query(&self) -> Result<MetricQuery, ApiError> {
+        let now = now_ms();
+        let metric = self
+            .one("metric")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| bad("`metric` is required, e.g. ?metric=request.latency"))?
+            .to_owned();
+        let from_ms = parse_time(self.one("from").unwrap_or("now-1h"), now).map_err(bad)?;
+        let to_ms = parse_time(self.one("to").unwrap_or("now"), now).map_err(bad)?;
+        if from_ms >= to_ms {
+            return Err(bad("`from` must be before `to`"));
+        }
+        Ok(MetricQuery {
+            metric,
+            filters: self.tags()?,
+            from_ms,
+            to_ms,
+            group_by: self.one("group_by").filter(|g| !g.is_empty()).map(str::to_owned),
+        })
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ReportError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.stats.quic_up.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "quic listener down\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.stats.exposition(),
+    )
+        .into_response()
+}
+
+async fn agents(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = blocking(move || reports::agents(state.store.as_ref(), now_ms())).await?;
+    Ok(Json(json!({ "agents": list })))
+}
+
+async fn series(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw);
+    let filters = params.tags()?;
+    let name = params.one("match").filter(|m| !m.is_empty()).map(str::to_owned);
+    let list = blocking(move || reports::series(state.store.as_ref(), name.as_deref(), &filters))
+        .await?;
+    Ok(Json(json!({ "series": list })))
+}
+
+fn parse_quantiles(text: &str) -> Result<Vec<(String, f64)>, ApiError> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let s = s.trim();
+            match s.parse::<f64>() {
+                Ok(q) if (0.0..=1.0).contains(&q) => Ok((s.to_owned(), q)),
+                _ => Err(bad(format!("quantile `{s}` must be a number between 0 and 1"))),
+            }
+        })
+        .collect()
+}
+
+async fn quantiles(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<reports::QuantileReport>, ApiError> {
+    let params = Params::parse(raw);
+    let q = params.metric_query()?;
+    let qs = parse_quantiles(params.one("q").unwrap_or("0.5,0.9,0.99,0.999"))?;
+    if qs.is_empty() {
+        return Err(bad("`q` lists no quantile"));
+    }
+    let report = blocking(move || reports::quantiles(state.store.as_ref(), &q, &qs)).await?;
+    Ok(Json(report))
+}
+
+async fn counters(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<reports::CounterReport>, ApiError> {
+    let q = Params::parse(raw).metric_query()?;
+    let report = blocking(move || reports::counters(state.store.as_ref(), &q)).await?;
+    Ok(Json(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("now", 5_000_000), Ok(5_000_000));
+        assert_eq!(parse_time("now-1h", 5_000_000), Ok(5_000_000 - 3_600_000));
+        assert_eq!(parse_time("1700000000", 0), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", 0),
+            Ok(1_700_000_000_000)
+        );
+        assert!(parse_time("yesterday", 0).is_err());
+    }
+
+    #[test]
+    fn quantile_lists() {
+        assert_eq!(parse_quantiles("0.5,0.99").unwrap().len(), 2);
+        assert!(parse_quantiles("1.5").is_err());
+        assert!(parse_quantiles("x").is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! Aggregator configuration: `RawAggregatorConfig` (the TOML file, every key defaulted)
+//! becomes a validated [`AggregatorConfig`], collecting every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
+use serde::Deserialize;
+
+use crate::store::Resolution;
+
+/// The aggregator's TOML file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAggregatorConfig {
+    /// QUIC listener.
+    pub quic: RawQuic,
+    /// HTTP API.
+    pub http: RawHttp,
+    /// Store.
+    pub store: RawStore,
+    /// Retention per resolution: `"10s" = "2d"`, `"1m" = "30d"`, `"1h" = "400d"` by default.
+    pub retention: BTreeMap<String, String>,
+    /// SLO definitions (accepted; evaluated once the SLO engine lands).
+    pub slo: Vec<toml::Value>,
+    /// Drift settings (accepted; used once the drift engine lands).
+    pub drift: Option<toml::Value>,
+}
+
+/// `[quic]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQuic {
+    /// Listen address. Default `"0.0.0.0:7443"`.
+    pub listen: String,
+    /// CA whose certificates agents must present (PEM). Default `/etc/pitot/tls/ca.pem`.
+    pub ca: PathBuf,
+    /// The aggregator's certificate (PEM). Default `/etc/pitot/tls/aggregator.pem`.
+    pub cert: PathBuf,
+    /// The aggregator's key (PEM). Default `/etc/pitot/tls/aggregator.key`.
+    pub key: PathBuf,
+}
+
+impl Default for RawQuic {
+    fn default() -> Self {
+        RawQuic {
+            listen: "0.0.0.0:7443".into(),
+            ca: "/etc/pitot/tls/ca.pem".into(),
+            cert: "/etc/pitot/tls/aggregator.pem".into(),
+            key: "/etc/pitot/tls/aggregator.key".into(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// Listen address. Default `"127.0.0.1:7070"`.
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: "127.0.0.1:7070".into(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// Data directory. Default `/var/lib/pitot`.
+    pub dir: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            dir: "/var/lib/pitot".into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    /// QUIC listen address.
+    pub quic_listen: SocketAddr,
+    /// TLS files.
+    pub tls: TlsPaths,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Store directory.
+    pub store_dir: PathBuf,
+    /// Resolutions, finest first.
+    pub resolutions: Vec<Resolution>,
+}
+
+const RESOLUTIONS: [(&str, u64, &str); 3] = [("10s", 10, "2d"), ("1m", 60, "30d"), ("1h", 3600, "400d")];
+
+impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawAggregatorConfig) -> Result<Self, ConfigError> {
+        let mut e = ConfigError::default();
+        let mut addr = |key: &str, text: &str, example: &str| match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                e.push(key, format!("`{text}` is not ip:port; write e.g. \"{example}\""));
+                None
+            }
+        };
+        let quic_listen = addr("quic.listen", &raw.quic.listen, "0.0.0.0:7443");
+        let http_listen = addr("http.listen", &raw.http.listen, "127.0.0.1:7070");
+        for key in raw.retention.keys() {
+            if !RESOLUTIONS.iter().any(|(label, _, _)| label == key) {
+                e.push(
+                    &format!("retention.{key}"),
+                    "unknown resolution; the resolutions are \"10s\", \"1m\" and \"1h\"",
+                );
+            }
+        }
+        let mut resolutions = Vec::new();
+        for (code, (label, secs, default)) in RESOLUTIONS.iter().enumerate() {
+            let text = raw.retention.get(*label).map_or(*default, String::as_str);
+            match parse_duration(text) {
+                Ok(retention) if retention.as_secs() >= *secs => resolutions.push(Resolution {
+                    code: code as u8,
+                    bucket: Duration::from_secs(*secs),
+                    retention,
+                }),
+                Ok(_) => e.push(
+                    &format!("retention.{label}"),
+                    format!("must be at least one bucket ({label})"),
+                ),
+                Err(msg) => e.push(&format!("retention.{label}"), msg),
+            }
+        }
+        if raw.store.dir.as_os_str().is_empty() {
+            e.push("store.dir", "must be a directory path, e.g. \"/var/lib/pitot\"");
+        }
+        let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
+            return Err(e);
+        };
+        e.finish(AggregatorConfig {
+            quic_listen,
+            tls: TlsPaths {
+                ca: raw.quic.ca,
+                cert: raw.quic.cert,
+                key: raw.quic.key,
+            },
+            http_listen,
+            store_dir: raw.store.dir,
+            resolutions,
+        })
+    }
+}
+
+/// Why a config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or unknown keys.
+    #[error("{path} is not a valid aggregator config: {message}")]
+    Parse {
+        /// The path.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// Values are invalid.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The path.
+        path: PathBuf,
+        /// Every problem.
+        source: ConfigError,
+    },
+}
+
+/// Parses TOML text into a validated config.
+pub fn parse(text: &str, path: &Path) -> Result<AggregatorConfig, LoadError> {
+    let raw: RawAggregatorConfig = toml::from_str(text).map_err(|e| LoadError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    AggregatorConfig::try_from(raw).map_err(|source| LoadError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<AggregatorConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn problem(text: &str, key: &str) {
+        match parse(text, Path::new("t.toml")) {
+            Err(LoadError::Invalid { source, .. }) => assert!(
+                source.problems.iter().any(|p| p.key == key),
+                "{key} not named in {source}"
+            ),
+            Err(LoadError::Parse { message, .. }) => {
+                assert!(message.contains(key), "{key} not named in {message}")
+            }
+            other => panic!("expected a problem with {key}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse("", Path::new("t.toml")).unwrap();
+        assert_eq!(c.http_listen, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(c.resolutions.len(), 3);
+        assert_eq!(c.resolutions[2].retention, Duration::from_secs(400 * 86_400));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        problem("[quic]\nlisten = \"7443\"", "quic.listen");
+        problem("[retention]\n\"10s\" = \"forever\"", "retention.10s");
+        problem("[retention]\n\"5s\" = \"1d\"", "retention.5s");
+        problem("[retention]\n\"1h\" = \"1m\"", "retention.1h");
+        problem("[htp]\nlisten = \"x\"", "htp");
+    }
+}

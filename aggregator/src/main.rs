@@ -1,0 +1,96 @@
+//! `pitot-aggregator`: parse flags, set up tracing, load and validate the config (exit 64 on a
+//! bad one), serve until SIGTERM or SIGINT, exit 0 (or 1 on a runtime failure).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pitot_aggregator::{config, run, telemetry};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Pitot aggregator: accepts agents over QUIC with mutual TLS, merges their histograms exactly
+/// into an embedded store, and answers fleet questions over HTTP.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve until SIGTERM or SIGINT.
+    Serve {
+        /// The aggregator's TOML config (see packaging/aggregator.toml for every key).
+        #[arg(long, short, default_value = "/etc/pitot/aggregator.toml", env = "PITOT_AGGREGATOR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file and exit: 0 when valid, 64 with every problem listed otherwise.
+    Validate {
+        /// The config to check.
+        #[arg(long, short, default_value = "/etc/pitot/aggregator.toml")]
+        config: PathBuf,
+    },
+}
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing();
+    match cli.command {
+        Command::Validate { config } => match config::load(&config) {
+            Ok(c) => {
+                eprintln!("{}: valid (QUIC {}, HTTP {})", config.display(), c.quic_listen, c.http_listen);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Serve { config } => {
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            info!(config = %config.display(), "Configuration loaded.");
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(error = %e, "Cannot start the async runtime.");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async move {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(wait_for_signal(shutdown.clone()));
+                run(cfg, shutdown, None).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = format!("{e:#}"), "Aggregator failed.");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("Cannot install signal handlers; stop the aggregator with SIGKILL.");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received."),
+        _ = int.recv() => info!("SIGINT received."),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,336 @@
+//! Reports: load buckets from the store, merge them per group, and compute what the API
+//! returns. The math (quantiles, merge) lives in `pitot_shared`; this module only chooses the
+//! resolution, groups series, and shapes the answers.
+//!
+//! Ranges are widened to whole buckets: a query over `[from, to)` reads every bucket of the
+//! chosen resolution whose start lies in `[align_down(from), to)`. The resolution is the finest
+//! whose retention still covers `from`.
+
+use std::collections::BTreeMap;
+
+use pitot_shared::batch::SeriesData;
+use pitot_shared::histogram::ValueHistogram;
+use pitot_shared::series::Kind;
+use pitot_shared::window::align_down;
+use serde::Serialize;
+
+use crate::store::{Resolution, Store, StoreError, group_series, sum_buckets};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// The query is malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing matches (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed (500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A parsed query over one metric.
+#[derive(Debug, Clone)]
+pub struct MetricQuery {
+    /// Metric name.
+    pub metric: String,
+    /// `tag=k:v` filters.
+    pub filters: Vec<(String, String)>,
+    /// Range start, Unix ms.
+    pub from_ms: i64,
+    /// Range end (exclusive), Unix ms.
+    pub to_ms: i64,
+    /// Tag to group by.
+    pub group_by: Option<String>,
+}
+
+/// Summary of a merged histogram (one group, or the fleet).
+#[derive(Debug, Clone, Serialize)]
+pub struct HistogramSummary {
+    /// Tags that define the group (absent for the fleet).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Observations.
+    pub count: u64,
+    /// Sum.
+    pub sum: f64,
+    /// Minimum (null when empty).
+    pub min: Option<f64>,
+    /// Maximum (null when empty).
+    pub max: Option<f64>,
+    /// Mean (null when empty).
+    pub mean: Option<f64>,
+    /// Quantile → value, keys as asked.
+    pub quantiles: BTreeMap<String, Option<f64>>,
+}
+
+/// `GET /api/v1/quantiles`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantileReport {
+    /// Metric.
+    pub metric: String,
+    /// Range start (RFC 3339).
+    pub from: String,
+    /// Range end (RFC 3339).
+    pub to: String,
+    /// Resolution used.
+    pub resolution: String,
+    /// Series merged.
+    pub series: usize,
+    /// The whole fleet.
+    pub fleet: HistogramSummary,
+    /// Per `group_by` value.
+    pub groups: Vec<HistogramSummary>,
+}
+
+/// Totals of a counter (one group, or the fleet).
+#[derive(Debug, Clone, Serialize)]
+pub struct CounterSummary {
+    /// Tags that define the group (absent for the fleet).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Total over the range.
+    pub total: f64,
+    /// Total divided by the range's length in seconds.
+    pub per_second: f64,
+}
+
+/// `GET /api/v1/counters`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CounterReport {
+    /// Metric.
+    pub metric: String,
+    /// Range start (RFC 3339).
+    pub from: String,
+    /// Range end (RFC 3339).
+    pub to: String,
+    /// Resolution used.
+    pub resolution: String,
+    /// Series summed.
+    pub series: usize,
+    /// The whole fleet.
+    pub fleet: CounterSummary,
+    /// Per `group_by` value.
+    pub groups: Vec<CounterSummary>,
+}
+
+/// Formats Unix ms as RFC 3339.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The finest resolution whose retention covers `from_ms` (the coarsest when none does).
+pub fn choose_resolution(resolutions: &[Resolution], from_ms: i64, now_ms: i64) -> Resolution {
+    resolutions
+        .iter()
+        .find(|r| now_ms - (r.retention.as_millis() as i64) <= from_ms)
+        .or(resolutions.last())
+        .copied()
+        .unwrap_or(Resolution {
+            code: 0,
+            bucket: std::time::Duration::from_secs(10),
+            retention: std::time::Duration::from_secs(86_400),
+        })
+}
+
+fn group_tags(group_by: &Option<String>, value: &str) -> BTreeMap<String, String> {
+    group_by
+        .iter()
+        .map(|g| (g.clone(), value.to_owned()))
+        .collect()
+}
+
+fn load_kind(
+    store: &dyn Store,
+    q: &MetricQuery,
+    want: Kind,
+) -> Result<(Resolution, BTreeMap<String, Vec<SeriesData>>, usize), ReportError> {
+    let series = store.series(Some(&q.metric), &q.filters)?;
+    if series.is_empty() {
+        return Err(ReportError::NotFound(format!(
+            "no series named `{}` matches the tag filters",
+            q.metric
+        )));
+    }
+    if let Some((_, kind)) = series.iter().find(|(_, k)| *k != want) {
+        return Err(ReportError::BadRequest(format!(
+            "`{}` is a {} series; use the {} endpoint",
+            q.metric,
+            kind.as_str(),
+            if *kind == Kind::Counter { "counters" } else { "quantiles" }
+        )));
+    }
+    let count = series.len();
+    let res = choose_resolution(store.resolutions(), q.from_ms, q.to_ms);
+    let from = align_down(q.from_ms, res.bucket_ms());
+    let mut groups: BTreeMap<String, Vec<SeriesData>> = BTreeMap::new();
+    for (group, keys) in group_series(series, q.group_by.as_deref()) {
+        for key in keys {
+            if let Some(data) = sum_buckets(store.read(&key, &res, from, q.to_ms)?) {
+                groups.entry(group.clone()).or_default().push(data);
+            }
+        }
+    }
+    Ok((res, groups, count))
+}
+
+fn summarize(h: &ValueHistogram, qs: &[(String, f64)], tags: BTreeMap<String, String>) -> HistogramSummary {
+    HistogramSummary {
+        tags,
+        count: h.count(),
+        sum: h.sum(),
+        min: h.min(),
+        max: h.max(),
+        mean: h.mean(),
+        quantiles: qs
+            .iter()
+            .map(|(label, q)| (label.clone(), h.quantile(*q)))
+            .collect(),
+    }
+}
+
+/// Merged quantiles per group and fleet-wide.
+pub fn quantiles(
+    store: &dyn Store,
+    q: &MetricQuery,
+    qs: &[(String, f64)],
+) -> Result<QuantileReport, ReportError> {
+    let (res, groups, series) = load_kind(store, q, Kind::Histogram)?;
+    let mut fleet = ValueHistogram::new();
+    let mut out = Vec::new();
+    for (group, datas) in groups {
+        let mut h = ValueHistogram::new();
+        for d in datas {
+            if let SeriesData::Histogram(x) = d {
+                h.merge(&x).map_err(|e| ReportError::BadRequest(e.to_string()))?;
+            }
+        }
+        fleet.merge(&h).map_err(|e| ReportError::BadRequest(e.to_string()))?;
+        if q.group_by.is_some() {
+            out.push(summarize(&h, qs, group_tags(&q.group_by, &group)));
+        }
+    }
+    Ok(QuantileReport {
+        metric: q.metric.clone(),
+        from: rfc3339(q.from_ms),
+        to: rfc3339(q.to_ms),
+        resolution: res.label(),
+        series,
+        fleet: summarize(&fleet, qs, BTreeMap::new()),
+        groups: out,
+    })
+}
+
+/// Counter totals and rates per group and fleet-wide.
+pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, ReportError> {
+    let (res, groups, series) = load_kind(store, q, Kind::Counter)?;
+    let seconds = ((q.to_ms - q.from_ms) as f64 / 1000.0).max(0.001);
+    let mut fleet_total = 0.0;
+    let mut out = Vec::new();
+    for (group, datas) in groups {
+        let total: f64 = datas
+            .iter()
+            .map(|d| match d {
+                SeriesData::Counter(c) => *c,
+                _ => 0.0,
+            })
+            .sum();
+        fleet_total += total;
+        if q.group_by.is_some() {
+            out.push(CounterSummary {
+                tags: group_tags(&q.group_by, &group),
+                total,
+                per_second: total / seconds,
+            });
+        }
+    }
+    Ok(CounterReport {
+        metric: q.metric.clone(),
+        from: rfc3339(q.from_ms),
+        to: rfc3339(q.to_ms),
+        resolution: res.label(),
+        series,
+        fleet: CounterSummary {
+            tags: BTreeMap::new(),
+            total: fleet_total,
+            per_second: fleet_total / seconds,
+        },
+        groups: out,
+    })
+}
+
+/// One known series.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesInfo {
+    /// Metric name.
+    pub metric: String,
+    /// `histogram`, `counter` or `categorical`.
+    pub kind: &'static str,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Series matching a name (or `prefix*`) and tag filters.
+pub fn series(
+    store: &dyn Store,
+    name: Option<&str>,
+    filters: &[(String, String)],
+) -> Result<Vec<SeriesInfo>, ReportError> {
+    Ok(store
+        .series(name, filters)?
+        .into_iter()
+        .map(|(key, kind)| SeriesInfo {
+            metric: key.name().to_owned(),
+            kind: kind.as_str(),
+            tags: key.tags().iter().cloned().collect(),
+        })
+        .collect())
+}
+
+/// One agent, as `/api/v1/agents` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    /// Agent id (from its certificate).
+    pub id: String,
+    /// The host it runs on (its id; the `host` tag of its series).
+    pub host: String,
+    /// Build version.
+    pub version: String,
+    /// First batch, RFC 3339.
+    pub first_seen: String,
+    /// Last batch received, RFC 3339.
+    pub last_batch_time: String,
+    /// Seconds since the last batch arrived.
+    pub last_batch_age_seconds: f64,
+    /// Delay from interval end to merge of the last batch, seconds.
+    pub lag_seconds: f64,
+    /// Spool bytes reported in the last batch.
+    pub spool_bytes: u64,
+    /// Batches merged.
+    pub batches: u64,
+    /// Replays acknowledged without merging.
+    pub duplicates: u64,
+}
+
+/// Every agent seen.
+pub fn agents(store: &dyn Store, now_ms: i64) -> Result<Vec<AgentInfo>, ReportError> {
+    Ok(store
+        .agents()?
+        .into_iter()
+        .map(|a| AgentInfo {
+            host: a.agent_id.clone(),
+            id: a.agent_id,
+            version: a.version,
+            first_seen: rfc3339(a.first_seen_ms),
+            last_batch_time: rfc3339(a.last_batch_ms),
+            last_batch_age_seconds: (now_ms - a.last_batch_ms).max(0) as f64 / 1000.0,
+            lag_seconds: a.lag_ms as f64 / 1000.0,
+            spool_bytes: a.spool_bytes,
+            batches: a.batches,
+            duplicates: a.duplicates,
+        })
+        .collect())
+}

@@ -1,0 +1,255 @@
+//! The QUIC listener: mutual TLS with agents' certificates checked against the configured CA
+//! (rustls `WebPkiClientVerifier`, TLS 1.3 only, no 0-RTT), one task per connection driving
+//! `pitot_shared::protocol::AggregatorSession`, batches handed to the merge actor in arrival
+//! order, and an acknowledgement written only after the merge is durable.
+//!
+//! The agent's identity is the first DNS name in its certificate's subject alternative names
+//! (or its common name when there is none). A `Hello` or a batch that claims another id is
+//! refused.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use pitot_shared::config::TlsPaths;
+use pitot_shared::protocol::{AggregatorEvent, AggregatorSession};
+use pitot_shared::series::AgentId;
+use pitot_shared::wire::{decode_batch, decode_frame_body, encode_frame, frame_length};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, error_span, info, warn};
+
+use crate::merge::MergeRequest;
+use crate::store::MergeOutcome;
+use crate::telemetry::Stats;
+
+/// ALPN protocol id of the Pitot uplink.
+pub const ALPN: &[u8] = b"pitot/1";
+/// How long a new connection may take to open its stream and say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading certificates from {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing certificates in {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
+}
+
+/// Builds the QUIC server config that requires a client certificate from `tls.ca`.
+pub fn server_config(tls: &TlsPaths) -> anyhow::Result<quinn::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(&tls.ca)? {
+        roots.add(cert).context("adding the CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .context("building the client certificate verifier")?;
+    let chain = load_certs(&tls.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .with_context(|| format!("reading the private key {}", tls.key.display()))?;
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 setup")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the aggregator certificate and key do not match")?;
+    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    // No 0-RTT: replayable early data has no place in an exactly-once protocol.
+    crypto.max_early_data_size = 0;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+        .context("QUIC TLS setup")?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(30)).context("idle timeout")?,
+    ));
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_concurrent_bidi_streams(1u32.into());
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The identity in an agent certificate: the first DNS subject alternative name, else the CN.
+pub fn identity(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = name {
+                return Some((*dns).to_owned());
+            }
+        }
+    }
+    parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Binds the QUIC endpoint.
+pub fn bind(addr: SocketAddr, tls: &TlsPaths) -> anyhow::Result<quinn::Endpoint> {
+    let config = server_config(tls)?;
+    quinn::Endpoint::server(config, addr).with_context(|| format!("binding QUIC on {addr}"))
+}
+
+/// Accepts connections until `shutdown` fires.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    merges: mpsc::Sender<MergeRequest>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let merges = merges.clone();
+        let stats = Arc::clone(&stats);
+        let remote = incoming.remote_address();
+        tokio::spawn(
+            async move {
+                match incoming.await {
+                    Ok(connection) => handle(connection, merges, stats).await,
+                    Err(error) => {
+                        stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        debug!(%error, "Handshake failed.");
+                    }
+                }
+            }
+            .instrument(error_span!("conn", peer = %remote)),
+        );
+    }
+    endpoint.close(0u32.into(), b"shutdown");
+}
+
+async fn handle(connection: quinn::Connection, merges: mpsc::Sender<MergeRequest>, stats: Arc<Stats>) {
+    let certified = connection
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().and_then(identity));
+    let Some(certified) = certified else {
+        stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+        warn!("Agent certificate carries no usable identity; closing.");
+        connection.close(2u32.into(), b"no identity");
+        return;
+    };
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    let span = error_span!("agent", agent_id = %certified);
+    let result = drive(&connection, AgentId(certified), merges, &stats)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    match result {
+        Ok(()) => debug!("Agent connection closed."),
+        Err(error) => {
+            debug!(error = format!("{error:#}"), "Agent connection ended.");
+        }
+    }
+    drop(_entered);
+    connection.close(0u32.into(), b"bye");
+}
+
+async fn drive(
+    connection: &quinn::Connection,
+    agent: AgentId,
+    merges: mpsc::Sender<MergeRequest>,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
+        .await
+        .context("no stream opened in time")??;
+    let mut session = AggregatorSession::new(agent.clone());
+    loop {
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.context("reading a frame")?;
+        let len = frame_length(prefix)?;
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body).await.context("reading a frame")?;
+        let handled = decode_frame_body(&body)
+            .map_err(anyhow::Error::from)
+            .and_then(|frame| session.handle_frame(frame).map_err(anyhow::Error::from));
+        if let Err(error) = handled {
+            stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %error, "Protocol error; closing.");
+            while let Some(frame) = session.poll_transmit() {
+                send.write_all(&encode_frame(&frame)).await?;
+            }
+            let _finished = send.finish();
+            return Err(error);
+        }
+        while let Some(event) = session.poll_event() {
+            match event {
+                AggregatorEvent::Established { agent_version, epoch } => {
+                    info!(version = %agent_version, epoch, "Agent connected.");
+                }
+                AggregatorEvent::Batch { epoch, seq, payload } => {
+                    let batch = match decode_batch(&payload) {
+                        Ok(b) if b.agent_id != agent => Err(format!(
+                            "batch claims agent {} but the certificate says {agent}",
+                            b.agent_id
+                        )),
+                        Ok(b) if b.seq != seq || b.epoch != epoch => {
+                            Err("batch sequence or epoch differs from its frame".to_owned())
+                        }
+                        Ok(b) => Ok(b),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match batch {
+                        Err(reason) => {
+                            stats.batches_rejected.fetch_add(1, Ordering::Relaxed);
+                            warn!(seq, %reason, "Batch rejected.");
+                            session.rejected(seq, reason);
+                        }
+                        Ok(batch) => {
+                            let (reply, answer) = oneshot::channel();
+                            stats.merge_queue_pushed.fetch_add(1, Ordering::Relaxed);
+                            merges
+                                .send(MergeRequest { batch, received_ms: now_ms(), reply })
+                                .await
+                                .context("merge actor gone")?;
+                            match answer.await.context("merge actor gone")? {
+                                Ok(MergeOutcome::Merged { kind_conflicts, .. }) => {
+                                    stats.batches_merged.fetch_add(1, Ordering::Relaxed);
+                                    stats
+                                        .kind_conflicts
+                                        .fetch_add(kind_conflicts as u64, Ordering::Relaxed);
+                                    session.merged(seq, false);
+                                }
+                                Ok(MergeOutcome::Duplicate) => {
+                                    stats.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+                                    session.merged(seq, true);
+                                }
+                                // Not acknowledged: the agent keeps the batch and re-sends it
+                                // on its next connection.
+                                Err(reason) => anyhow::bail!("merge failed: {reason}"),
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(frame) = session.poll_transmit() {
+            send.write_all(&encode_frame(&frame)).await?;
+        }
+    }
+}

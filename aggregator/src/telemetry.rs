@@ -1,0 +1,67 @@
+//! The aggregator's own observability: tracing setup and the self-metric counters served on
+//! `/metrics` under `pitot_aggregator_*` names.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Sets up the tracing subscriber: `RUST_LOG` or `info`, to stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Counters, monotonic since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// QUIC connections accepted (TLS done).
+    pub connections: AtomicU64,
+    /// Connection attempts refused (TLS or identity failures).
+    pub connections_refused: AtomicU64,
+    /// Batches merged.
+    pub batches_merged: AtomicU64,
+    /// Replayed batches acknowledged without merging.
+    pub batches_duplicate: AtomicU64,
+    /// Batches rejected (undecodable, wrong identity).
+    pub batches_rejected: AtomicU64,
+    /// Series refused for a kind conflict.
+    pub kind_conflicts: AtomicU64,
+    /// Protocol errors (connection closed).
+    pub protocol_errors: AtomicU64,
+    /// Buckets pruned by retention.
+    pub buckets_pruned: AtomicU64,
+    /// Merge requests pushed to the merge actor.
+    pub merge_queue_pushed: AtomicU64,
+    /// Merge requests popped by the merge actor.
+    pub merge_queue_popped: AtomicU64,
+    /// True once the QUIC listener is bound.
+    pub quic_up: AtomicBool,
+}
+
+impl Stats {
+    /// Prometheus text exposition of the counters.
+    pub fn exposition(&self) -> String {
+        let rows: [(&str, &str, &AtomicU64); 10] = [
+            ("pitot_aggregator_connections_total", "QUIC connections accepted.", &self.connections),
+            ("pitot_aggregator_connections_refused_total", "Connections refused at TLS or identity checks.", &self.connections_refused),
+            ("pitot_aggregator_merge_batches_total", "Batches merged into the store.", &self.batches_merged),
+            ("pitot_aggregator_duplicate_batches_total", "Replayed batches acknowledged without merging.", &self.batches_duplicate),
+            ("pitot_aggregator_rejected_batches_total", "Batches rejected as undecodable or not the sender's.", &self.batches_rejected),
+            ("pitot_aggregator_kind_conflicts_total", "Series refused because their kind differs from the stored one.", &self.kind_conflicts),
+            ("pitot_aggregator_protocol_errors_total", "Connections closed for a protocol violation.", &self.protocol_errors),
+            ("pitot_aggregator_pruned_buckets_total", "Buckets deleted by retention.", &self.buckets_pruned),
+            ("pitot_aggregator_merge_queue_pushed_total", "Merge requests queued.", &self.merge_queue_pushed),
+            ("pitot_aggregator_merge_queue_popped_total", "Merge requests taken by the merge actor.", &self.merge_queue_popped),
+        ];
+        let mut out = String::new();
+        for (name, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                value.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
