@@ -1,1 +1,235 @@
-fn main() {}
+//! `pitot`: the CLI. Parses flags and dispatches to the library's modules.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pitot::loadgen::{LoadSpec, Target};
+use pitot::{certs, demo, loadgen, report};
+use tokio_util::sync::CancellationToken;
+
+/// Pitot: fleet monitoring for AI model servers. Exact fleet latency quantiles from agents that
+/// fold DogStatsD metrics into histograms and stream them over QUIC with mutual TLS.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an aggregator, three agents and a synthetic load on loopback, with live tables.
+    Demo {
+        /// Stop by itself after this long (e.g. "30s"); without it, Ctrl-C stops the demo.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// DogStatsD lines per second per agent.
+        #[arg(long, default_value_t = 3000)]
+        rate: u64,
+        /// Where the HTTP API listens.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        http: String,
+        /// How often to print the live table (e.g. "2s").
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        every: Duration,
+    },
+    /// Print reports from a running aggregator.
+    Report {
+        /// What to report.
+        #[arg(value_enum)]
+        what: ReportKind,
+        /// The aggregator's HTTP API.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Metric for `latency`.
+        #[arg(long, default_value = "request.latency")]
+        metric: String,
+        /// Tags to group `latency` by, comma-separated.
+        #[arg(long, default_value = "host,model")]
+        group_by: String,
+        /// Start of the range (RFC 3339, Unix seconds, or now-1h).
+        #[arg(long, default_value = "now-1h")]
+        from: String,
+        /// Tag filter `key:value`; repeat for several.
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// Make certificates for a fleet.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Send DogStatsD traffic at a given rate (for tests, benchmarks and trying things out).
+    Loadgen {
+        /// UDP destination (ip:port).
+        #[arg(long, conflicts_with = "unix")]
+        udp: Option<SocketAddr>,
+        /// Unix datagram socket destination.
+        #[arg(long)]
+        unix: Option<PathBuf>,
+        /// On a Unix socket, drop (and count) when the queue is full, like DogStatsD clients.
+        #[arg(long)]
+        nonblocking: bool,
+        /// Lines per second; 0 sends as fast as possible.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// How long to send.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Stop after this many lines instead.
+        #[arg(long)]
+        lines: Option<u64>,
+        /// Lines per datagram.
+        #[arg(long, default_value_t = 30)]
+        per_datagram: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Models as model:version; repeat for several.
+        #[arg(long, default_value = "llama3:v1")]
+        model: Vec<String>,
+        /// Distinct latency metric names per model.
+        #[arg(long, default_value_t = 1)]
+        metrics: usize,
+        /// Every n-th line is a request.count counter (0 = never).
+        #[arg(long, default_value_t = 0)]
+        counter_every: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportKind {
+    /// Latency quantiles per group and fleet-wide.
+    Latency,
+    /// Agents seen, their lag and spool.
+    Agents,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a CA (or reuse the one in --dir), the aggregator's certificate and one per agent.
+    Init {
+        /// Output directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name in the aggregator's certificate (agents' `uplink.server_name`).
+        #[arg(long, default_value = "pitot-aggregator")]
+        aggregator_name: String,
+        /// Agent ids, comma-separated (each becomes `<id>.pem` / `<id>.key`).
+        #[arg(long, value_delimiter = ',')]
+        agents: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Demo { duration, rate, http, every } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            let _already = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+            drop(out);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let stop = CancellationToken::new();
+                let ctrl_c = stop.clone();
+                tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        ctrl_c.cancel();
+                    }
+                });
+                let mut out = std::io::stdout();
+                demo::run(demo::DemoOptions { duration, rate, http, every }, stop, &mut out).await
+            })
+        }
+        Command::Report { what, url, json, metric, group_by, from, tag } => {
+            let client = report::Client::new(&url);
+            let value = match what {
+                ReportKind::Latency => report::latency(&client, &metric, &group_by, &from, &tag)?,
+                ReportKind::Agents => client.get("/api/v1/agents", &[])?,
+            };
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else {
+                let text = match what {
+                    ReportKind::Latency => report::latency_table(&value, &group_by),
+                    ReportKind::Agents => report::agents_table(&value),
+                };
+                write!(out, "{text}")?;
+            }
+            Ok(())
+        }
+        Command::Certs { command: CertsCommand::Init { dir, aggregator_name, agents } } => {
+            let written = certs::init(&dir, &aggregator_name, &agents)?;
+            if written.reused_ca {
+                writeln!(out, "Reused the CA in {}.", dir.display())?;
+            }
+            for f in &written.files {
+                writeln!(out, "wrote {}", f.display())?;
+            }
+            Ok(())
+        }
+        Command::Loadgen {
+            udp, unix, nonblocking, rate, duration, lines, per_datagram, seed, model, metrics, counter_every,
+        } => {
+            let target = match (udp, unix) {
+                (_, Some(path)) => Target::Unix { path, blocking: !nonblocking },
+                (Some(addr), None) => Target::Udp(addr),
+                (None, None) => Target::Udp(([127, 0, 0, 1], 8125).into()),
+            };
+            let models = model
+                .iter()
+                .map(|m| match m.split_once(':') {
+                    Some((a, b)) => (a.to_owned(), b.to_owned()),
+                    None => (m.clone(), "v1".to_owned()),
+                })
+                .collect();
+            let spec = LoadSpec {
+                target,
+                rate,
+                duration: if lines.is_some() { None } else { Some(duration) },
+                lines,
+                per_datagram,
+                seed,
+                models,
+                metrics,
+                counter_every,
+                ..LoadSpec::default()
+            };
+            let s = loadgen::run(&spec, &|| false)?;
+            writeln!(
+                out,
+                "sent {} lines in {} datagrams over {:.2}s ({:.0} lines/s); {} datagrams ({} lines) refused",
+                s.lines,
+                s.datagrams,
+                s.elapsed.as_secs_f64(),
+                s.lines as f64 / s.elapsed.as_secs_f64().max(1e-9),
+                s.send_errors,
+                s.dropped_lines
+            )?;
+            Ok(())
+        }
+    }
+}

@@ -141,7 +141,16 @@ impl Params {
             filters: self.tags()?,
             from_ms,
             to_ms,
-            group_by: self.one("group_by").filter(|g| !g.is_empty()).map(str::to_owned),
+            group_by: self
+                .one("group_by")
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

@@ -42,8 +42,8 @@ pub struct MetricQuery {
     pub from_ms: i64,
     /// Range end (exclusive), Unix ms.
     pub to_ms: i64,
-    /// Tag to group by.
-    pub group_by: Option<String>,
+    /// Tags to group by (`group_by=host,model`); empty for fleet only.
+    pub group_by: Vec<String>,
 }
 
 /// Summary of a merged histogram (one group, or the fleet).
@@ -136,18 +136,15 @@ pub fn choose_resolution(resolutions: &[Resolution], from_ms: i64, now_ms: i64) 
         })
 }
 
-fn group_tags(group_by: &Option<String>, value: &str) -> BTreeMap<String, String> {
-    group_by
-        .iter()
-        .map(|g| (g.clone(), value.to_owned()))
-        .collect()
+fn group_tags(group_by: &[String], values: &[String]) -> BTreeMap<String, String> {
+    group_by.iter().cloned().zip(values.iter().cloned()).collect()
 }
 
 fn load_kind(
     store: &dyn Store,
     q: &MetricQuery,
     want: Kind,
-) -> Result<(Resolution, BTreeMap<String, Vec<SeriesData>>, usize), ReportError> {
+) -> Result<(Resolution, BTreeMap<Vec<String>, Vec<SeriesData>>, usize), ReportError> {
     let series = store.series(Some(&q.metric), &q.filters)?;
     if series.is_empty() {
         return Err(ReportError::NotFound(format!(
@@ -166,8 +163,8 @@ fn load_kind(
     let count = series.len();
     let res = choose_resolution(store.resolutions(), q.from_ms, q.to_ms);
     let from = align_down(q.from_ms, res.bucket_ms());
-    let mut groups: BTreeMap<String, Vec<SeriesData>> = BTreeMap::new();
-    for (group, keys) in group_series(series, q.group_by.as_deref()) {
+    let mut groups: BTreeMap<Vec<String>, Vec<SeriesData>> = BTreeMap::new();
+    for (group, keys) in group_series(series, &q.group_by) {
         for key in keys {
             if let Some(data) = sum_buckets(store.read(&key, &res, from, q.to_ms)?) {
                 groups.entry(group.clone()).or_default().push(data);
@@ -209,7 +206,7 @@ pub fn quantiles(
             }
         }
         fleet.merge(&h).map_err(|e| ReportError::BadRequest(e.to_string()))?;
-        if q.group_by.is_some() {
+        if !q.group_by.is_empty() {
             out.push(summarize(&h, qs, group_tags(&q.group_by, &group)));
         }
     }
@@ -239,7 +236,7 @@ pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, Rep
             })
             .sum();
         fleet_total += total;
-        if q.group_by.is_some() {
+        if !q.group_by.is_empty() {
             out.push(CounterSummary {
                 tags: group_tags(&q.group_by, &group),
                 total,

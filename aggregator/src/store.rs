@@ -445,16 +445,18 @@ pub fn sum_buckets(buckets: Vec<(i64, SeriesData)>) -> Option<SeriesData> {
     Some(acc)
 }
 
-/// Groups series by the value of tag `group_by` (missing tag: empty string).
+/// Groups series by the values of the tags in `group_by` (a missing tag counts as `""`).
+/// With no tags, everything is one group.
 pub fn group_series(
     series: Vec<(SeriesKey, Kind)>,
-    group_by: Option<&str>,
-) -> BTreeMap<String, Vec<SeriesKey>> {
-    let mut out: BTreeMap<String, Vec<SeriesKey>> = BTreeMap::new();
+    group_by: &[String],
+) -> BTreeMap<Vec<String>, Vec<SeriesKey>> {
+    let mut out: BTreeMap<Vec<String>, Vec<SeriesKey>> = BTreeMap::new();
     for (key, _) in series {
         let group = group_by
-            .and_then(|g| key.tag(g).map(str::to_owned))
-            .unwrap_or_default();
+            .iter()
+            .map(|g| key.tag(g).unwrap_or_default().to_owned())
+            .collect();
         out.entry(group).or_default().push(key);
     }
     out

@@ -1,0 +1,224 @@
+//! `pitot demo`: an aggregator, three agents and a synthetic inference load on loopback, with
+//! certificates generated in a temp dir, and a live fleet latency table.
+//!
+//! Everything runs in this process through the same `run` functions the daemons use; the
+//! load goes through real Unix datagram sockets, the uplinks through real QUIC with mutual
+//! TLS, and the tables through the real HTTP API.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::loadgen::{self, LoadSpec, LoadSummary, Target};
+use crate::report::{self, Client};
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Stop by itself after this long (else at Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Lines per second per agent.
+    pub rate: u64,
+    /// HTTP listen address for the report API.
+    pub http: String,
+    /// Seconds between live tables.
+    pub every: Duration,
+}
+
+/// The three demo hosts: name, models (`model`, `version`, median latency ms).
+const HOSTS: [(&str, &[(&str, &str, f64)]); 3] = [
+    ("gpu-host-1", &[("llama3", "v1", 42.0), ("mistral", "v1", 18.0)]),
+    ("gpu-host-2", &[("llama3", "v1", 45.0), ("mistral", "v1", 20.0)]),
+    ("gpu-host-3", &[("llama3", "v2", 60.0)]),
+];
+
+fn agent_toml(dir: &Path, host: &str, aggregator: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"agent_id = "{host}"
+interval = "1s"
+[uplink]
+aggregator = "{aggregator}"
+server_name = "pitot-aggregator"
+ca = "{d}/certs/ca.pem"
+cert = "{d}/certs/{host}.pem"
+key = "{d}/certs/{host}.key"
+backoff_max = "2s"
+[spool]
+dir = "{d}/spool-{host}"
+[dogstatsd]
+udp = ""
+unix = "{d}/{host}.sock"
+"#
+    )
+}
+
+/// Runs the demo, writing tables to `out`, until the duration passes or `stop` fires.
+pub async fn run(
+    options: DemoOptions,
+    stop: CancellationToken,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temp dir")?;
+    let agents: Vec<String> = HOSTS.iter().map(|(h, _)| (*h).to_owned()).collect();
+    crate::certs::init(&dir.path().join("certs"), "pitot-aggregator", &agents)?;
+    writeln!(out, "Pitot demo: aggregator + {} agents on loopback, files in {}", agents.len(), dir.path().display())?;
+
+    let d = dir.path().display();
+    let aggregator_toml = format!(
+        "[quic]\nlisten = \"127.0.0.1:0\"\nca = \"{d}/certs/ca.pem\"\ncert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n[http]\nlisten = \"{}\"\n[store]\ndir = \"{d}/store\"\n",
+        options.http
+    );
+    let aggregator_config = pitot_aggregator::config::parse(&aggregator_toml, Path::new("demo"))?;
+    let aggregator_stop = CancellationToken::new();
+    let (bound_tx, bound_rx) = oneshot::channel();
+    let aggregator = tokio::spawn(pitot_aggregator::run(
+        aggregator_config,
+        aggregator_stop.clone(),
+        Some(bound_tx),
+    ));
+    let bound = bound_rx.await.context("the aggregator did not start")?;
+    let url = format!("http://{}", bound.http);
+    writeln!(out, "Aggregator: QUIC {} (mutual TLS), HTTP API {url}", bound.quic)?;
+
+    let agents_stop = CancellationToken::new();
+    let mut agent_tasks = Vec::new();
+    for host in &agents {
+        let cfg = pitot_agent::config::parse(
+            &agent_toml(dir.path(), host, &bound.quic.to_string()),
+            Path::new("demo"),
+        )?;
+        agent_tasks.push(tokio::spawn(pitot_agent::run(cfg, agents_stop.clone())));
+    }
+    // The agents bind their sockets first thing; wait until they exist.
+    for host in &agents {
+        let sock = dir.path().join(format!("{host}.sock"));
+        let t0 = Instant::now();
+        while !sock.exists() {
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "agent {host} did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let mut load_threads = Vec::new();
+    for (i, (host, models)) in HOSTS.iter().enumerate() {
+        let spec = LoadSpec {
+            target: Target::Unix {
+                path: dir.path().join(format!("{host}.sock")),
+                blocking: true,
+            },
+            rate: options.rate,
+            duration: None,
+            lines: None,
+            per_datagram: 30,
+            seed: 42 + i as u64,
+            models: models.iter().map(|(m, v, _)| ((*m).to_owned(), (*v).to_owned())).collect(),
+            metrics: 1,
+            counter_every: 10,
+            median_ms: models.iter().map(|(_, _, ms)| *ms).collect(),
+        };
+        let flag = Arc::clone(&load_stop);
+        load_threads.push(std::thread::spawn(move || {
+            loadgen::run(&spec, &|| flag.load(Ordering::Relaxed))
+        }));
+    }
+    writeln!(
+        out,
+        "Load: {} lines/s per agent over Unix DogStatsD sockets ({}).\n",
+        options.rate,
+        match options.duration {
+            Some(d) => format!("stopping after {}", humantime::format_duration(d)),
+            None => "Ctrl-C to stop".to_owned(),
+        }
+    )?;
+
+    let client = Client::new(&url);
+    let started = Instant::now();
+    loop {
+        let wait = tokio::time::sleep(options.every);
+        tokio::select! {
+            () = wait => {}
+            () = stop.cancelled() => break,
+        }
+        let c = client.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            report::latency(&c, "request.latency", "host,model", "now-1h", &[])
+        })
+        .await?;
+        match report {
+            Ok(r) => writeln!(
+                out,
+                "[{:>4.0}s] {}",
+                started.elapsed().as_secs_f64(),
+                report::latency_table(&r, "host,model")
+            )?,
+            Err(e) => writeln!(out, "(waiting for the first intervals: {e:#})")?,
+        }
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+
+    load_stop.store(true, Ordering::Relaxed);
+    let mut sent = LoadSummary::default();
+    for t in load_threads {
+        let s = t.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        sent.timer_lines += s.timer_lines;
+        sent.counter_lines += s.counter_lines;
+        sent.lines += s.lines;
+    }
+    writeln!(out, "Stopping agents (they flush their open interval and drain their spools)…")?;
+    agents_stop.cancel();
+    for t in agent_tasks {
+        t.await??;
+    }
+    let c = client.clone();
+    let (latency, counts, agents_report) = tokio::task::spawn_blocking(move || {
+        (
+            report::latency(&c, "request.latency", "host,model", "now-1h", &[]),
+            c.get(
+                "/api/v1/counters",
+                &[("metric", "request.count".to_owned()), ("from", "now-1h".to_owned())],
+            ),
+            c.get("/api/v1/agents", &[]),
+        )
+    })
+    .await?;
+    let latency = latency?;
+    writeln!(out, "\nFinal fleet latency (ms):\n{}", report::latency_table(&latency, "host,model"))?;
+    writeln!(out, "Agents:\n{}", report::agents_table(&agents_report?))?;
+    let fleet = &latency["fleet"];
+    let counted = fleet["count"].as_u64().unwrap_or(0);
+    writeln!(
+        out,
+        "Fleet: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms over {} timings.",
+        fleet["quantiles"]["0.5"].as_f64().unwrap_or(f64::NAN),
+        fleet["quantiles"]["0.99"].as_f64().unwrap_or(f64::NAN),
+        fleet["quantiles"]["0.999"].as_f64().unwrap_or(f64::NAN),
+        counted
+    )?;
+    let requests = counts?["fleet"]["total"].as_f64().unwrap_or(0.0);
+    writeln!(
+        out,
+        "Sent {} timings and {} request counts; the aggregator counted {} and {} ({}).",
+        sent.timer_lines,
+        sent.counter_lines,
+        counted,
+        requests,
+        if counted == sent.timer_lines && requests as u64 == sent.counter_lines {
+            "exact"
+        } else {
+            "MISMATCH"
+        }
+    )?;
+    aggregator_stop.cancel();
+    aggregator.await??;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! `pitot report`: reads the aggregator's HTTP API and prints tables for people or the JSON
+//! as-is for scripts.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+/// A small blocking client for the aggregator API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:7070`).
+    pub fn new(base: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+        }
+    }
+
+    /// GETs `path` with `query` pairs; a 4xx/5xx becomes an error carrying the API's message.
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.get(&url);
+        for (k, v) in query {
+            req = req.query(*k, v);
+        }
+        let mut resp = req
+            .call()
+            .with_context(|| format!("cannot reach the aggregator at {url}"))?;
+        let status = resp.status();
+        let body: Value = resp
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("{url} did not answer JSON (status {status})"))?;
+        if !status.is_success() {
+            let msg = body["error"].as_str().unwrap_or("unknown error").to_owned();
+            anyhow::bail!("{url}: {status}: {msg}");
+        }
+        Ok(body)
+    }
+}
+
+/// Formats rows under headers with aligned columns (numbers right-aligned).
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let numeric = |s: &str| s.parse::<f64>().is_ok() || s == "-";
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let w = widths.get(i).copied().unwrap_or(0);
+                if numeric(c) && i > 0 {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers.iter().map(|h| (*h).to_owned()).collect(), &mut out);
+    line(widths.iter().map(|w| "-".repeat(*w)).collect(), &mut out);
+    for row in rows {
+        line(row.clone(), &mut out);
+    }
+    out
+}
+
+fn num(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.3}"),
+        None => "-".into(),
+    }
+}
+
+/// The quantiles a latency table shows.
+pub const LATENCY_QUANTILES: &str = "0.5,0.9,0.99,0.999";
+
+/// Fetches the latency report, grouped by `group_by` tags.
+pub fn latency(
+    client: &Client,
+    metric: &str,
+    group_by: &str,
+    from: &str,
+    tags: &[String],
+) -> anyhow::Result<Value> {
+    let mut q = vec![
+        ("metric", metric.to_owned()),
+        ("q", LATENCY_QUANTILES.to_owned()),
+        ("group_by", group_by.to_owned()),
+        ("from", from.to_owned()),
+    ];
+    q.extend(tags.iter().map(|t| ("tag", t.clone())));
+    client.get("/api/v1/quantiles", &q)
+}
+
+/// Renders a latency report as a table, with a fleet row last.
+pub fn latency_table(report: &Value, group_by: &str) -> String {
+    let tags: Vec<&str> = group_by.split(',').filter(|t| !t.is_empty()).collect();
+    let mut headers: Vec<&str> = tags.clone();
+    headers.extend(["count", "p50", "p90", "p99", "p99.9", "max"]);
+    let row = |g: &Value, names: Vec<String>| {
+        let mut r = names;
+        r.push(g["count"].as_u64().unwrap_or(0).to_string());
+        for q in ["0.5", "0.9", "0.99", "0.999"] {
+            r.push(num(&g["quantiles"][q]));
+        }
+        r.push(num(&g["max"]));
+        r
+    };
+    let mut rows: Vec<Vec<String>> = report["groups"]
+        .as_array()
+        .map(|groups| {
+            groups
+                .iter()
+                .map(|g| {
+                    row(
+                        g,
+                        tags.iter()
+                            .map(|t| g["tags"][*t].as_str().unwrap_or("").to_owned())
+                            .collect(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut fleet_names = vec!["FLEET".to_owned()];
+    fleet_names.resize(tags.len().max(1), String::new());
+    if tags.is_empty() {
+        headers.insert(0, "");
+    }
+    rows.push(row(&report["fleet"], fleet_names));
+    let unit = format!(
+        "{} over {} … {} ({} buckets)\n",
+        report["metric"].as_str().unwrap_or(""),
+        report["from"].as_str().unwrap_or(""),
+        report["to"].as_str().unwrap_or(""),
+        report["resolution"].as_str().unwrap_or("")
+    );
+    unit + &table(&headers, &rows)
+}
+
+/// Renders `/api/v1/agents` as a table.
+pub fn agents_table(report: &Value) -> String {
+    let rows: Vec<Vec<String>> = report["agents"]
+        .as_array()
+        .map(|agents| {
+            agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a["id"].as_str().unwrap_or("").to_owned(),
+                        a["version"].as_str().unwrap_or("").to_owned(),
+                        format!("{:.1}", a["last_batch_age_seconds"].as_f64().unwrap_or(0.0)),
+                        format!("{:.2}", a["lag_seconds"].as_f64().unwrap_or(0.0)),
+                        a["spool_bytes"].as_u64().unwrap_or(0).to_string(),
+                        a["batches"].as_u64().unwrap_or(0).to_string(),
+                        a["duplicates"].as_u64().unwrap_or(0).to_string(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &["agent", "version", "last batch (s ago)", "lag (s)", "spool bytes", "batches", "replays"],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_include_the_fleet_row() {
+        let report = serde_json::json!({
+            "metric": "lat", "from": "a", "to": "b", "resolution": "10s",
+            "fleet": {"count": 3, "max": 9.0, "quantiles": {"0.5": 1.5, "0.9": 2.0, "0.99": 9.0, "0.999": 9.0}},
+            "groups": [{"tags": {"host": "h1"}, "count": 3, "max": 9.0,
+                        "quantiles": {"0.5": 1.5, "0.9": 2.0, "0.99": 9.0, "0.999": 9.0}}]
+        });
+        let text = latency_table(&report, "host");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("host"));
+        assert!(lines[3].starts_with("h1"));
+        assert!(lines[4].starts_with("FLEET"));
+        assert!(lines[4].contains("1.500"));
+    }
+}
