@@ -15,7 +15,7 @@ use pitot_shared::series::AgentId;
 use pitot_shared::window::next_boundary;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::ingest::{Drained, IngestShared, Shard};
 use crate::spool::Spool;
@@ -100,8 +100,10 @@ impl Recorder {
                     .map(|(key, data)| SeriesSnapshot { key, data })
                     .collect(),
             };
-            if let Err(error) = self.spool.append(batch) {
-                error!(%error, "Could not spool a batch; its interval is lost.");
+            let series = batch.series.len();
+            match self.spool.append(batch) {
+                Ok(id) => debug!(seq = id.0, start, series, "Batch spooled."),
+                Err(error) => error!(%error, "Could not spool a batch; its interval is lost."),
             }
         }
         self.spooled.notify_one();

@@ -120,8 +120,12 @@ pub fn quantize(v: f64) -> Result<i64, RecordError> {
     Ok((v / STEP).round() as i64)
 }
 
+/// Steps per unit; dividing by it (rather than multiplying by [`STEP`]) gives the closest
+/// decimal, so 1005 steps read back as exactly `1.005`.
+const STEPS_PER_UNIT: f64 = 1000.0;
+
 fn to_value(steps: i64) -> f64 {
-    steps as f64 * STEP
+    steps as f64 / STEPS_PER_UNIT
 }
 
 impl ValueHistogram {
@@ -215,12 +219,12 @@ impl ValueHistogram {
 
     /// Sum of the (quantized) observations.
     pub fn sum(&self) -> f64 {
-        self.sum_steps as f64 * STEP
+        self.sum_steps as f64 / STEPS_PER_UNIT
     }
 
     /// Sum of squares of the (quantized) observations.
     pub fn sum_of_squares(&self) -> f64 {
-        self.sum_sq_steps as f64 * STEP * STEP
+        self.sum_sq_steps as f64 / (STEPS_PER_UNIT * STEPS_PER_UNIT)
     }
 
     /// Smallest observation, `None` when empty.
@@ -263,7 +267,7 @@ impl ValueHistogram {
             magnitude_at_rank(&self.positive, rank - neg_count) as f64
         };
         let clamped = steps.clamp(self.min_steps as f64, self.max_steps as f64);
-        Some(clamped * STEP)
+        Some(clamped / STEPS_PER_UNIT)
     }
 
     /// How many observations are at or below `v`, counting whole buckets: a bucket counts
