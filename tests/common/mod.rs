@@ -246,9 +246,11 @@ impl Fleet {
             let file = path.file_name().unwrap().to_string_lossy().to_string();
             if file.starts_with("pitot-agent.") && file.ends_with(".log") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                if text.contains(&format!("agent_id={name}")) || text.contains(name) {
-                    n += text.matches("Batch spooled.").count();
-                }
+                let tag = format!("agent_id={name}");
+                n += text
+                    .lines()
+                    .filter(|l| l.contains("Batch spooled.") && l.contains(&tag))
+                    .count();
             }
         }
         n

@@ -1,0 +1,106 @@
+//! End to end with hostile input: random bytes, invalid UTF-8, over-long lines and datagrams,
+//! NaN and infinities, huge tag lists, over UDP and the Unix socket. The agent must stay up,
+//! keep every good line, and count the bad ones per reason in its `pitot.agent.*` series.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::{Fleet, wait_for};
+use rand::{Rng, SeedableRng};
+
+fn reasons(fleet: &Fleet, metric: &str) -> std::collections::BTreeMap<String, f64> {
+    fleet
+        .counters(metric, "reason")
+        .map(|v| {
+            v["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| {
+                    (
+                        g["tags"]["reason"].as_str().unwrap().to_owned(),
+                        g["total"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn garbage_leaves_the_agent_up_and_counting() {
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = fleet.udp_addr("gpu-a");
+    let unix = UnixDatagram::unbound().unwrap();
+    unix.connect(fleet.unix_socket("gpu-a")).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut good = 0u64;
+    let send_good = |udp: &UdpSocket| {
+        udp.send_to(b"garbage.ok:1|c|#model:m", target).unwrap();
+    };
+
+    for i in 0..300 {
+        let len = rng.random_range(1..1400);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        udp.send_to(&bytes, target).unwrap();
+        if i % 3 == 0 {
+            send_good(&udp);
+            good += 1;
+        }
+    }
+    let hostile: Vec<Vec<u8>> = vec![
+        b"bad.utf8:\xff\xfe|c".to_vec(),
+        b"bad.nan:NaN|ms".to_vec(),
+        b"bad.inf:inf|h".to_vec(),
+        b"bad.neginf:-inf|d".to_vec(),
+        b"bad.huge:1e300|ms".to_vec(),
+        b"bad.rate:1|c|@7".to_vec(),
+        b"bad.type:1|zz".to_vec(),
+        b"no-value|c".to_vec(),
+        format!("bad.tags:1|c|#{}", (0..2000).map(|i| format!("k{i}:v")).collect::<Vec<_>>().join(",")).into_bytes(),
+        format!("bad.longtag:1|c|#k:{}", "x".repeat(5000)).into_bytes(),
+        format!("{}:1|c", "n".repeat(60_000)).into_bytes(),
+        b"\n\n\n|||:::@@@###\n".to_vec(),
+        b"_e{5,4}:title|text".to_vec(),
+        b"_sc|check|0".to_vec(),
+    ];
+    for d in &hostile {
+        udp.send_to(d, target).unwrap();
+        send_good(&udp);
+        good += 1;
+    }
+    // Over the Unix socket: a datagram above the 64 KiB limit, and garbage.
+    unix.send(&vec![b'x'; 100_000]).unwrap();
+    unix.send(b"\xc3\x28:1|c\nbad.nan2:nan|ms").unwrap();
+    unix.send(b"garbage.ok:1|c|#model:m").unwrap();
+    good += 1;
+
+    wait_for("all good lines", Duration::from_secs(30), || {
+        let total = fleet.counters("garbage.ok", "")?["fleet"]["total"].as_f64()?;
+        assert!(total <= good as f64, "more good lines than sent");
+        (total == good as f64).then_some(())
+    });
+    let malformed = wait_for("malformed counters", Duration::from_secs(30), || {
+        let r = reasons(&fleet, "pitot.agent.dogstatsd.malformed");
+        (r.get("non_finite").copied().unwrap_or(0.0) >= 4.0).then_some(r)
+    });
+    assert!(malformed["invalid_utf8"] >= 2.0, "{malformed:?}");
+    assert!(malformed["value_out_of_range"] >= 1.0, "{malformed:?}");
+    assert!(malformed["invalid_sample_rate"] >= 1.0, "{malformed:?}");
+    assert!(malformed["unknown_type"] >= 1.0, "{malformed:?}");
+    assert!(malformed["invalid_series"] >= 1.0, "{malformed:?}");
+    let dropped = wait_for("dropped counters", Duration::from_secs(30), || {
+        let r = reasons(&fleet, "pitot.agent.dogstatsd.dropped");
+        (r.contains_key("datagram_too_large") && r.contains_key("tag_limit")).then_some(r)
+    });
+    assert!(dropped["tag_limit"] >= 2.0, "{dropped:?}");
+    let agent = fleet.agents.get_mut("gpu-a").unwrap();
+    assert!(agent.alive(), "agent died on garbage:\n{}", agent.log_text());
+    assert!(fleet.stop_agent("gpu-a").success());
+}
