@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// What `certs init` wrote.
@@ -25,8 +25,8 @@ pub struct Written {
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -91,7 +91,8 @@ pub fn init(dir: &Path, aggregator_name: &str, agents: &[String]) -> anyhow::Res
         let cert = leaf(name, server)?.signed_by(&key, &issuer)?;
         let pem_path = dir.join(format!("{file}.pem"));
         let key_path = dir.join(format!("{file}.key"));
-        fs::write(&pem_path, cert.pem()).with_context(|| format!("writing {}", pem_path.display()))?;
+        fs::write(&pem_path, cert.pem())
+            .with_context(|| format!("writing {}", pem_path.display()))?;
         write_private(&key_path, &key.serialize_pem())?;
         files.push(pem_path);
         files.push(key_path);
@@ -103,7 +104,9 @@ pub fn init(dir: &Path, aggregator_name: &str, agents: &[String]) -> anyhow::Res
             !agent.is_empty()
                 && agent != "ca"
                 && agent != "aggregator"
-                && agent.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
+                && agent
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
             "agent name `{agent}` must be letters, digits, '-', '.', '_' (and not ca/aggregator)"
         );
         issue(agent, agent, false)?;

@@ -31,11 +31,26 @@ pub struct DemoOptions {
     pub every: Duration,
 }
 
-/// The three demo hosts: name, models (`model`, `version`, median latency ms).
-const HOSTS: [(&str, &[(&str, &str, f64)]); 3] = [
-    ("gpu-host-1", &[("llama3", "v1", 42.0), ("mistral", "v1", 18.0)]),
-    ("gpu-host-2", &[("llama3", "v1", 45.0), ("mistral", "v1", 20.0)]),
-    ("gpu-host-3", &[("llama3", "v2", 60.0)]),
+/// A model served on a demo host: name, version, median latency in ms.
+struct DemoModel(&'static str, &'static str, f64);
+
+/// The three demo hosts and what they serve.
+const HOSTS: [(&str, &[DemoModel]); 3] = [
+    (
+        "gpu-host-1",
+        &[
+            DemoModel("llama3", "v1", 42.0),
+            DemoModel("mistral", "v1", 18.0),
+        ],
+    ),
+    (
+        "gpu-host-2",
+        &[
+            DemoModel("llama3", "v1", 45.0),
+            DemoModel("mistral", "v1", 20.0),
+        ],
+    ),
+    ("gpu-host-3", &[DemoModel("llama3", "v2", 60.0)]),
 ];
 
 fn agent_toml(dir: &Path, host: &str, aggregator: &str) -> String {
@@ -68,7 +83,12 @@ pub async fn run(
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let agents: Vec<String> = HOSTS.iter().map(|(h, _)| (*h).to_owned()).collect();
     crate::certs::init(&dir.path().join("certs"), "pitot-aggregator", &agents)?;
-    writeln!(out, "Pitot demo: aggregator + {} agents on loopback, files in {}", agents.len(), dir.path().display())?;
+    writeln!(
+        out,
+        "Pitot demo: aggregator + {} agents on loopback, files in {}",
+        agents.len(),
+        dir.path().display()
+    )?;
 
     let d = dir.path().display();
     let aggregator_toml = format!(
@@ -85,7 +105,11 @@ pub async fn run(
     ));
     let bound = bound_rx.await.context("the aggregator did not start")?;
     let url = format!("http://{}", bound.http);
-    writeln!(out, "Aggregator: QUIC {} (mutual TLS), HTTP API {url}", bound.quic)?;
+    writeln!(
+        out,
+        "Aggregator: QUIC {} (mutual TLS), HTTP API {url}",
+        bound.quic
+    )?;
 
     let agents_stop = CancellationToken::new();
     let mut agent_tasks = Vec::new();
@@ -101,7 +125,10 @@ pub async fn run(
         let sock = dir.path().join(format!("{host}.sock"));
         let t0 = Instant::now();
         while !sock.exists() {
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "agent {host} did not start");
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "agent {host} did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -119,10 +146,13 @@ pub async fn run(
             lines: None,
             per_datagram: 30,
             seed: 42 + i as u64,
-            models: models.iter().map(|(m, v, _)| ((*m).to_owned(), (*v).to_owned())).collect(),
+            models: models
+                .iter()
+                .map(|m| (m.0.to_owned(), m.1.to_owned()))
+                .collect(),
             metrics: 1,
             counter_every: 10,
-            median_ms: models.iter().map(|(_, _, ms)| *ms).collect(),
+            median_ms: models.iter().map(|m| m.2).collect(),
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {
@@ -169,12 +199,17 @@ pub async fn run(
     load_stop.store(true, Ordering::Relaxed);
     let mut sent = LoadSummary::default();
     for t in load_threads {
-        let s = t.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        let s = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
         sent.timer_lines += s.timer_lines;
         sent.counter_lines += s.counter_lines;
         sent.lines += s.lines;
     }
-    writeln!(out, "Stopping agents (they flush their open interval and drain their spools)…")?;
+    writeln!(
+        out,
+        "Stopping agents (they flush their open interval and drain their spools)…"
+    )?;
     agents_stop.cancel();
     for t in agent_tasks {
         t.await??;
@@ -185,14 +220,21 @@ pub async fn run(
             report::latency(&c, "request.latency", "host,model", "now-1h", &[]),
             c.get(
                 "/api/v1/counters",
-                &[("metric", "request.count".to_owned()), ("from", "now-1h".to_owned())],
+                &[
+                    ("metric", "request.count".to_owned()),
+                    ("from", "now-1h".to_owned()),
+                ],
             ),
             c.get("/api/v1/agents", &[]),
         )
     })
     .await?;
     let latency = latency?;
-    writeln!(out, "\nFinal fleet latency (ms):\n{}", report::latency_table(&latency, "host,model"))?;
+    writeln!(
+        out,
+        "\nFinal fleet latency (ms):\n{}",
+        report::latency_table(&latency, "host,model")
+    )?;
     writeln!(out, "Agents:\n{}", report::agents_table(&agents_report?))?;
     let fleet = &latency["fleet"];
     let counted = fleet["count"].as_u64().unwrap_or(0);

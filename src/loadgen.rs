@@ -169,8 +169,10 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
                 line_no += 1;
                 let m = (line_no as usize) % models.len();
                 let (model, version) = &models[m];
-                if spec.counter_every > 0 && line_no % spec.counter_every == 0 {
-                    buf.push_str(&format!("request.count:1|c|#model:{model},version:{version}\n"));
+                if spec.counter_every > 0 && line_no.is_multiple_of(spec.counter_every) {
+                    buf.push_str(&format!(
+                        "request.count:1|c|#model:{model},version:{version}\n"
+                    ));
                     counters += 1;
                 } else {
                     let median = spec.median_ms[m % spec.median_ms.len().max(1)];

@@ -143,7 +143,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
-        Command::Demo { duration, rate, http, every } => {
+        Command::Demo {
+            duration,
+            rate,
+            http,
+            every,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
             let _already = tracing_subscriber::fmt()
@@ -161,10 +166,28 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                 });
                 let mut out = std::io::stdout();
-                demo::run(demo::DemoOptions { duration, rate, http, every }, stop, &mut out).await
+                demo::run(
+                    demo::DemoOptions {
+                        duration,
+                        rate,
+                        http,
+                        every,
+                    },
+                    stop,
+                    &mut out,
+                )
+                .await
             })
         }
-        Command::Report { what, url, json, metric, group_by, from, tag } => {
+        Command::Report {
+            what,
+            url,
+            json,
+            metric,
+            group_by,
+            from,
+            tag,
+        } => {
             let client = report::Client::new(&url);
             let value = match what {
                 ReportKind::Latency => report::latency(&client, &metric, &group_by, &from, &tag)?,
@@ -181,7 +204,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Certs { command: CertsCommand::Init { dir, aggregator_name, agents } } => {
+        Command::Certs {
+            command:
+                CertsCommand::Init {
+                    dir,
+                    aggregator_name,
+                    agents,
+                },
+        } => {
             let written = certs::init(&dir, &aggregator_name, &agents)?;
             if written.reused_ca {
                 writeln!(out, "Reused the CA in {}.", dir.display())?;
@@ -192,10 +222,23 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Loadgen {
-            udp, unix, nonblocking, rate, duration, lines, per_datagram, seed, model, metrics, counter_every,
+            udp,
+            unix,
+            nonblocking,
+            rate,
+            duration,
+            lines,
+            per_datagram,
+            seed,
+            model,
+            metrics,
+            counter_every,
         } => {
             let target = match (udp, unix) {
-                (_, Some(path)) => Target::Unix { path, blocking: !nonblocking },
+                (_, Some(path)) => Target::Unix {
+                    path,
+                    blocking: !nonblocking,
+                },
                 (Some(addr), None) => Target::Udp(addr),
                 (None, None) => Target::Udp(([127, 0, 0, 1], 8125).into()),
             };
@@ -209,7 +252,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let spec = LoadSpec {
                 target,
                 rate,
-                duration: if lines.is_some() { None } else { Some(duration) },
+                duration: if lines.is_some() {
+                    None
+                } else {
+                    Some(duration)
+                },
                 lines,
                 per_datagram,
                 seed,

@@ -183,7 +183,15 @@ pub fn agents_table(report: &Value) -> String {
         })
         .unwrap_or_default();
     table(
-        &["agent", "version", "last batch (s ago)", "lag (s)", "spool bytes", "batches", "replays"],
+        &[
+            "agent",
+            "version",
+            "last batch (s ago)",
+            "lag (s)",
+            "spool bytes",
+            "batches",
+            "replays",
+        ],
         &rows,
     )
 }

@@ -2,6 +2,9 @@
 //! batch merged, and only under their own identity. A hand-driven QUIC client (quinn) plays
 //! the intruders; a correct client is the control that shows the harness can succeed.
 
+// Helpers below sit outside `#[test]` functions; a failed setup step should panic like an assertion.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -92,7 +95,9 @@ async fn attempt(
             epoch: batch.epoch,
             agent_version: "intruder".into(),
         };
-        send.write_all(&encode_frame(&hello)).await.map_err(|e| e.to_string())?;
+        send.write_all(&encode_frame(&hello))
+            .await
+            .map_err(|e| e.to_string())?;
         send.write_all(&encode_frame(&Frame::Batch {
             seq: batch.seq,
             payload: encode_batch(batch),
@@ -103,9 +108,13 @@ async fn attempt(
         // Read up to two frames (Welcome, then Ack/Reject), or the first Goodbye/error.
         for _ in 0..2 {
             let mut prefix = [0u8; 4];
-            recv.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
+            recv.read_exact(&mut prefix)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut body = vec![0u8; frame_length(prefix).map_err(|e| e.to_string())?];
-            recv.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+            recv.read_exact(&mut body)
+                .await
+                .map_err(|e| e.to_string())?;
             let frame = decode_frame_body(&body).map_err(|e| e.to_string())?;
             let done = !matches!(frame, Frame::Welcome { .. });
             frames.push(frame);
@@ -134,7 +143,12 @@ fn only_certified_agents_under_their_own_identity_are_merged() {
     let foreign = (other.join("gpu-a.pem"), other.join("gpu-a.key"));
 
     // No client certificate.
-    let r = runtime.block_on(attempt(addr, crypto(&ca, None), "gpu-a", &batch("gpu-a", "intruder.none")));
+    let r = runtime.block_on(attempt(
+        addr,
+        crypto(&ca, None),
+        "gpu-a",
+        &batch("gpu-a", "intruder.none"),
+    ));
     assert!(r.is_err(), "no-certificate client got {r:?}");
     // A certificate from another CA, claiming the same name.
     let r = runtime.block_on(attempt(
@@ -151,7 +165,10 @@ fn only_certified_agents_under_their_own_identity_are_merged() {
         "gpu-b",
         &batch("gpu-b", "intruder.hello"),
     ));
-    assert!(matches!(r, Ok(Frame::Goodbye { .. }) | Err(_)), "hello spoof got {r:?}");
+    assert!(
+        matches!(r, Ok(Frame::Goodbye { .. }) | Err(_)),
+        "hello spoof got {r:?}"
+    );
     // A valid certificate and Hello, but the batch claims another agent.
     let r = runtime.block_on(attempt(
         addr,
@@ -159,7 +176,10 @@ fn only_certified_agents_under_their_own_identity_are_merged() {
         "gpu-a",
         &batch("gpu-b", "intruder.batch"),
     ));
-    assert!(matches!(r, Ok(Frame::Reject { .. })), "batch spoof got {r:?}");
+    assert!(
+        matches!(r, Ok(Frame::Reject { .. })),
+        "batch spoof got {r:?}"
+    );
     // Control: the same client, honest, is acknowledged.
     let r = runtime.block_on(attempt(
         addr,
@@ -168,7 +188,13 @@ fn only_certified_agents_under_their_own_identity_are_merged() {
         &batch("gpu-a", "honest.latency"),
     ));
     assert!(
-        matches!(r, Ok(Frame::Ack { seq: 1, duplicate: false })),
+        matches!(
+            r,
+            Ok(Frame::Ack {
+                seq: 1,
+                duplicate: false
+            })
+        ),
         "honest client got {r:?}"
     );
 

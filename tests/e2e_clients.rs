@@ -36,16 +36,40 @@ fn official_clients_exact_counts_and_quantiles() {
     let b_sock = fleet.unix_socket("gpu-b").display().to_string();
     let f: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     python_send(&[
-        "--client", "datadog", "--udp", &a_addr, "--metric", "request.latency",
-        "--tags", "model:llama3,version:v1", "--values", &f[0],
+        "--client",
+        "datadog",
+        "--udp",
+        &a_addr,
+        "--metric",
+        "request.latency",
+        "--tags",
+        "model:llama3,version:v1",
+        "--values",
+        &f[0],
     ]);
     python_send(&[
-        "--client", "datadog", "--unix", &b_sock, "--socket-timeout", "5",
-        "--metric", "request.latency", "--tags", "model:llama3,version:v2", "--values", &f[1],
+        "--client",
+        "datadog",
+        "--unix",
+        &b_sock,
+        "--socket-timeout",
+        "5",
+        "--metric",
+        "request.latency",
+        "--tags",
+        "model:llama3,version:v2",
+        "--values",
+        &f[1],
     ]);
     python_send(&[
-        "--client", "statsd", "--udp", &b_addr, "--metric", "request.latency",
-        "--values", &f[2],
+        "--client",
+        "statsd",
+        "--udp",
+        &b_addr,
+        "--metric",
+        "request.latency",
+        "--values",
+        &f[2],
     ]);
 
     let total = (a_udp.len() + b_unix.len() + b_plain.len()) as u64;
@@ -91,13 +115,26 @@ fn official_clients_exact_counts_and_quantiles() {
     let defaults = latencies(4, 500, 30.0);
     let f4 = values_file(&dir, "defaults.txt", &defaults);
     python_send(&[
-        "--client", "datadog", "--unix", &b_sock, "--metric", "request.defaults",
-        "--kind", "distribution", "--tags", "model:llama3", "--values",
-        f4.to_str().unwrap(), "--rate", "1000",
+        "--client",
+        "datadog",
+        "--unix",
+        &b_sock,
+        "--metric",
+        "request.defaults",
+        "--kind",
+        "distribution",
+        "--tags",
+        "model:llama3",
+        "--values",
+        f4.to_str().unwrap(),
+        "--rate",
+        "1000",
     ]);
-    common::wait_for("default-client distribution", Duration::from_secs(30), || {
-        (fleet.count("request.defaults") >= 490).then_some(())
-    });
+    common::wait_for(
+        "default-client distribution",
+        Duration::from_secs(30),
+        || (fleet.count("request.defaults") >= 490).then_some(()),
+    );
 
     // The agents list knows both, and a clean stop exits 0.
     let agents = fleet.client().get("/api/v1/agents", &[]).unwrap();

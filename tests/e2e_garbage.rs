@@ -17,12 +17,12 @@ fn reasons(fleet: &Fleet, metric: &str) -> std::collections::BTreeMap<String, f6
         .map(|v| {
             v["groups"]
                 .as_array()
-                .unwrap()
+                .expect("groups")
                 .iter()
                 .map(|g| {
                     (
-                        g["tags"]["reason"].as_str().unwrap().to_owned(),
-                        g["total"].as_f64().unwrap(),
+                        g["tags"]["reason"].as_str().expect("reason tag").to_owned(),
+                        g["total"].as_f64().expect("total"),
                     )
                 })
                 .collect()
@@ -63,7 +63,14 @@ fn garbage_leaves_the_agent_up_and_counting() {
         b"bad.rate:1|c|@7".to_vec(),
         b"bad.type:1|zz".to_vec(),
         b"no-value|c".to_vec(),
-        format!("bad.tags:1|c|#{}", (0..2000).map(|i| format!("k{i}:v")).collect::<Vec<_>>().join(",")).into_bytes(),
+        format!(
+            "bad.tags:1|c|#{}",
+            (0..2000)
+                .map(|i| format!("k{i}:v"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+        .into_bytes(),
         format!("bad.longtag:1|c|#k:{}", "x".repeat(5000)).into_bytes(),
         format!("{}:1|c", "n".repeat(60_000)).into_bytes(),
         b"\n\n\n|||:::@@@###\n".to_vec(),
@@ -101,6 +108,10 @@ fn garbage_leaves_the_agent_up_and_counting() {
     });
     assert!(dropped["tag_limit"] >= 2.0, "{dropped:?}");
     let agent = fleet.agents.get_mut("gpu-a").unwrap();
-    assert!(agent.alive(), "agent died on garbage:\n{}", agent.log_text());
+    assert!(
+        agent.alive(),
+        "agent died on garbage:\n{}",
+        agent.log_text()
+    );
     assert!(fleet.stop_agent("gpu-a").success());
 }

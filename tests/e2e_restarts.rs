@@ -21,15 +21,38 @@ fn kills_and_restarts_lose_nothing_and_duplicate_nothing() {
     let dir = fleet.dir.path().to_owned();
     let fa = values_file(&dir, "a.txt", &a);
     let fb = values_file(&dir, "b.txt", &b);
-    let (a_addr, b_addr) = (fleet.udp_addr("gpu-a").to_string(), fleet.udp_addr("gpu-b").to_string());
+    let (a_addr, b_addr) = (
+        fleet.udp_addr("gpu-a").to_string(),
+        fleet.udp_addr("gpu-b").to_string(),
+    );
     let mut senders = vec![
         python_sender(&[
-            "--client", "datadog", "--udp", &a_addr, "--metric", "request.latency",
-            "--tags", "model:llama3", "--values", fa.to_str().unwrap(), "--rate", "2500",
+            "--client",
+            "datadog",
+            "--udp",
+            &a_addr,
+            "--metric",
+            "request.latency",
+            "--tags",
+            "model:llama3",
+            "--values",
+            fa.to_str().unwrap(),
+            "--rate",
+            "2500",
         ]),
         python_sender(&[
-            "--client", "datadog", "--udp", &b_addr, "--metric", "request.latency",
-            "--tags", "model:llama3", "--values", fb.to_str().unwrap(), "--rate", "2500",
+            "--client",
+            "datadog",
+            "--udp",
+            &b_addr,
+            "--metric",
+            "request.latency",
+            "--tags",
+            "model:llama3",
+            "--values",
+            fb.to_str().unwrap(),
+            "--rate",
+            "2500",
         ]),
     ];
 
@@ -47,9 +70,11 @@ fn kills_and_restarts_lose_nothing_and_duplicate_nothing() {
     // its spool, then SIGKILL gpu-a with those batches unsent.
     fleet.kill_aggregator();
     let spooled = fleet.spooled_batches("gpu-a");
-    wait_for("gpu-a to spool two more intervals", Duration::from_secs(20), || {
-        (fleet.spooled_batches("gpu-a") >= spooled + 2).then_some(())
-    });
+    wait_for(
+        "gpu-a to spool two more intervals",
+        Duration::from_secs(20),
+        || (fleet.spooled_batches("gpu-a") >= spooled + 2).then_some(()),
+    );
     fleet.kill_agent("gpu-a");
 
     fleet.start_aggregator();
@@ -67,7 +92,10 @@ fn kills_and_restarts_lose_nothing_and_duplicate_nothing() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("spooled_batches in the banner");
-    assert!(held >= 2, "gpu-a restarted with {held} spooled batches: {banner}");
+    assert!(
+        held >= 2,
+        "gpu-a restarted with {held} spooled batches: {banner}"
+    );
     fleet.wait_for_count("request.latency", 40_000, Duration::from_secs(60));
 
     let report = fleet

@@ -34,7 +34,7 @@ fn main() -> std::io::Result<()> {
         s.bind(&addr.into())?;
         s
     } else {
-        let _ = std::fs::remove_file(addr);
+        let _stale_socket_removed = std::fs::remove_file(addr);
         let s = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
         s.bind(&SockAddr::unix(addr)?)?;
         s
@@ -52,9 +52,13 @@ fn main() -> std::io::Result<()> {
                 .iter_mut()
                 .map(|b| [IoSliceMut::new(b.as_mut_slice())])
                 .collect();
-            let Ok(results) =
-                recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)
-            else {
+            let Ok(results) = recvmmsg(
+                fd,
+                &mut headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) else {
                 continue;
             };
             for msg in results {
@@ -71,7 +75,10 @@ fn main() -> std::io::Result<()> {
         for (len, buf) in lens.iter().zip(&buffers) {
             datagrams += 1;
             bytes += *len as u64;
-            lines += buf[..*len].split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+            lines += buf[..*len]
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as u64;
         }
     }
     writeln!(

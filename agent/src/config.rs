@@ -226,22 +226,39 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
         if let Some(d) = interval
             && (d < Duration::from_millis(100) || d.as_millis() % 100 != 0)
         {
-            e.push("interval", "use a multiple of 100ms, at least \"100ms\" (tests use \"1s\")");
+            e.push(
+                "interval",
+                "use a multiple of 100ms, at least \"100ms\" (tests use \"1s\")",
+            );
         }
-        if raw.uplink.aggregator.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        if raw
+            .uplink
+            .aggregator
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
             e.push(
                 "uplink.aggregator",
-                format!("`{}` is not host:port; write e.g. \"aggregator.example:7443\"", raw.uplink.aggregator),
+                format!(
+                    "`{}` is not host:port; write e.g. \"aggregator.example:7443\"",
+                    raw.uplink.aggregator
+                ),
             );
         }
         if raw.uplink.server_name.is_empty() {
-            e.push("uplink.server_name", "must name the aggregator's certificate, e.g. \"pitot-aggregator\"");
+            e.push(
+                "uplink.server_name",
+                "must name the aggregator's certificate, e.g. \"pitot-aggregator\"",
+            );
         }
         let backoff_max = e.duration("uplink.backoff_max", &raw.uplink.backoff_max);
         let shutdown_grace = e.duration("uplink.shutdown_grace", &raw.uplink.shutdown_grace);
         let spool_max_bytes = e.bytes("spool.max_bytes", &raw.spool.max_bytes);
         if raw.spool.dir.as_os_str().is_empty() {
-            e.push("spool.dir", "must be a directory path, e.g. \"/var/lib/pitot-agent\"");
+            e.push(
+                "spool.dir",
+                "must be a directory path, e.g. \"/var/lib/pitot-agent\"",
+            );
         }
         let udp = if raw.dogstatsd.udp.is_empty() {
             None
@@ -258,28 +275,41 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
             }
         };
         let unix = (!raw.dogstatsd.unix.is_empty()).then(|| PathBuf::from(&raw.dogstatsd.unix));
-        let unix_mode = match u32::from_str_radix(raw.dogstatsd.unix_mode.trim_start_matches("0o"), 8) {
-            Ok(m) if m <= 0o777 => m,
-            _ => {
-                e.push("dogstatsd.unix_mode", "write octal permissions such as \"0660\"");
-                0o660
-            }
-        };
+        let unix_mode =
+            match u32::from_str_radix(raw.dogstatsd.unix_mode.trim_start_matches("0o"), 8) {
+                Ok(m) if m <= 0o777 => m,
+                _ => {
+                    e.push(
+                        "dogstatsd.unix_mode",
+                        "write octal permissions such as \"0660\"",
+                    );
+                    0o660
+                }
+            };
         let receive_buffer = e.bytes("dogstatsd.receive_buffer", &raw.dogstatsd.receive_buffer);
         let max_datagram = e.bytes("dogstatsd.max_datagram", &raw.dogstatsd.max_datagram);
         if let Some(m) = max_datagram
             && !(512..=65_536).contains(&m)
         {
-            e.push("dogstatsd.max_datagram", "must be between \"512B\" and \"64KiB\"");
+            e.push(
+                "dogstatsd.max_datagram",
+                "must be between \"512B\" and \"64KiB\"",
+            );
         }
         if raw.limits.max_series == 0 {
             e.push("limits.max_series", "must be at least 1 (default 10000)");
         }
         if raw.limits.max_tags == 0 || raw.limits.max_tags >= MAX_TAGS {
-            e.push("limits.max_tags", format!("must be between 1 and {}", MAX_TAGS - 1));
+            e.push(
+                "limits.max_tags",
+                format!("must be between 1 and {}", MAX_TAGS - 1),
+            );
         }
         if raw.limits.max_tag_length == 0 || raw.limits.max_tag_length > MAX_TAG_BYTES {
-            e.push("limits.max_tag_length", format!("must be between 1 and {MAX_TAG_BYTES}"));
+            e.push(
+                "limits.max_tag_length",
+                format!("must be between 1 and {MAX_TAG_BYTES}"),
+            );
         }
         let (
             Some(interval),
@@ -288,7 +318,14 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
             Some(spool_max_bytes),
             Some(receive_buffer),
             Some(max_datagram),
-        ) = (interval, backoff_max, shutdown_grace, spool_max_bytes, receive_buffer, max_datagram)
+        ) = (
+            interval,
+            backoff_max,
+            shutdown_grace,
+            spool_max_bytes,
+            receive_buffer,
+            max_datagram,
+        )
         else {
             return Err(e);
         };
@@ -421,6 +458,14 @@ mod tests {
         problem("[limits]\nmax_series = 0", "limits.max_series");
         problem("agent_id = \"has space\"", "agent_id");
         problem("[dogstatsd]\nudpp = \"x\"", "udpp");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent.toml");
+        let c = load(&path).unwrap();
+        assert_eq!(c.agent_id, "gpu-host-17");
+        assert_eq!(c.max_series, 10_000);
     }
 
     #[test]

@@ -23,7 +23,12 @@ enum Command {
     /// Run the agent until SIGTERM or SIGINT.
     Run {
         /// The agent's TOML config (see packaging/agent.toml for every key).
-        #[arg(long, short, default_value = "/etc/pitot/agent.toml", env = "PITOT_AGENT_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "/etc/pitot/agent.toml",
+            env = "PITOT_AGENT_CONFIG"
+        )]
         config: PathBuf,
         /// Override `agent_id` from the file.
         #[arg(long)]
@@ -45,7 +50,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
-                eprintln!("{}: valid (agent_id {}, interval {:?})", config.display(), c.agent_id, c.interval);
+                eprintln!(
+                    "{}: valid (agent_id {}, interval {:?})",
+                    config.display(),
+                    c.agent_id,
+                    c.interval
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -97,7 +107,10 @@ fn main() -> ExitCode {
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("Cannot install signal handlers; stop the agent with SIGKILL.");
         return;
     };

@@ -38,6 +38,15 @@ pub enum SpoolError {
     Transaction(String),
 }
 
+/// A batch read from the spool: its id and encoded bytes.
+#[derive(Debug, Clone)]
+pub struct Spooled {
+    /// The batch's id (its sequence number).
+    pub id: SpoolId,
+    /// `bincode(Batch)`.
+    pub payload: Arc<[u8]>,
+}
+
 /// The durable batch queue (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -163,7 +172,7 @@ impl Spool {
         &self,
         after: Option<SpoolId>,
         limit: usize,
-    ) -> Result<Vec<(SpoolId, Arc<[u8]>)>, SpoolError> {
+    ) -> Result<Vec<Spooled>, SpoolError> {
         let inner = &*self.inner;
         let _guard = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         let start = after.map_or(0, |id| id.0.saturating_add(1));
@@ -172,7 +181,10 @@ impl Spool {
             let (k, v) = entry?;
             if let Some(seq) = be(&k) {
                 inner.handed_out.fetch_max(seq, Ordering::Relaxed);
-                out.push((SpoolId(seq), Arc::from(v.as_ref())));
+                out.push(Spooled {
+                    id: SpoolId(seq),
+                    payload: Arc::from(v.as_ref()),
+                });
             }
         }
         Ok(out)
@@ -287,7 +299,7 @@ mod tests {
         assert_eq!(spool.epoch(), epoch);
         let held = spool.peek_after(None, 10).unwrap();
         assert_eq!(held.len(), 1);
-        assert_eq!(held[0].0, SpoolId(2));
+        assert_eq!(held[0].id, SpoolId(2));
         assert_eq!(spool.append(batch(2000, &[3.0])).unwrap(), SpoolId(3));
         assert!(spool.bytes() > 0);
     }
@@ -305,9 +317,9 @@ mod tests {
         }
         assert!(spool.coarsened() > 0);
         let held = spool.peek_after(None, 100).unwrap();
-        assert_eq!(held[0].0, SpoolId(1));
-        assert_eq!(count(&held[0].1), 1, "handed-out batch untouched");
-        let total: u64 = held.iter().map(|(_, b)| count(b)).sum();
+        assert_eq!(held[0].id, SpoolId(1));
+        assert_eq!(count(&held[0].payload), 1, "handed-out batch untouched");
+        let total: u64 = held.iter().map(|s| count(&s.payload)).sum();
         assert_eq!(total, 1 + 9 * 2, "coarsening loses nothing");
         assert!(held.len() < 10);
     }

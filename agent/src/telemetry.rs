@@ -73,16 +73,52 @@ impl SelfMetrics {
     ) -> Vec<SeriesSnapshot> {
         let stats = &ingest.stats;
         let mut counters: Vec<(&'static str, &'static str, u64)> = vec![
-            ("pitot.agent.dogstatsd.datagrams", "", stats.datagrams.load(Ordering::Relaxed)),
-            ("pitot.agent.dogstatsd.lines", "", stats.lines.load(Ordering::Relaxed)),
-            ("pitot.agent.dogstatsd.recorded", "", stats.recorded.load(Ordering::Relaxed)),
-            ("pitot.agent.dogstatsd.kernel_drops", "", stats.kernel_drops.load(Ordering::Relaxed)),
-            ("pitot.agent.dogstatsd.events", "", stats.events.load(Ordering::Relaxed)),
-            ("pitot.agent.dogstatsd.service_checks", "", stats.service_checks.load(Ordering::Relaxed)),
+            (
+                "pitot.agent.dogstatsd.datagrams",
+                "",
+                stats.datagrams.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.dogstatsd.lines",
+                "",
+                stats.lines.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.dogstatsd.recorded",
+                "",
+                stats.recorded.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.dogstatsd.kernel_drops",
+                "",
+                stats.kernel_drops.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.dogstatsd.events",
+                "",
+                stats.events.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.dogstatsd.service_checks",
+                "",
+                stats.service_checks.load(Ordering::Relaxed),
+            ),
             ("pitot.agent.spool.coarsened", "", spool.coarsened()),
-            ("pitot.agent.uplink.acked", "", uplink.acked.load(Ordering::Relaxed)),
-            ("pitot.agent.uplink.rejected", "", uplink.rejected.load(Ordering::Relaxed)),
-            ("pitot.agent.uplink.reconnects", "", uplink.reconnects.load(Ordering::Relaxed)),
+            (
+                "pitot.agent.uplink.acked",
+                "",
+                uplink.acked.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.uplink.rejected",
+                "",
+                uplink.rejected.load(Ordering::Relaxed),
+            ),
+            (
+                "pitot.agent.uplink.reconnects",
+                "",
+                uplink.reconnects.load(Ordering::Relaxed),
+            ),
         ];
         for (why, n) in stats.malformed_counts() {
             counters.push(("pitot.agent.dogstatsd.malformed", why.as_str(), n));

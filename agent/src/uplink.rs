@@ -81,8 +81,8 @@ pub fn client_config(tls: &TlsPaths) -> anyhow::Result<quinn::ClientConfig> {
         .with_client_auth_cert(chain, key)
         .context("the agent certificate and key do not form a valid client identity")?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-        .context("QUIC TLS setup")?;
+    let quic =
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).context("QUIC TLS setup")?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
@@ -227,7 +227,8 @@ impl Uplink {
             if deadline.is_some() && self.spool.is_empty() && session.queued() == 0 {
                 break Outcome::Done;
             }
-            let grace = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let grace =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 frame = frames.recv() => match frame {
                     Some(Ok(frame)) => {
@@ -260,8 +261,8 @@ impl Uplink {
             if entries.is_empty() {
                 break;
             }
-            for (id, payload) in entries {
-                session.enqueue(id, payload);
+            for entry in entries {
+                session.enqueue(entry.id, entry.payload);
             }
         }
         Ok(())
@@ -274,7 +275,9 @@ impl Uplink {
                     match self.spool.ack(id) {
                         Ok(Some(header)) => {
                             let end = header.interval_start_ms + header.interval_ms as i64;
-                            self.stats.last_acked_end_ms.fetch_max(end, Ordering::Relaxed);
+                            self.stats
+                                .last_acked_end_ms
+                                .fetch_max(end, Ordering::Relaxed);
                         }
                         Ok(None) => {}
                         Err(error) => error!(
@@ -302,7 +305,10 @@ impl Uplink {
 }
 
 /// Writes every frame the session has to send.
-async fn flush(session: &mut AgentSession, send: &mut quinn::SendStream) -> Result<(), quinn::WriteError> {
+async fn flush(
+    session: &mut AgentSession,
+    send: &mut quinn::SendStream,
+) -> Result<(), quinn::WriteError> {
     while let Some(frame) = session.poll_transmit() {
         send.write_all(&encode_frame(&frame)).await?;
     }

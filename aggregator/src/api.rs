@@ -70,7 +70,10 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 async fn not_found() -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/CONTRACT.md".into())
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see docs/CONTRACT.md".into(),
+    )
 }
 
 /// Parses `now`, `now-1h`, RFC 3339, or Unix seconds into Unix ms.
@@ -83,10 +86,11 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
         let d = humantime::parse_duration(rel).map_err(|e| format!("`{text}`: {e}"))?;
         return Ok(now_ms - d.as_millis() as i64);
     }
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs.abs() < 1e13 {
-            return Ok((secs * 1000.0) as i64);
-        }
+    if let Ok(secs) = t.parse::<f64>()
+        && secs.is_finite()
+        && secs.abs() < 1e13
+    {
+        return Ok((secs * 1000.0) as i64);
     }
     humantime::parse_rfc3339_weak(t)
         .map_err(|e| format!("`{text}` is not a time ({e}); use RFC 3339, Unix seconds or now-1h"))
@@ -109,7 +113,10 @@ impl Params {
     }
 
     fn one(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn tags(&self) -> Result<Vec<(String, String)>, ApiError> {
@@ -174,7 +181,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.stats.exposition(),
     )
         .into_response()
@@ -191,9 +201,12 @@ async fn series(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let params = Params::parse(raw);
     let filters = params.tags()?;
-    let name = params.one("match").filter(|m| !m.is_empty()).map(str::to_owned);
-    let list = blocking(move || reports::series(state.store.as_ref(), name.as_deref(), &filters))
-        .await?;
+    let name = params
+        .one("match")
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    let list =
+        blocking(move || reports::series(state.store.as_ref(), name.as_deref(), &filters)).await?;
     Ok(Json(json!({ "series": list })))
 }
 
@@ -204,7 +217,9 @@ fn parse_quantiles(text: &str) -> Result<Vec<(String, f64)>, ApiError> {
             let s = s.trim();
             match s.parse::<f64>() {
                 Ok(q) if (0.0..=1.0).contains(&q) => Ok((s.to_owned(), q)),
-                _ => Err(bad(format!("quantile `{s}` must be a number between 0 and 1"))),
+                _ => Err(bad(format!(
+                    "quantile `{s}` must be a number between 0 and 1"
+                ))),
             }
         })
         .collect()
@@ -242,10 +257,7 @@ mod tests {
         assert_eq!(parse_time("now", 5_000_000), Ok(5_000_000));
         assert_eq!(parse_time("now-1h", 5_000_000), Ok(5_000_000 - 3_600_000));
         assert_eq!(parse_time("1700000000", 0), Ok(1_700_000_000_000));
-        assert_eq!(
-            parse_time("2023-11-14T22:13:20Z", 0),
-            Ok(1_700_000_000_000)
-        );
+        assert_eq!(parse_time("2023-11-14T22:13:20Z", 0), Ok(1_700_000_000_000));
         assert!(parse_time("yesterday", 0).is_err());
     }
 

@@ -101,7 +101,8 @@ pub struct AggregatorConfig {
     pub resolutions: Vec<Resolution>,
 }
 
-const RESOLUTIONS: [(&str, u64, &str); 3] = [("10s", 10, "2d"), ("1m", 60, "30d"), ("1h", 3600, "400d")];
+const RESOLUTIONS: [(&str, u64, &str); 3] =
+    [("10s", 10, "2d"), ("1m", 60, "30d"), ("1h", 3600, "400d")];
 
 impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
     type Error = ConfigError;
@@ -111,7 +112,10 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
         let mut addr = |key: &str, text: &str, example: &str| match text.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                e.push(key, format!("`{text}` is not ip:port; write e.g. \"{example}\""));
+                e.push(
+                    key,
+                    format!("`{text}` is not ip:port; write e.g. \"{example}\""),
+                );
                 None
             }
         };
@@ -142,7 +146,10 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             }
         }
         if raw.store.dir.as_os_str().is_empty() {
-            e.push("store.dir", "must be a directory path, e.g. \"/var/lib/pitot\"");
+            e.push(
+                "store.dir",
+                "must be a directory path, e.g. \"/var/lib/pitot\"",
+            );
         }
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
             return Err(e);
@@ -235,7 +242,17 @@ mod tests {
         let c = parse("", Path::new("t.toml")).unwrap();
         assert_eq!(c.http_listen, "127.0.0.1:7070".parse().unwrap());
         assert_eq!(c.resolutions.len(), 3);
-        assert_eq!(c.resolutions[2].retention, Duration::from_secs(400 * 86_400));
+        assert_eq!(
+            c.resolutions[2].retention,
+            Duration::from_secs(400 * 86_400)
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/aggregator.toml");
+        let c = load(&path).unwrap();
+        assert_eq!(c.quic_listen, "0.0.0.0:7443".parse().unwrap());
     }
 
     #[test]

@@ -23,7 +23,12 @@ enum Command {
     /// Serve until SIGTERM or SIGINT.
     Serve {
         /// The aggregator's TOML config (see packaging/aggregator.toml for every key).
-        #[arg(long, short, default_value = "/etc/pitot/aggregator.toml", env = "PITOT_AGGREGATOR_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "/etc/pitot/aggregator.toml",
+            env = "PITOT_AGGREGATOR_CONFIG"
+        )]
         config: PathBuf,
     },
     /// Check a config file and exit: 0 when valid, 64 with every problem listed otherwise.
@@ -42,7 +47,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
-                eprintln!("{}: valid (QUIC {}, HTTP {})", config.display(), c.quic_listen, c.http_listen);
+                eprintln!(
+                    "{}: valid (QUIC {}, HTTP {})",
+                    config.display(),
+                    c.quic_listen,
+                    c.http_listen
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -59,7 +69,10 @@ fn main() -> ExitCode {
                 }
             };
             info!(config = %config.display(), "Configuration loaded.");
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     error!(error = %e, "Cannot start the async runtime.");
@@ -84,7 +97,10 @@ fn main() -> ExitCode {
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("Cannot install signal handlers; stop the aggregator with SIGKILL.");
         return;
     };

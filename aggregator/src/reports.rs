@@ -137,14 +137,21 @@ pub fn choose_resolution(resolutions: &[Resolution], from_ms: i64, now_ms: i64) 
 }
 
 fn group_tags(group_by: &[String], values: &[String]) -> BTreeMap<String, String> {
-    group_by.iter().cloned().zip(values.iter().cloned()).collect()
+    group_by
+        .iter()
+        .cloned()
+        .zip(values.iter().cloned())
+        .collect()
 }
 
-fn load_kind(
-    store: &dyn Store,
-    q: &MetricQuery,
-    want: Kind,
-) -> Result<(Resolution, BTreeMap<Vec<String>, Vec<SeriesData>>, usize), ReportError> {
+/// Series data of one query, loaded and summed per series, grouped by `group_by` values.
+struct Loaded {
+    resolution: Resolution,
+    groups: BTreeMap<Vec<String>, Vec<SeriesData>>,
+    series: usize,
+}
+
+fn load_kind(store: &dyn Store, q: &MetricQuery, want: Kind) -> Result<Loaded, ReportError> {
     let series = store.series(Some(&q.metric), &q.filters)?;
     if series.is_empty() {
         return Err(ReportError::NotFound(format!(
@@ -157,7 +164,11 @@ fn load_kind(
             "`{}` is a {} series; use the {} endpoint",
             q.metric,
             kind.as_str(),
-            if *kind == Kind::Counter { "counters" } else { "quantiles" }
+            if *kind == Kind::Counter {
+                "counters"
+            } else {
+                "quantiles"
+            }
         )));
     }
     let count = series.len();
@@ -171,10 +182,18 @@ fn load_kind(
             }
         }
     }
-    Ok((res, groups, count))
+    Ok(Loaded {
+        resolution: res,
+        groups,
+        series: count,
+    })
 }
 
-fn summarize(h: &ValueHistogram, qs: &[(String, f64)], tags: BTreeMap<String, String>) -> HistogramSummary {
+fn summarize(
+    h: &ValueHistogram,
+    qs: &[(String, f64)],
+    tags: BTreeMap<String, String>,
+) -> HistogramSummary {
     HistogramSummary {
         tags,
         count: h.count(),
@@ -195,17 +214,24 @@ pub fn quantiles(
     q: &MetricQuery,
     qs: &[(String, f64)],
 ) -> Result<QuantileReport, ReportError> {
-    let (res, groups, series) = load_kind(store, q, Kind::Histogram)?;
+    let Loaded {
+        resolution: res,
+        groups,
+        series,
+    } = load_kind(store, q, Kind::Histogram)?;
     let mut fleet = ValueHistogram::new();
     let mut out = Vec::new();
     for (group, datas) in groups {
         let mut h = ValueHistogram::new();
         for d in datas {
             if let SeriesData::Histogram(x) = d {
-                h.merge(&x).map_err(|e| ReportError::BadRequest(e.to_string()))?;
+                h.merge(&x)
+                    .map_err(|e| ReportError::BadRequest(e.to_string()))?;
             }
         }
-        fleet.merge(&h).map_err(|e| ReportError::BadRequest(e.to_string()))?;
+        fleet
+            .merge(&h)
+            .map_err(|e| ReportError::BadRequest(e.to_string()))?;
         if !q.group_by.is_empty() {
             out.push(summarize(&h, qs, group_tags(&q.group_by, &group)));
         }
@@ -223,7 +249,11 @@ pub fn quantiles(
 
 /// Counter totals and rates per group and fleet-wide.
 pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, ReportError> {
-    let (res, groups, series) = load_kind(store, q, Kind::Counter)?;
+    let Loaded {
+        resolution: res,
+        groups,
+        series,
+    } = load_kind(store, q, Kind::Counter)?;
     let seconds = ((q.to_ms - q.from_ms) as f64 / 1000.0).max(0.001);
     let mut fleet_total = 0.0;
     let mut out = Vec::new();

@@ -50,9 +50,10 @@ pub fn server_config(tls: &TlsPaths) -> anyhow::Result<quinn::ServerConfig> {
         roots.add(cert).context("adding the CA certificate")?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .context("building the client certificate verifier")?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .context("building the client certificate verifier")?;
     let chain = load_certs(&tls.cert)?;
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .with_context(|| format!("reading the private key {}", tls.key.display()))?;
@@ -65,8 +66,8 @@ pub fn server_config(tls: &TlsPaths) -> anyhow::Result<quinn::ServerConfig> {
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     // No 0-RTT: replayable early data has no place in an exactly-once protocol.
     crypto.max_early_data_size = 0;
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
-        .context("QUIC TLS setup")?;
+    let quic =
+        quinn::crypto::rustls::QuicServerConfig::try_from(crypto).context("QUIC TLS setup")?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(
@@ -141,7 +142,11 @@ pub async fn serve(
     endpoint.close(0u32.into(), b"shutdown");
 }
 
-async fn handle(connection: quinn::Connection, merges: mpsc::Sender<MergeRequest>, stats: Arc<Stats>) {
+async fn handle(
+    connection: quinn::Connection,
+    merges: mpsc::Sender<MergeRequest>,
+    stats: Arc<Stats>,
+) {
     let certified = connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -180,10 +185,14 @@ async fn drive(
     let mut session = AggregatorSession::new(agent.clone());
     loop {
         let mut prefix = [0u8; 4];
-        recv.read_exact(&mut prefix).await.context("reading a frame")?;
+        recv.read_exact(&mut prefix)
+            .await
+            .context("reading a frame")?;
         let len = frame_length(prefix)?;
         let mut body = vec![0u8; len];
-        recv.read_exact(&mut body).await.context("reading a frame")?;
+        recv.read_exact(&mut body)
+            .await
+            .context("reading a frame")?;
         let handled = decode_frame_body(&body)
             .map_err(anyhow::Error::from)
             .and_then(|frame| session.handle_frame(frame).map_err(anyhow::Error::from));
@@ -198,10 +207,17 @@ async fn drive(
         }
         while let Some(event) = session.poll_event() {
             match event {
-                AggregatorEvent::Established { agent_version, epoch } => {
+                AggregatorEvent::Established {
+                    agent_version,
+                    epoch,
+                } => {
                     info!(version = %agent_version, epoch, "Agent connected.");
                 }
-                AggregatorEvent::Batch { epoch, seq, payload } => {
+                AggregatorEvent::Batch {
+                    epoch,
+                    seq,
+                    payload,
+                } => {
                     let batch = match decode_batch(&payload) {
                         Ok(b) if b.agent_id != agent => Err(format!(
                             "batch claims agent {} but the certificate says {agent}",
@@ -223,7 +239,11 @@ async fn drive(
                             let (reply, answer) = oneshot::channel();
                             stats.merge_queue_pushed.fetch_add(1, Ordering::Relaxed);
                             merges
-                                .send(MergeRequest { batch, received_ms: now_ms(), reply })
+                                .send(MergeRequest {
+                                    batch,
+                                    received_ms: now_ms(),
+                                    reply,
+                                })
                                 .await
                                 .context("merge actor gone")?;
                             match answer.await.context("merge actor gone")? {

@@ -49,9 +49,9 @@ impl Resolution {
     /// `10s`, `1m`, `1h`.
     pub fn label(&self) -> String {
         let secs = self.bucket.as_secs();
-        if secs % 3600 == 0 {
+        if secs.is_multiple_of(3600) {
             format!("{}h", secs / 3600)
-        } else if secs % 60 == 0 {
+        } else if secs.is_multiple_of(60) {
             format!("{}m", secs / 60)
         } else {
             format!("{secs}s")
@@ -236,10 +236,11 @@ impl SledStore {
         let id = self.db.generate_id()?;
         // Only the merge actor writes, so nobody can insert this key between get and insert;
         // compare_and_swap keeps it correct even if that changes.
-        match self
-            .series
-            .compare_and_swap(key, None as Option<&[u8]>, Some(&series_value(id, kind)[..]))?
-        {
+        match self.series.compare_and_swap(
+            key,
+            None as Option<&[u8]>,
+            Some(&series_value(id, kind)[..]),
+        )? {
             Ok(()) => Ok((id, kind)),
             Err(current) => current
                 .current
@@ -412,7 +413,11 @@ impl Store for SledStore {
             .series
             .iter()
             .values()
-            .filter_map(|v| v.ok().and_then(|v| parse_series_value(&v)).map(|(id, _)| id))
+            .filter_map(|v| {
+                v.ok()
+                    .and_then(|v| parse_series_value(&v))
+                    .map(|(id, _)| id)
+            })
             .collect();
         for res in &self.resolutions {
             let cutoff = now_ms - res.retention.as_millis() as i64;

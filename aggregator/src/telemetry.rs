@@ -45,16 +45,56 @@ impl Stats {
     /// Prometheus text exposition of the counters.
     pub fn exposition(&self) -> String {
         let rows: [(&str, &str, &AtomicU64); 10] = [
-            ("pitot_aggregator_connections_total", "QUIC connections accepted.", &self.connections),
-            ("pitot_aggregator_connections_refused_total", "Connections refused at TLS or identity checks.", &self.connections_refused),
-            ("pitot_aggregator_merge_batches_total", "Batches merged into the store.", &self.batches_merged),
-            ("pitot_aggregator_duplicate_batches_total", "Replayed batches acknowledged without merging.", &self.batches_duplicate),
-            ("pitot_aggregator_rejected_batches_total", "Batches rejected as undecodable or not the sender's.", &self.batches_rejected),
-            ("pitot_aggregator_kind_conflicts_total", "Series refused because their kind differs from the stored one.", &self.kind_conflicts),
-            ("pitot_aggregator_protocol_errors_total", "Connections closed for a protocol violation.", &self.protocol_errors),
-            ("pitot_aggregator_pruned_buckets_total", "Buckets deleted by retention.", &self.buckets_pruned),
-            ("pitot_aggregator_merge_queue_pushed_total", "Merge requests queued.", &self.merge_queue_pushed),
-            ("pitot_aggregator_merge_queue_popped_total", "Merge requests taken by the merge actor.", &self.merge_queue_popped),
+            (
+                "pitot_aggregator_connections_total",
+                "QUIC connections accepted.",
+                &self.connections,
+            ),
+            (
+                "pitot_aggregator_connections_refused_total",
+                "Connections refused at TLS or identity checks.",
+                &self.connections_refused,
+            ),
+            (
+                "pitot_aggregator_merge_batches_total",
+                "Batches merged into the store.",
+                &self.batches_merged,
+            ),
+            (
+                "pitot_aggregator_duplicate_batches_total",
+                "Replayed batches acknowledged without merging.",
+                &self.batches_duplicate,
+            ),
+            (
+                "pitot_aggregator_rejected_batches_total",
+                "Batches rejected as undecodable or not the sender's.",
+                &self.batches_rejected,
+            ),
+            (
+                "pitot_aggregator_kind_conflicts_total",
+                "Series refused because their kind differs from the stored one.",
+                &self.kind_conflicts,
+            ),
+            (
+                "pitot_aggregator_protocol_errors_total",
+                "Connections closed for a protocol violation.",
+                &self.protocol_errors,
+            ),
+            (
+                "pitot_aggregator_pruned_buckets_total",
+                "Buckets deleted by retention.",
+                &self.buckets_pruned,
+            ),
+            (
+                "pitot_aggregator_merge_queue_pushed_total",
+                "Merge requests queued.",
+                &self.merge_queue_pushed,
+            ),
+            (
+                "pitot_aggregator_merge_queue_popped_total",
+                "Merge requests taken by the merge actor.",
+                &self.merge_queue_popped,
+            ),
         ];
         let mut out = String::new();
         for (name, help, value) in rows {

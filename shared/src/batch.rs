@@ -114,11 +114,8 @@ impl Batch {
     /// returned so the caller can report it.
     pub fn absorb(&mut self, later: Batch) -> usize {
         let mut conflicts = 0;
-        let mut by_key: BTreeMap<SeriesKey, SeriesData> = self
-            .series
-            .drain(..)
-            .map(|s| (s.key, s.data))
-            .collect();
+        let mut by_key: BTreeMap<SeriesKey, SeriesData> =
+            self.series.drain(..).map(|s| (s.key, s.data)).collect();
         for s in later.series {
             match by_key.get_mut(&s.key) {
                 Some(existing) => {

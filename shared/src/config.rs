@@ -84,10 +84,14 @@ impl ConfigError {
 /// Parses a positive duration (`10s`, `1m`, `500ms`, `2d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write a number and a unit, like \"10s\" or \"5m\"")
+        format!(
+            "`{text}` is not a duration ({e}); write a number and a unit, like \"10s\" or \"5m\""
+        )
     })?;
     if d.is_zero() {
-        return Err(format!("`{text}` is zero; use a positive duration like \"10s\""));
+        return Err(format!(
+            "`{text}` is zero; use a positive duration like \"10s\""
+        ));
     }
     Ok(d)
 }

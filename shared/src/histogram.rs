@@ -159,9 +159,7 @@ impl ValueHistogram {
             .record_n(magnitude, n)
             .map_err(|_| RecordError::OutOfRange)?;
         self.count = self.count.saturating_add(n);
-        self.sum_steps = self
-            .sum_steps
-            .saturating_add(i128::from(q) * i128::from(n));
+        self.sum_steps = self.sum_steps.saturating_add(i128::from(q) * i128::from(n));
         let sq = u128::from(magnitude) * u128::from(magnitude);
         self.sum_sq_steps = self
             .sum_sq_steps
@@ -310,7 +308,11 @@ impl ValueHistogram {
                 .map(|it| {
                     let hi = it.value_iterated_to();
                     let lo = neg.lowest_equivalent(hi);
-                    (-(to_value(hi as i64)), -(to_value(lo as i64)), it.count_at_value())
+                    (
+                        -(to_value(hi as i64)),
+                        -(to_value(lo as i64)),
+                        it.count_at_value(),
+                    )
                 })
                 .collect();
             rev.reverse();
@@ -319,7 +321,11 @@ impl ValueHistogram {
         for it in self.positive.iter_recorded() {
             let hi = it.value_iterated_to();
             let lo = self.positive.lowest_equivalent(hi);
-            out.push((to_value(lo as i64), to_value(hi as i64), it.count_at_value()));
+            out.push((
+                to_value(lo as i64),
+                to_value(hi as i64),
+                it.count_at_value(),
+            ));
         }
         out
     }
@@ -367,7 +373,8 @@ pub fn check_v2(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.len() < V2_HEADER_BYTES {
         return Err(DecodeError::Header("shorter than the 40-byte header"));
     }
-    let u32_at = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let u64_at = |i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&bytes[i..i + 8]);
@@ -378,7 +385,9 @@ pub fn check_v2(bytes: &[u8]) -> Result<(), DecodeError> {
     }
     let payload_len = u32_at(4) as usize;
     if payload_len != bytes.len() - V2_HEADER_BYTES {
-        return Err(DecodeError::Header("payload length does not match the bytes"));
+        return Err(DecodeError::Header(
+            "payload length does not match the bytes",
+        ));
     }
     if u32_at(8) != 0 {
         return Err(DecodeError::Header("normalizing offset is not supported"));

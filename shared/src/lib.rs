@@ -17,5 +17,5 @@ pub mod config;
 pub mod histogram;
 pub mod protocol;
 pub mod series;
-pub mod wire;
 pub mod window;
+pub mod wire;

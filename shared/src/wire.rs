@@ -108,13 +108,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, WireError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
-        WireError::Decode {
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, WireError> {
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| WireError::Decode {
             what,
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     if used != bytes.len() {
         return Err(WireError::Trailing(what));
     }
@@ -151,12 +153,11 @@ pub struct BatchHeader {
 
 /// Decodes only the header fields of an encoded batch (they come first on the wire).
 pub fn decode_batch_header(bytes: &[u8]) -> Result<BatchHeader, WireError> {
-    let (header, _) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
-        WireError::Decode {
+    let (header, _) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| WireError::Decode {
             what: "batch header",
             detail: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(header)
 }
 

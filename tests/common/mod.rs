@@ -3,7 +3,13 @@
 //!
 //! Synchronisation is by polling the real HTTP API (or a process log) against a deadline,
 //! never by a fixed sleep; the only sleeps pace traffic in time ("mid-stream").
-#![allow(dead_code, unreachable_pub)]
+// Test support code: a failed setup step should panic the test, like an assertion.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::let_underscore_must_use
+)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -32,12 +38,20 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A free loopback UDP port (released before use; the window for a clash is tiny).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A free loopback TCP port.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process that is killed when dropped.
@@ -116,7 +130,10 @@ impl Fleet {
         Fleet {
             quic_port: free_udp_port(),
             http_port: free_tcp_port(),
-            udp_ports: agents.iter().map(|a| ((*a).to_owned(), free_udp_port())).collect(),
+            udp_ports: agents
+                .iter()
+                .map(|a| ((*a).to_owned(), free_udp_port()))
+                .collect(),
             dir,
             aggregator: None,
             agents: BTreeMap::new(),
@@ -177,7 +194,10 @@ impl Fleet {
         wait_for("aggregator /healthz", Duration::from_secs(20), || {
             client.get("/healthz", &[]).ok().or_else(|| {
                 // /healthz answers text, not JSON: any HTTP answer means it is up.
-                ureq::get(&format!("{}/healthz", self.url())).call().ok().map(|_| Value::Null)
+                ureq::get(&format!("{}/healthz", self.url()))
+                    .call()
+                    .ok()
+                    .map(|_| Value::Null)
             })
         });
     }
@@ -223,9 +243,11 @@ impl Fleet {
         );
         self.agents.insert(name.to_owned(), proc);
         let sock = self.unix_socket(name);
-        wait_for(&format!("agent {name} socket"), Duration::from_secs(20), || {
-            sock.exists().then_some(())
-        });
+        wait_for(
+            &format!("agent {name} socket"),
+            Duration::from_secs(20),
+            || sock.exists().then_some(()),
+        );
     }
 
     pub fn kill_agent(&mut self, name: &str) {
@@ -275,7 +297,10 @@ impl Fleet {
         self.client()
             .get(
                 "/api/v1/counters",
-                &[("metric", metric.to_owned()), ("group_by", group_by.to_owned())],
+                &[
+                    ("metric", metric.to_owned()),
+                    ("group_by", group_by.to_owned()),
+                ],
             )
             .ok()
     }
@@ -293,7 +318,10 @@ impl Fleet {
         let deadline = Instant::now() + timeout;
         loop {
             let n = self.count(metric);
-            assert!(n <= expected, "{metric}: counted {n}, more than the {expected} sent");
+            assert!(
+                n <= expected,
+                "{metric}: counted {n}, more than the {expected} sent"
+            );
             if n == expected {
                 return;
             }

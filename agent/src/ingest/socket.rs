@@ -6,7 +6,7 @@
 //! thread keeps the kernel queue short, which matters most for the Unix socket: with
 //! `net.unix.max_dgram_qlen` as low as 10, a reader that falls 10 datagrams behind makes
 //! non-blocking clients drop. Chunks wait in a queue bounded in bytes
-//! ([`MAX_PENDING_BYTES`]); past it the receiver pauses, so memory stays bounded and any
+//! (`MAX_PENDING_BYTES`, 16 MiB); past it the receiver pauses, so memory stays bounded and any
 //! overflow happens in the kernel, where UDP counts it.
 //!
 //! Loss is never silent. On UDP, `SO_RXQ_OVFL` makes the kernel attach its cumulative drop
@@ -173,7 +173,13 @@ fn receive_loop(
                 .iter_mut()
                 .map(|b| [IoSliceMut::new(b.as_mut_slice())])
                 .collect();
-            match recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+            match recvmmsg(
+                fd,
+                &mut headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
                 Ok(results) => {
                     for msg in results {
                         received.push((msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC)));
@@ -201,7 +207,10 @@ fn receive_loop(
             stats
                 .kernel_drops
                 .fetch_add(u64::from(lost), Ordering::Relaxed);
-            warn!(lost, "Kernel dropped DogStatsD datagrams: receive buffer full.");
+            warn!(
+                lost,
+                "Kernel dropped DogStatsD datagrams: receive buffer full."
+            );
             last_overflow = n;
         }
         let total: usize = received.iter().map(|(len, _)| *len).sum();

@@ -42,7 +42,11 @@ fn records_every_type_with_rates_and_host() {
     let SeriesData::Histogram(h) = lat else {
         panic!("histogram expected")
     };
-    assert_eq!(h.count(), 3, "both spellings of the series merge, host is forced");
+    assert_eq!(
+        h.count(),
+        3,
+        "both spellings of the series merge, host is forced"
+    );
     assert_eq!(
         open[&key("req", &[("model", "m"), ("host", "h1")])],
         SeriesData::Counter(2.0)
@@ -125,7 +129,9 @@ fn idle_series_are_evicted_and_free_the_limit() {
 fn timestamps_route_to_their_interval() {
     let (shared, shard) = shard(100);
     // Open interval starts at 1_000_000 ms = 1000 s; 995 s is the previous 10 s interval.
-    shard.record_datagrams(std::iter::once(&b"a:1|c|T995\na:1|c|T1001\na:1|c|T99999"[..]));
+    shard.record_datagrams(std::iter::once(
+        &b"a:1|c|T995\na:1|c|T1001\na:1|c|T99999"[..],
+    ));
     let out = drain(&shard);
     assert_eq!(
         out[&990_000][&key("a", &[("host", "h1")])],

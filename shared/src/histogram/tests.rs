@@ -150,6 +150,6 @@ proptest! {
         bytes.extend_from_slice(&tail);
         let len = tail.len() as u32;
         bytes[4..8].copy_from_slice(&len.to_be_bytes());
-        let _ = decode_v2(&bytes);
+        let _outcome = decode_v2(&bytes);
     }
 }

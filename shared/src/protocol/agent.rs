@@ -103,7 +103,12 @@ pub struct AgentSession {
 
 impl AgentSession {
     /// A new, disconnected session that wants to connect at once.
-    pub fn new(agent_id: AgentId, epoch: u64, agent_version: String, config: AgentSessionConfig) -> Self {
+    pub fn new(
+        agent_id: AgentId,
+        epoch: u64,
+        agent_version: String,
+        config: AgentSessionConfig,
+    ) -> Self {
         AgentSession {
             agent_id,
             epoch,
@@ -221,10 +226,13 @@ impl AgentSession {
     fn pop_oldest(&mut self, seq: u64) -> Result<SpoolId, ProtocolError> {
         match self.in_flight.front() {
             Some((id, _)) if id.0 == seq => {
-                let (id, _) = self.in_flight.pop_front().ok_or(ProtocolError::AckOutOfOrder {
-                    got: seq,
-                    expected: None,
-                })?;
+                let (id, _) = self
+                    .in_flight
+                    .pop_front()
+                    .ok_or(ProtocolError::AckOutOfOrder {
+                        got: seq,
+                        expected: None,
+                    })?;
                 Ok(id)
             }
             front => Err(ProtocolError::AckOutOfOrder {

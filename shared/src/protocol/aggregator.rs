@@ -96,8 +96,11 @@ impl AggregatorSession {
                 Ok(())
             }
             (State::Ready { epoch }, Frame::Batch { seq, payload }) => {
-                self.events
-                    .push_back(AggregatorEvent::Batch { epoch, seq, payload });
+                self.events.push_back(AggregatorEvent::Batch {
+                    epoch,
+                    seq,
+                    payload,
+                });
                 Ok(())
             }
             (_, Frame::Goodbye { reason }) => {

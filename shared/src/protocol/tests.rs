@@ -37,6 +37,8 @@ impl Pair {
             agent.enqueue(SpoolId(seq), Arc::from(vec![seq as u8].into_boxed_slice()));
         }
         Pair {
+            // Only the base of virtual time; the sessions never read a clock.
+            #[allow(clippy::disallowed_methods)]
             now: Instant::now(),
             agent,
             server: None,
@@ -47,7 +49,8 @@ impl Pair {
     }
 
     fn connect(&mut self, certified: &str) {
-        self.agent.handle_timeout(self.now + Duration::from_secs(3600));
+        self.agent
+            .handle_timeout(self.now + Duration::from_secs(3600));
         assert_eq!(self.agent.poll_event(), Some(SessionEvent::Connect));
         self.agent.connecting();
         self.agent.connected();
@@ -129,7 +132,10 @@ fn identity_mismatch_is_refused_with_goodbye() {
     assert!(matches!(err, ProtocolError::IdentityMismatch { .. }));
     assert!(pair.merges.is_empty());
     let server = pair.server.as_mut().unwrap();
-    assert!(matches!(server.poll_transmit(), Some(Frame::Goodbye { .. })));
+    assert!(matches!(
+        server.poll_transmit(),
+        Some(Frame::Goodbye { .. })
+    ));
 }
 
 #[test]
@@ -154,7 +160,10 @@ fn backoff_grows_and_resets_on_welcome() {
     let second = pair.agent.poll_timeout().unwrap() - t0;
     assert_eq!(second, first * 2);
     pair.agent.handle_timeout(t0);
-    assert!(pair.agent.poll_event().is_none(), "deadline not reached yet");
+    assert!(
+        pair.agent.poll_event().is_none(),
+        "deadline not reached yet"
+    );
     pair.connect("a1");
     pair.drive(usize::MAX).unwrap();
     pair.agent.disconnected(t0, 0.0);
