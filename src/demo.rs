@@ -153,6 +153,8 @@ pub async fn run(
             metrics: 1,
             counter_every: 10,
             median_ms: models.iter().map(|m| m.2).collect(),
+            replay: None,
+            plain: false,
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {

@@ -52,6 +52,12 @@ pub struct LoadSpec {
     pub counter_every: u64,
     /// Median latency in ms, per model index (cycled).
     pub median_ms: Vec<f64>,
+    /// Pre-generate this many datagrams and send them in a cycle, so the generator's own
+    /// formatting does not limit the rate (benchmarks). `None` formats every line.
+    pub replay: Option<usize>,
+    /// Put the model in the metric name instead of tags (`request.latency.llama3.v1`), for
+    /// plain StatsD receivers that do not take DogStatsD tags.
+    pub plain: bool,
 }
 
 impl Default for LoadSpec {
@@ -67,6 +73,8 @@ impl Default for LoadSpec {
             metrics: 1,
             counter_every: 0,
             median_ms: vec![40.0],
+            replay: None,
+            plain: false,
         }
     }
 }
@@ -111,6 +119,60 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
+/// Formats lines on demand.
+struct Lines<'a> {
+    spec: &'a LoadSpec,
+    models: Vec<(String, String)>,
+    rng: StdRng,
+    line_no: u64,
+}
+
+impl Lines<'_> {
+    /// Appends one line (without newline) and says whether it was a counter.
+    fn push(&mut self, buf: &mut String) -> bool {
+        use std::fmt::Write as _;
+        self.line_no += 1;
+        let m = (self.line_no as usize) % self.models.len();
+        let (model, version) = &self.models[m];
+        let spec = self.spec;
+        let (name_suffix, tags) = if spec.plain {
+            (format!(".{model}.{version}"), String::new())
+        } else {
+            (String::new(), format!("|#model:{model},version:{version}"))
+        };
+        if spec.counter_every > 0 && self.line_no.is_multiple_of(spec.counter_every) {
+            let _infallible = write!(buf, "request.count{name_suffix}:1|c{tags}");
+            return true;
+        }
+        let median = spec.median_ms[m % spec.median_ms.len().max(1)];
+        let v = median * (0.5 * normal(&mut self.rng)).exp();
+        let metric = (self.line_no as usize / self.models.len()) % spec.metrics.max(1);
+        let _infallible = if metric == 0 {
+            write!(buf, "request.latency{name_suffix}:{v:.3}|ms{tags}")
+        } else {
+            write!(buf, "request.latency.{metric}{name_suffix}:{v:.3}|ms{tags}")
+        };
+        false
+    }
+
+    /// A datagram of `n` lines: (text, timer lines, counter lines).
+    fn datagram(&mut self, n: u64) -> (String, u64, u64) {
+        let mut buf = String::with_capacity(n as usize * 64);
+        let (mut timers, mut counters) = (0, 0);
+        for i in 0..n {
+            if i > 0 {
+                buf.push('\n');
+            }
+            if self.push(&mut buf) {
+                counters += 1;
+            } else {
+                timers += 1;
+            }
+        }
+        (buf, timers, counters)
+    }
+}
+
 /// Sends load as specified; `stop` is polled between slices.
 pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> {
     let sock = match &spec.target {
@@ -129,19 +191,27 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
             Sock::Unix(s)
         }
     };
-    let mut rng = StdRng::seed_from_u64(spec.seed);
     let models = if spec.models.is_empty() {
         vec![("model".to_owned(), "v1".to_owned())]
     } else {
         spec.models.clone()
     };
-    let per = spec.per_datagram.max(1);
+    let mut lines = Lines {
+        spec,
+        models,
+        rng: StdRng::seed_from_u64(spec.seed),
+        line_no: 0,
+    };
+    let per = spec.per_datagram.max(1) as u64;
+    let pool: Vec<(String, u64, u64)> = match spec.replay {
+        Some(n) => (0..n.max(1)).map(|_| lines.datagram(per)).collect(),
+        None => Vec::new(),
+    };
     let start = Instant::now();
     let mut summary = LoadSummary::default();
-    let mut buf = String::with_capacity(per * 64);
-    let mut line_no: u64 = 0;
     // Lines attempted (sent or refused): the pacing counter.
     let mut attempted: u64 = 0;
+    let mut next = 0usize;
     loop {
         if stop()
             || spec.duration.is_some_and(|d| start.elapsed() >= d)
@@ -151,9 +221,11 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
         }
         // How many lines are due by now.
         let due = if spec.rate == 0 {
-            attempted + per as u64 * 64
+            attempted + per * 64
         } else {
-            (start.elapsed().as_secs_f64() * spec.rate as f64) as u64
+            // Whole datagrams only, as a buffering client sends them.
+            let d = (start.elapsed().as_secs_f64() * spec.rate as f64) as u64;
+            d - d % per
         };
         let due = spec.lines.map_or(due, |n| due.min(n));
         if due <= attempted {
@@ -161,46 +233,27 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
             continue;
         }
         while attempted < due {
-            buf.clear();
-            let in_this = (due - attempted).min(per as u64);
-            attempted += in_this;
-            let (mut timers, mut counters) = (0, 0);
-            for _ in 0..in_this {
-                line_no += 1;
-                let m = (line_no as usize) % models.len();
-                let (model, version) = &models[m];
-                if spec.counter_every > 0 && line_no.is_multiple_of(spec.counter_every) {
-                    buf.push_str(&format!(
-                        "request.count:1|c|#model:{model},version:{version}\n"
-                    ));
-                    counters += 1;
-                } else {
-                    let median = spec.median_ms[m % spec.median_ms.len().max(1)];
-                    let v = median * (0.5 * normal(&mut rng)).exp();
-                    let metric = (line_no as usize / models.len()) % spec.metrics.max(1);
-                    if metric == 0 {
-                        buf.push_str(&format!(
-                            "request.latency:{v:.3}|ms|#model:{model},version:{version}\n"
-                        ));
-                    } else {
-                        buf.push_str(&format!(
-                            "request.latency.{metric}:{v:.3}|ms|#model:{model},version:{version}\n"
-                        ));
-                    }
-                    timers += 1;
-                }
-            }
-            buf.pop();
-            match sock.send(buf.as_bytes()) {
+            let want = (due - attempted).min(per);
+            let generated;
+            let (text, timers, counters) = if !pool.is_empty() && want == per {
+                next = (next + 1) % pool.len();
+                let (t, a, b) = &pool[next];
+                (t.as_str(), *a, *b)
+            } else {
+                generated = lines.datagram(want);
+                (generated.0.as_str(), generated.1, generated.2)
+            };
+            attempted += want;
+            match sock.send(text.as_bytes()) {
                 Ok(_) => {
                     summary.datagrams += 1;
-                    summary.lines += in_this;
+                    summary.lines += want;
                     summary.timer_lines += timers;
                     summary.counter_lines += counters;
                 }
                 Err(_) => {
                     summary.send_errors += 1;
-                    summary.dropped_lines += in_this;
+                    summary.dropped_lines += want;
                 }
             }
         }

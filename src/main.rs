@@ -101,6 +101,12 @@ enum Command {
         /// Every n-th line is a request.count counter (0 = never).
         #[arg(long, default_value_t = 0)]
         counter_every: u64,
+        /// Pre-generate this many datagrams and cycle through them (for benchmarks).
+        #[arg(long)]
+        replay: Option<usize>,
+        /// Plain StatsD: the model goes in the metric name, no DogStatsD tags.
+        #[arg(long)]
+        plain: bool,
     },
 }
 
@@ -233,6 +239,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             model,
             metrics,
             counter_every,
+            replay,
+            plain,
         } => {
             let target = match (udp, unix) {
                 (_, Some(path)) => Target::Unix {
@@ -263,6 +271,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 models,
                 metrics,
                 counter_every,
+                replay,
+                plain,
                 ..LoadSpec::default()
             };
             let s = loadgen::run(&spec, &|| false)?;

@@ -73,6 +73,8 @@ fn garbage_leaves_the_agent_up_and_counting() {
         .into_bytes(),
         format!("bad.longtag:1|c|#k:{}", "x".repeat(5000)).into_bytes(),
         format!("{}:1|c", "n".repeat(60_000)).into_bytes(),
+        format!("{}:1|c", "n".repeat(3_000)).into_bytes(),
+        b"bad\x01control:1|c".to_vec(),
         b"\n\n\n|||:::@@@###\n".to_vec(),
         b"_e{5,4}:title|text".to_vec(),
         b"_sc|check|0".to_vec(),

@@ -111,7 +111,8 @@ pub struct RawDogStatsD {
     pub unix_mode: String,
     /// Receive buffer per socket. Default `"8MiB"` (forced past `rmem_max` when privileged).
     pub receive_buffer: String,
-    /// Largest datagram accepted. Default `"64KiB"`.
+    /// Largest datagram accepted. Default `"8KiB"` (the Datadog agent's buffer size; clients
+    /// send at most 8 KiB on Unix sockets and about 1.4 KiB on UDP).
     pub max_datagram: String,
 }
 
@@ -122,7 +123,7 @@ impl Default for RawDogStatsD {
             unix: "/run/pitot/dsd.sock".into(),
             unix_mode: "0660".into(),
             receive_buffer: "8MiB".into(),
-            max_datagram: "64KiB".into(),
+            max_datagram: "8KiB".into(),
         }
     }
 }

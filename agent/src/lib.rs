@@ -75,6 +75,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         threads.push(socket::spawn_receiver(
             "udp",
             sock,
+            socket::Pacing::Poll,
             Arc::clone(&shard),
             config.max_datagram,
             Arc::clone(&stop),
@@ -89,6 +90,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         threads.push(socket::spawn_receiver(
             "unix",
             sock,
+            socket::Pacing::Gather,
             Arc::clone(&shard),
             config.max_datagram,
             Arc::clone(&stop),

@@ -1,13 +1,13 @@
 //! DogStatsD sockets: binding with large receive buffers, and the receiving threads.
 //!
-//! Each socket gets two OS threads. The receiver does nothing but loop on `recvmmsg` (up to
-//! [`BATCH`] datagrams per call, blocking for the first) and copy what arrived into a chunk;
-//! the parser records chunks into the socket's [`Shard`]. Keeping parsing off the receiving
-//! thread keeps the kernel queue short, which matters most for the Unix socket: with
-//! `net.unix.max_dgram_qlen` as low as 10, a reader that falls 10 datagrams behind makes
-//! non-blocking clients drop. Chunks wait in a queue bounded in bytes
-//! (`MAX_PENDING_BYTES`, 16 MiB); past it the receiver pauses, so memory stays bounded and any
-//! overflow happens in the kernel, where UDP counts it.
+//! Each socket gets a receiving thread that loops on `recvmmsg` (up to [`BATCH`] datagrams
+//! per call, paced as [`Pacing`] says). On UDP the same thread parses what it received into
+//! the socket's [`Shard`]: the receive buffer (8 MiB by default) holds what arrives meanwhile,
+//! and the thread wakes about a thousand times a second at most. On the Unix socket the queue
+//! holds only `net.unix.max_dgram_qlen` datagrams (10 here), so a reader that falls 10 behind
+//! makes non-blocking clients drop: there the receiver only copies datagrams into chunks, and a
+//! parser thread at a lower priority records them. Chunks wait in a queue bounded in bytes
+//! (`MAX_PENDING_BYTES`, 4 MiB); past it the receiver pauses, so memory stays bounded.
 //!
 //! Loss is never silent. On UDP, `SO_RXQ_OVFL` makes the kernel attach its cumulative drop
 //! count to each datagram; the thread adds the increase to `kernel_drops`. Datagrams larger
@@ -20,7 +20,8 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver as Receiver_, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,8 +37,13 @@ use super::{Dropped, Shard};
 
 /// Datagrams read per `recvmmsg` call.
 pub const BATCH: usize = 64;
-/// How often a blocked receiver wakes to check for shutdown.
+/// How often a blocked receiver wakes to check for shutdown, and the longest a gathered
+/// datagram waits before it is handed to the parser when traffic stops.
 const WAKE: Duration = Duration::from_millis(200);
+/// How long one `recvmmsg` call gathers datagrams on a Unix socket while traffic flows.
+const GATHER: Duration = Duration::from_millis(1);
+/// Pause between non-blocking drains of a busy UDP socket.
+const POLL: Duration = Duration::from_millis(1);
 
 /// Asks for `bytes` of receive buffer, beyond `net.core.rmem_max` when privileged
 /// (`SO_RCVBUFFORCE`), and returns what the kernel granted.
@@ -83,8 +89,8 @@ pub fn bind_unix(path: &Path, receive_buffer: usize, mode: u32) -> io::Result<(S
 }
 
 /// Bytes received but not yet parsed, at most; past it the receiver pauses and the kernel
-/// queue (with its counted drops) takes over. 16 MiB is about 50 ms of traffic at 2 M lines/s.
-const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
+/// queue (with its counted drops) takes over. 4 MiB is about 30 ms of traffic at 2 M lines/s.
+const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 /// Chunks (one per `recvmmsg` call) queued between the receiver and the parser.
 const MAX_PENDING_CHUNKS: usize = 4096;
 
@@ -98,25 +104,72 @@ struct Chunk {
     ends: Vec<usize>,
 }
 
-/// Starts the threads for `socket`: a receiver that only drains the kernel queue into chunks,
-/// and a parser that records them into `shard`. They stop when `stop` is set, after the parser
-/// has recorded everything received. Joining the returned handle joins both.
+/// How a receiver waits for datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// UDP: while traffic flows, sleep [`POLL`] between non-blocking drains, so the thread
+    /// wakes about a thousand times a second however many datagrams arrive (the receive buffer
+    /// holds them meanwhile); when a drain finds nothing, block until the next datagram, so an
+    /// idle agent costs nothing.
+    Poll,
+    /// Unix socket: stay in the kernel receiving, gathering datagrams for up to [`GATHER`] per
+    /// call. The queue holds only `net.unix.max_dgram_qlen` datagrams, so the receiver must
+    /// take each one as it arrives.
+    Gather,
+}
+
+/// Starts the threads for `socket`. With [`Pacing::Poll`] (UDP) one thread receives and
+/// parses: the kernel buffer holds what arrives while it parses. With [`Pacing::Gather`]
+/// (Unix) a receiver only drains the socket into chunks and a parser thread, at a lower
+/// priority, records them. Either way they stop when `stop` is set, after everything received
+/// was recorded; joining the returned handle joins them all.
 pub fn spawn_receiver(
     name: &str,
     socket: Socket,
+    pacing: Pacing,
     shard: Arc<Shard>,
     max_datagram_bytes: usize,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(MAX_PENDING_CHUNKS);
-    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let parser_pending = Arc::clone(&pending);
-    let parser_shard = Arc::clone(&shard);
-    let parser = std::thread::Builder::new()
+    let (sink, parser) = match pacing {
+        Pacing::Poll => (Sink::Inline, None),
+        Pacing::Gather => {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(MAX_PENDING_CHUNKS);
+            let pending = Arc::new(AtomicUsize::new(0));
+            let parser = spawn_parser(name, rx, Arc::clone(&pending), Arc::clone(&shard))?;
+            (Sink::Queue { out: tx, pending }, Some(parser))
+        }
+    };
+    std::thread::Builder::new()
+        .name(format!("pitot-{name}-recv"))
+        .spawn(move || {
+            let mut receiver = Receiver {
+                socket,
+                pacing,
+                shard,
+                max_datagram_bytes,
+                sink,
+                last_overflow: 0,
+            };
+            receiver.run(&stop);
+            drop(receiver);
+            if let Some(parser) = parser {
+                let _joined = parser.join();
+            }
+        })
+}
+
+fn spawn_parser(
+    name: &str,
+    chunks: Receiver_<Chunk>,
+    pending: Arc<AtomicUsize>,
+    shard: Arc<Shard>,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name(format!("pitot-{name}-parse"))
         .spawn(move || {
             // Parsing yields to receiving: a receiver woken by a datagram preempts the parser at
-            // once, so the kernel queue is drained within microseconds even on a busy host.
+            // once, so the socket queue is drained within microseconds even on a busy host.
             let lowered = thread_priority::ThreadPriorityValue::try_from(PARSER_PRIORITY)
                 .map_err(|e| format!("{e:?}"))
                 .and_then(|p| {
@@ -128,108 +181,174 @@ pub fn spawn_receiver(
             if let Err(error) = lowered {
                 debug!(?error, "Cannot lower the parser thread's priority.");
             }
-            for chunk in rx {
+            for chunk in chunks {
                 let mut start = 0;
-                parser_shard.record_datagrams(chunk.ends.iter().map(|&end| {
+                shard.record_datagrams(chunk.ends.iter().map(|&end| {
                     let d = &chunk.data[start..end];
                     start = end;
                     d
                 }));
-                parser_pending.fetch_sub(chunk.data.len(), Ordering::Relaxed);
+                pending.fetch_sub(chunk.data.len(), Ordering::Relaxed);
             }
-        })?;
-    std::thread::Builder::new()
-        .name(format!("pitot-{name}-recv"))
-        .spawn(move || {
-            receive_loop(&socket, &shard, max_datagram_bytes, &stop, &tx, &pending);
-            drop(tx);
-            let _joined = parser.join();
         })
 }
 
-fn receive_loop(
-    socket: &Socket,
-    shard: &Shard,
+/// Where received datagrams go.
+enum Sink {
+    /// Parsed on the receiving thread, straight from the receive buffers.
+    Inline,
+    /// Copied into a chunk for the parser thread; `pending` counts bytes not yet parsed.
+    Queue {
+        out: SyncSender<Chunk>,
+        pending: Arc<AtomicUsize>,
+    },
+}
+
+struct Receiver {
+    socket: Socket,
+    pacing: Pacing,
+    shard: Arc<Shard>,
     max_datagram_bytes: usize,
-    stop: &AtomicBool,
-    out: &std::sync::mpsc::SyncSender<Chunk>,
-    pending: &std::sync::atomic::AtomicUsize,
-) {
-    let fd = socket.as_raw_fd();
-    // One byte more than the limit, so a datagram of exactly the limit is not "truncated".
-    let mut buffers = vec![vec![0u8; max_datagram_bytes + 1]; BATCH];
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg_space!(u32)));
-    let mut received: Vec<(usize, bool)> = Vec::with_capacity(BATCH);
-    let mut last_overflow: u32 = 0;
-    let stats = &shard.shared.stats;
-    while !stop.load(Ordering::Relaxed) {
-        while pending.load(Ordering::Relaxed) > MAX_PENDING_BYTES && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        received.clear();
-        let mut overflow = None;
-        {
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
-                .iter_mut()
-                .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-                .collect();
-            match recvmmsg(
-                fd,
-                &mut headers,
-                slices.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(results) => {
-                    for msg in results {
-                        received.push((msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC)));
-                        if let Ok(cmsgs) = msg.cmsgs() {
-                            for cmsg in cmsgs {
-                                if let ControlMessageOwned::RxqOvfl(n) = cmsg {
-                                    overflow = Some(n);
+    sink: Sink,
+    last_overflow: u32,
+}
+
+impl Receiver {
+    fn run(&mut self, stop: &AtomicBool) {
+        let fd = self.socket.as_raw_fd();
+        // One byte more than the limit, so a datagram of exactly the limit is not "truncated".
+        let mut buffers = vec![vec![0u8; self.max_datagram_bytes + 1]; BATCH];
+        let mut headers =
+            MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg_space!(u32)));
+        let mut received: Vec<(usize, bool)> = Vec::with_capacity(BATCH);
+        let mut busy = false;
+        let mut full = false;
+        while !stop.load(Ordering::Relaxed) {
+            if let Sink::Queue { pending, .. } = &self.sink {
+                while pending.load(Ordering::Relaxed) > MAX_PENDING_BYTES
+                    && !stop.load(Ordering::Relaxed)
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            let (flags, timeout) = match (self.pacing, busy) {
+                (Pacing::Poll, true) => {
+                    if !full {
+                        std::thread::sleep(POLL);
+                    }
+                    (MsgFlags::MSG_DONTWAIT, None)
+                }
+                (Pacing::Poll, false) => (MsgFlags::MSG_WAITFORONE, None),
+                // Block for up to BATCH datagrams or GATHER, whichever comes first. The timeout
+                // is checked after each datagram; when traffic stops, SO_RCVTIMEO ends the call.
+                (Pacing::Gather, _) => (
+                    MsgFlags::empty(),
+                    Some(nix::sys::time::TimeSpec::from_duration(GATHER)),
+                ),
+            };
+            received.clear();
+            let mut overflow = None;
+            {
+                let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
+                    .iter_mut()
+                    .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+                    .collect();
+                match recvmmsg(fd, &mut headers, slices.iter_mut(), flags, timeout) {
+                    Ok(results) => {
+                        for msg in results {
+                            received.push((msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC)));
+                            if let Ok(cmsgs) = msg.cmsgs() {
+                                for cmsg in cmsgs {
+                                    if let ControlMessageOwned::RxqOvfl(n) = cmsg {
+                                        overflow = Some(n);
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                Err(Errno::EAGAIN | Errno::EINTR) => continue,
-                Err(error) => {
-                    error!(%error, "DogStatsD receive failed; retrying.");
-                    std::thread::sleep(WAKE);
-                    continue;
+                    Err(Errno::EAGAIN | Errno::EINTR) => {
+                        busy = false;
+                        continue;
+                    }
+                    Err(error) => {
+                        error!(%error, "DogStatsD receive failed; retrying.");
+                        std::thread::sleep(WAKE);
+                        continue;
+                    }
                 }
             }
+            // A full batch means more is waiting: drain again at once. A partial one means
+            // the queue is empty: pause (Poll) or block.
+            busy = !received.is_empty();
+            full = received.len() == BATCH;
+            self.note_overflow(overflow);
+            if !self.hand_over(&received, &buffers) {
+                break;
+            }
         }
+        debug!("DogStatsD receiver stopped.");
+    }
+
+    /// Adds the increase of the kernel's cumulative drop counter to `kernel_drops`.
+    fn note_overflow(&mut self, overflow: Option<u32>) {
         if let Some(n) = overflow
-            && n != last_overflow
+            && n != self.last_overflow
         {
-            let lost = n.wrapping_sub(last_overflow);
-            stats
+            let lost = n.wrapping_sub(self.last_overflow);
+            self.shard
+                .shared
+                .stats
                 .kernel_drops
                 .fetch_add(u64::from(lost), Ordering::Relaxed);
             warn!(
                 lost,
                 "Kernel dropped DogStatsD datagrams: receive buffer full."
             );
-            last_overflow = n;
-        }
-        let total: usize = received.iter().map(|(len, _)| *len).sum();
-        let mut chunk = Chunk {
-            data: Vec::with_capacity(total),
-            ends: Vec::with_capacity(received.len()),
-        };
-        for ((len, truncated), buf) in received.iter().zip(&buffers) {
-            if *truncated || *len > max_datagram_bytes {
-                stats.dropped(Dropped::DatagramTooLarge);
-                continue;
-            }
-            chunk.data.extend_from_slice(&buf[..*len]);
-            chunk.ends.push(chunk.data.len());
-        }
-        pending.fetch_add(chunk.data.len(), Ordering::Relaxed);
-        if out.send(chunk).is_err() {
-            break;
+            self.last_overflow = n;
         }
     }
-    debug!("DogStatsD receiver stopped.");
+
+    /// Records the received datagrams (inline) or queues them for the parser; false when the
+    /// parser is gone.
+    fn hand_over(&self, received: &[(usize, bool)], buffers: &[Vec<u8>]) -> bool {
+        if received.is_empty() {
+            return true;
+        }
+        let stats = &self.shard.shared.stats;
+        let limit = self.max_datagram_bytes;
+        let whole = |(len, truncated): &(usize, bool)| {
+            let ok = !*truncated && *len <= limit;
+            if !ok {
+                stats.dropped(Dropped::DatagramTooLarge);
+            }
+            ok
+        };
+        match &self.sink {
+            Sink::Inline => {
+                self.shard.record_datagrams(
+                    received
+                        .iter()
+                        .zip(buffers)
+                        .filter(|(r, _)| whole(r))
+                        .map(|((len, _), buf)| &buf[..*len]),
+                );
+                true
+            }
+            Sink::Queue { out, pending } => {
+                let total: usize = received.iter().map(|(len, _)| *len).sum();
+                let mut chunk = Chunk {
+                    data: Vec::with_capacity(total),
+                    ends: Vec::with_capacity(received.len()),
+                };
+                for (r, buf) in received.iter().zip(buffers) {
+                    if whole(r) {
+                        chunk.data.extend_from_slice(&buf[..r.0]);
+                        chunk.ends.push(chunk.data.len());
+                    }
+                }
+                pending.fetch_add(chunk.data.len(), Ordering::Relaxed);
+                out.send(chunk).is_ok()
+            }
+        }
+    }
 }
