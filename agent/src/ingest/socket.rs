@@ -41,9 +41,9 @@ pub const BATCH: usize = 64;
 /// datagram waits before it is handed to the parser when traffic stops.
 const WAKE: Duration = Duration::from_millis(200);
 /// How long one `recvmmsg` call gathers datagrams on a Unix socket while traffic flows.
-const GATHER: Duration = Duration::from_millis(1);
+pub const GATHER: Duration = Duration::from_millis(1);
 /// Pause between non-blocking drains of a busy UDP socket.
-const POLL: Duration = Duration::from_millis(1);
+pub const POLL: Duration = Duration::from_millis(1);
 
 /// Asks for `bytes` of receive buffer, beyond `net.core.rmem_max` when privileged
 /// (`SO_RCVBUFFORCE`), and returns what the kernel granted.
