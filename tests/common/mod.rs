@@ -111,6 +111,21 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Polls `f` until it returns true (then true) or `timeout` passes (then false), so the
+/// caller can report what it last saw.
+pub fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// An aggregator and agents, as real processes.
 pub struct Fleet {
     pub dir: tempfile::TempDir,
