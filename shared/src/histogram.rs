@@ -298,21 +298,22 @@ impl ValueHistogram {
         neg_total + pos
     }
 
-    /// Iterates `(lowest, highest, count)` over the non-empty buckets in ascending value
-    /// order, in the value's unit. Drift statistics and exports use it.
-    pub fn buckets(&self) -> Vec<(f64, f64, u64)> {
+    /// The non-empty buckets in ascending value order, in quantization steps: every recorded
+    /// value `q` of a bucket satisfies `lo <= q <= hi`. Two histograms share one bucket layout,
+    /// so equal `(lo, hi)` pairs are the same bucket on both sides. Drift statistics use it.
+    pub fn bucket_steps(&self) -> Vec<StepBucket> {
         let mut out = Vec::new();
         if let Some(neg) = self.negative.as_deref() {
-            let mut rev: Vec<_> = neg
+            let mut rev: Vec<StepBucket> = neg
                 .iter_recorded()
                 .map(|it| {
                     let hi = it.value_iterated_to();
                     let lo = neg.lowest_equivalent(hi);
-                    (
-                        -(to_value(hi as i64)),
-                        -(to_value(lo as i64)),
-                        it.count_at_value(),
-                    )
+                    StepBucket {
+                        lo: -(hi as i64),
+                        hi: -(lo as i64),
+                        count: it.count_at_value(),
+                    }
                 })
                 .collect();
             rev.reverse();
@@ -321,14 +322,44 @@ impl ValueHistogram {
         for it in self.positive.iter_recorded() {
             let hi = it.value_iterated_to();
             let lo = self.positive.lowest_equivalent(hi);
-            out.push((
-                to_value(lo as i64),
-                to_value(hi as i64),
-                it.count_at_value(),
-            ));
+            out.push(StepBucket {
+                lo: lo as i64,
+                hi: hi as i64,
+                count: it.count_at_value(),
+            });
         }
         out
     }
+
+    /// Iterates `(lowest, highest, count)` over the non-empty buckets in ascending value
+    /// order, in the value's unit.
+    pub fn buckets(&self) -> Vec<(f64, f64, u64)> {
+        self.bucket_steps()
+            .into_iter()
+            .map(|b| (to_value(b.lo), to_value(b.hi), b.count))
+            .collect()
+    }
+
+    /// Smallest and largest observation in steps, `None` when empty.
+    pub fn range_steps(&self) -> Option<(i64, i64)> {
+        (self.count > 0).then_some((self.min_steps, self.max_steps))
+    }
+}
+
+/// One non-empty bucket in quantization steps (see [`ValueHistogram::bucket_steps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepBucket {
+    /// Lowest value of the bucket, steps.
+    pub lo: i64,
+    /// Highest value of the bucket, steps.
+    pub hi: i64,
+    /// Observations in it.
+    pub count: u64,
+}
+
+/// Converts steps to the value's unit.
+pub fn steps_to_value(steps: f64) -> f64 {
+    steps / STEPS_PER_UNIT
 }
 
 fn magnitude_at_rank(h: &Histogram<u64>, rank: u64) -> u64 {

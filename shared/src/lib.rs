@@ -14,6 +14,7 @@
 pub mod batch;
 pub mod categorical;
 pub mod config;
+pub mod drift;
 pub mod histogram;
 pub mod protocol;
 pub mod series;
