@@ -133,15 +133,21 @@ fn aligned(reference: &[StepBucket], current: &[StepBucket]) -> Vec<(i64, i64, u
 }
 
 /// KS D at bucket boundaries and the upper bound that allows any movement inside buckets.
-fn ks(buckets: &[(i64, i64, u64, u64)], n: f64, m: f64) -> (f64, f64) {
+/// `span` is the smallest and largest value on either side: a bucket clipped to it that holds
+/// one value has no inside.
+fn ks(buckets: &[(i64, i64, u64, u64)], n: f64, m: f64, span: (i64, i64)) -> (f64, f64) {
     let (mut fr, mut fc) = (0.0f64, 0.0f64);
     let (mut lo, mut hi) = (0.0f64, 0.0f64);
-    for (_, _, r, c) in buckets {
+    for (b_lo, b_hi, r, c) in buckets {
         let (pr, pc) = (fr, fc);
         fr += *r as f64 / n;
         fc += *c as f64 / m;
         lo = lo.max((fr - fc).abs());
-        hi = hi.max((fr - pc).abs()).max((fc - pr).abs());
+        // Inside a bucket that holds more than one value, each raw CDF may sit anywhere
+        // between its values at the bucket's edges. A one-value bucket has no inside.
+        if (*b_lo).max(span.0) < (*b_hi).min(span.1) {
+            hi = hi.max((fr - pc).abs()).max((fc - pr).abs());
+        }
     }
     (lo, hi.max(lo))
 }
@@ -303,7 +309,8 @@ pub fn numeric(reference: &ValueHistogram, current: &ValueHistogram) -> Option<N
     let rb = reference.bucket_steps();
     let cb = current.bucket_steps();
     let buckets = aligned(&rb, &cb);
-    let (ks_lo, ks_hi) = ks(&buckets, n as f64, m as f64);
+    let span = (rmin.min(cmin), rmax.max(cmax));
+    let (ks_lo, ks_hi) = ks(&buckets, n as f64, m as f64, span);
     let w_steps = wasserstein_steps(
         &quantile_segments(&rb, n as f64, rmin, rmax),
         &quantile_segments(&cb, m as f64, cmin, cmax),

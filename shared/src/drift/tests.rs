@@ -90,3 +90,11 @@ fn new_categories_and_chi2() {
     assert!((d.chi2 - 22.857_142_857_142_858).abs() < 1e-9, "{}", d.chi2);
     assert!((d.p_value / 1.088_014_022_196_331e-5 - 1.0).abs() < 1e-9);
 }
+
+#[test]
+fn one_value_buckets_do_not_widen_ks_bounds() {
+    let a = hist([3.0; 50]);
+    let b = hist([3.0; 80]);
+    let d = numeric(&a, &b).unwrap();
+    assert_eq!(d.ks_bounds, [0.0, 0.0]);
+}
