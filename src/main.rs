@@ -48,9 +48,10 @@ enum Command {
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Metric for `latency`.
-        #[arg(long, default_value = "request.latency")]
-        metric: String,
+        /// Metric: for `latency` (default request.latency); for `drift` one series name
+        /// (default: every input.* series).
+        #[arg(long)]
+        metric: Option<String>,
         /// Tags to group `latency` by, comma-separated.
         #[arg(long, default_value = "host,model")]
         group_by: String,
@@ -60,6 +61,24 @@ enum Command {
         /// Tag filter `key:value`; repeat for several.
         #[arg(long)]
         tag: Vec<String>,
+        /// Drift comparison: temporal, hosts or versions.
+        #[arg(long, default_value = "temporal")]
+        mode: String,
+        /// Drift reference window start (temporal), e.g. now-8d.
+        #[arg(long)]
+        ref_from: Option<String>,
+        /// Drift reference window end (temporal), e.g. now-1d.
+        #[arg(long)]
+        ref_to: Option<String>,
+        /// A named reference window from the aggregator's [drift.reference].
+        #[arg(long)]
+        reference: Option<String>,
+        /// Versions mode: the baseline version.
+        #[arg(long)]
+        a: Option<String>,
+        /// Versions mode: the candidate version.
+        #[arg(long)]
+        b: Option<String>,
     },
     /// Make certificates for a fleet.
     Certs {
@@ -116,6 +135,8 @@ enum ReportKind {
     Latency,
     /// Agents seen, their lag and spool.
     Agents,
+    /// Input drift: temporal, host against the rest, or version against version.
+    Drift,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,11 +214,38 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             group_by,
             from,
             tag,
+            mode,
+            ref_from,
+            ref_to,
+            reference,
+            a,
+            b,
         } => {
             let client = report::Client::new(&url);
             let value = match what {
-                ReportKind::Latency => report::latency(&client, &metric, &group_by, &from, &tag)?,
+                ReportKind::Latency => {
+                    let metric = metric.as_deref().unwrap_or("request.latency");
+                    report::latency(&client, metric, &group_by, &from, &tag)?
+                }
                 ReportKind::Agents => client.get("/api/v1/agents", &[])?,
+                ReportKind::Drift => {
+                    let mut q = vec![("mode", mode.clone()), ("from", from.clone())];
+                    let optional = [
+                        ("metric", &metric),
+                        ("ref_from", &ref_from),
+                        ("ref_to", &ref_to),
+                        ("reference", &reference),
+                        ("a", &a),
+                        ("b", &b),
+                    ];
+                    for (k, v) in optional {
+                        if let Some(v) = v {
+                            q.push((k, v.clone()));
+                        }
+                    }
+                    q.extend(tag.iter().map(|t| ("tag", t.clone())));
+                    client.get("/api/v1/drift", &q)?
+                }
             };
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -205,6 +253,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 let text = match what {
                     ReportKind::Latency => report::latency_table(&value, &group_by),
                     ReportKind::Agents => report::agents_table(&value),
+                    ReportKind::Drift => report::drift_table(&value),
                 };
                 write!(out, "{text}")?;
             }

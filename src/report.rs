@@ -196,6 +196,81 @@ pub fn agents_table(report: &Value) -> String {
     )
 }
 
+/// Renders `/api/v1/drift` as a table, most severe first (the API's order).
+pub fn drift_table(report: &Value) -> String {
+    let f = |v: &Value| match v.as_f64() {
+        Some(x) if x != 0.0 && x.abs() < 1e-3 => format!("{x:.1e}"),
+        Some(x) => format!("{x:.3}"),
+        None => "-".into(),
+    };
+    let rows: Vec<Vec<String>> = report["results"]
+        .as_array()
+        .map(|results| {
+            results
+                .iter()
+                .map(|r| {
+                    let tags = r["tags"]
+                        .as_object()
+                        .map(|t| {
+                            t.iter()
+                                .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    let scope = match (r["host"].as_str(), r["a"].as_str(), r["b"].as_str()) {
+                        (Some(h), _, _) => format!("{h} vs rest"),
+                        (_, Some(a), Some(b)) => format!("{b} vs {a}"),
+                        _ => "fleet".into(),
+                    };
+                    let p = if r["kind"] == "categorical" {
+                        &r["p_value"]
+                    } else {
+                        &r["ks_p_value"]
+                    };
+                    vec![
+                        r["status"].as_str().unwrap_or("").to_uppercase(),
+                        r["metric"].as_str().unwrap_or("").to_owned(),
+                        tags,
+                        scope,
+                        r["reference_count"]
+                            .as_u64()
+                            .map_or("-".into(), |n| n.to_string()),
+                        r["current_count"]
+                            .as_u64()
+                            .map_or("-".into(), |n| n.to_string()),
+                        f(&r["ks"]),
+                        f(&r["psi"]),
+                        f(&r["js"]),
+                        f(&r["wasserstein_norm"]),
+                        f(p),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut head = format!(
+        "drift ({}) over {} … {}",
+        report["mode"].as_str().unwrap_or(""),
+        report["current"]["from"].as_str().unwrap_or(""),
+        report["current"]["to"].as_str().unwrap_or("")
+    );
+    if let Some(r) = report.get("reference") {
+        head.push_str(&format!(
+            ", reference {} … {}",
+            r["from"].as_str().unwrap_or(""),
+            r["to"].as_str().unwrap_or("")
+        ));
+    }
+    head.push('\n');
+    head + &table(
+        &[
+            "status", "metric", "tags", "compared", "n ref", "n cur", "ks", "psi", "js", "W/σ", "p",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::reports::{self, MetricQuery, ReportError};
+use crate::config::DriftSettings;
+use crate::drift::{self, DriftQuery, Mode};
+use crate::reports::{self, MetricQuery, ReportError, parse_time};
 use crate::store::Store;
 use crate::telemetry::Stats;
 
@@ -24,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Drift floors, input prefix and named references.
+    pub drift: Arc<DriftSettings>,
 }
 
 /// The router.
@@ -35,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/quantiles", get(quantiles))
         .route("/api/v1/counters", get(counters))
+        .route("/api/v1/drift", get(drift_report))
         .fallback(not_found)
         .with_state(state)
 }
@@ -74,31 +79,6 @@ async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "no such endpoint; see docs/CONTRACT.md".into(),
     )
-}
-
-/// Parses `now`, `now-1h`, RFC 3339, or Unix seconds into Unix ms.
-pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
-    let t = text.trim();
-    if t == "now" {
-        return Ok(now_ms);
-    }
-    if let Some(rel) = t.strip_prefix("now-") {
-        let d = humantime::parse_duration(rel).map_err(|e| format!("`{text}`: {e}"))?;
-        return Ok(now_ms - d.as_millis() as i64);
-    }
-    if let Ok(secs) = t.parse::<f64>()
-        && secs.is_finite()
-        && secs.abs() < 1e13
-    {
-        return Ok((secs * 1000.0) as i64);
-    }
-    humantime::parse_rfc3339_weak(t)
-        .map_err(|e| format!("`{text}` is not a time ({e}); use RFC 3339, Unix seconds or now-1h"))
-        .and_then(|st| {
-            st.duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .map_err(|_| format!("`{text}` is before 1970"))
-        })
 }
 
 struct Params(Vec<(String, String)>);
@@ -245,6 +225,96 @@ async fn counters(
 ) -> Result<Json<reports::CounterReport>, ApiError> {
     let q = Params::parse(raw).metric_query()?;
     let report = blocking(move || reports::counters(state.store.as_ref(), &q)).await?;
+    Ok(Json(report))
+}
+
+/// The rolling reference when none is named: the 7 days before the current window.
+const DEFAULT_REFERENCE_MS: i64 = 7 * 86_400_000;
+
+async fn drift_report(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw);
+    let now = now_ms();
+    let time = |key: &str, default: &str| parse_time(params.one(key).unwrap_or(default), now);
+    let from_ms = time("from", "now-1h").map_err(bad)?;
+    let to_ms = time("to", "now").map_err(bad)?;
+    if from_ms >= to_ms {
+        return Err(bad("`from` must be before `to`"));
+    }
+    let mode = match params.one("mode").unwrap_or("temporal") {
+        "temporal" => {
+            let (ref_from_ms, ref_to_ms) = match params.one("reference") {
+                Some(name) => {
+                    let (f, t) = state.drift.references.get(name).ok_or_else(|| {
+                        bad(format!(
+                            "no reference window named `{name}` in [drift.reference]"
+                        ))
+                    })?;
+                    (
+                        parse_time(f, now).map_err(bad)?,
+                        parse_time(t, now).map_err(bad)?,
+                    )
+                }
+                None => {
+                    let rf = match params.one("ref_from") {
+                        Some(t) => parse_time(t, now).map_err(bad)?,
+                        None => from_ms - DEFAULT_REFERENCE_MS,
+                    };
+                    let rt = match params.one("ref_to") {
+                        Some(t) => parse_time(t, now).map_err(bad)?,
+                        None => from_ms,
+                    };
+                    (rf, rt)
+                }
+            };
+            if ref_from_ms >= ref_to_ms {
+                return Err(bad("the reference window must start before it ends"));
+            }
+            Mode::Temporal {
+                ref_from_ms,
+                ref_to_ms,
+            }
+        }
+        "hosts" => Mode::Hosts,
+        "versions" => match (params.one("a"), params.one("b")) {
+            (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() && a != b => Mode::Versions {
+                a: a.to_owned(),
+                b: b.to_owned(),
+            },
+            _ => {
+                return Err(bad(
+                    "mode=versions needs two different versions: &a=v1&b=v2",
+                ));
+            }
+        },
+        other => {
+            return Err(bad(format!(
+                "mode `{other}` is not one of temporal, hosts, versions"
+            )));
+        }
+    };
+    let query = DriftQuery {
+        mode,
+        metric: params
+            .one("metric")
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned),
+        filters: params.tags()?,
+        from_ms,
+        to_ms,
+    };
+    let settings = Arc::clone(&state.drift);
+    let report = blocking(move || {
+        drift::report(
+            state.store.as_ref(),
+            &query,
+            &settings.config,
+            &settings.input_prefix,
+        )
+    })
+    .await?;
     Ok(Json(report))
 }
 

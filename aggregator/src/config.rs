@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
+use pitot_shared::drift::DriftConfig;
 use serde::Deserialize;
 
+use crate::reports::parse_time;
 use crate::store::Resolution;
 
 /// The aggregator's TOML file as written.
@@ -25,8 +27,64 @@ pub struct RawAggregatorConfig {
     pub retention: BTreeMap<String, String>,
     /// SLO definitions (accepted; evaluated once the SLO engine lands).
     pub slo: Vec<toml::Value>,
-    /// Drift settings (accepted; used once the drift engine lands).
-    pub drift: Option<toml::Value>,
+    /// Drift settings.
+    pub drift: RawDrift,
+}
+
+/// `[drift]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDrift {
+    /// Significance before the Bonferroni correction. Default 0.001.
+    pub alpha: f64,
+    /// KS effect floor. Default 0.05.
+    pub ks_floor: f64,
+    /// PSI effect floor. Default 0.1.
+    pub psi_floor: f64,
+    /// Normalised Wasserstein effect floor. Default 0.1.
+    pub wasserstein_norm_floor: f64,
+    /// Jensen–Shannon effect floor (categorical). Default 0.1.
+    pub js_floor: f64,
+    /// Series whose name starts with this are model inputs, covered by default. `"input."`.
+    pub input_prefix: String,
+    /// Named reference windows: `[drift.reference.last-week] from = "now-8d", to = "now-1d"`.
+    pub reference: BTreeMap<String, RawReference>,
+}
+
+impl Default for RawDrift {
+    fn default() -> Self {
+        let d = DriftConfig::default();
+        RawDrift {
+            alpha: d.alpha,
+            ks_floor: d.ks_floor,
+            psi_floor: d.psi_floor,
+            wasserstein_norm_floor: d.wasserstein_norm_floor,
+            js_floor: d.js_floor,
+            input_prefix: "input.".into(),
+            reference: BTreeMap::new(),
+        }
+    }
+}
+
+/// A named reference window; times are RFC 3339, Unix seconds or `now-<duration>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReference {
+    /// Start.
+    pub from: String,
+    /// End.
+    pub to: String,
+}
+
+/// Validated drift settings.
+#[derive(Debug, Clone)]
+pub struct DriftSettings {
+    /// Floors and significance.
+    pub config: DriftConfig,
+    /// Prefix of input series.
+    pub input_prefix: String,
+    /// Named reference windows (from, to), evaluated at query time.
+    pub references: BTreeMap<String, (String, String)>,
 }
 
 /// `[quic]`.
@@ -99,6 +157,8 @@ pub struct AggregatorConfig {
     pub store_dir: PathBuf,
     /// Resolutions, finest first.
     pub resolutions: Vec<Resolution>,
+    /// Drift settings.
+    pub drift: DriftSettings,
 }
 
 const RESOLUTIONS: [(&str, u64, &str); 3] =
@@ -151,6 +211,45 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
                 "must be a directory path, e.g. \"/var/lib/pitot\"",
             );
         }
+        let d = &raw.drift;
+        for (key, value, lo, hi) in [
+            ("drift.alpha", d.alpha, 0.0, 1.0),
+            ("drift.ks_floor", d.ks_floor, 0.0, 1.0),
+            ("drift.psi_floor", d.psi_floor, 0.0, f64::MAX),
+            (
+                "drift.wasserstein_norm_floor",
+                d.wasserstein_norm_floor,
+                0.0,
+                f64::MAX,
+            ),
+            ("drift.js_floor", d.js_floor, 0.0, 1.0),
+        ] {
+            if !(value > lo && value <= hi) {
+                e.push(key, format!("{value} must be above {lo} and at most {hi}"));
+            }
+        }
+        let mut references = BTreeMap::new();
+        for (name, r) in &d.reference {
+            let key = format!("drift.reference.{name}");
+            match (parse_time(&r.from, 0), parse_time(&r.to, 0)) {
+                (Ok(f), Ok(t)) if f < t => {
+                    references.insert(name.clone(), (r.from.clone(), r.to.clone()));
+                }
+                (Ok(_), Ok(_)) => e.push(&key, "`from` must be before `to`"),
+                (Err(m), _) | (_, Err(m)) => e.push(&key, m),
+            }
+        }
+        let drift = DriftSettings {
+            config: DriftConfig {
+                alpha: d.alpha,
+                ks_floor: d.ks_floor,
+                psi_floor: d.psi_floor,
+                wasserstein_norm_floor: d.wasserstein_norm_floor,
+                js_floor: d.js_floor,
+            },
+            input_prefix: d.input_prefix.clone(),
+            references,
+        };
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
             return Err(e);
         };
@@ -164,6 +263,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             http_listen,
             store_dir: raw.store.dir,
             resolutions,
+            drift,
         })
     }
 }
@@ -262,5 +362,11 @@ mod tests {
         problem("[retention]\n\"5s\" = \"1d\"", "retention.5s");
         problem("[retention]\n\"1h\" = \"1m\"", "retention.1h");
         problem("[htp]\nlisten = \"x\"", "htp");
+        problem("[drift]\nalpha = 2.0", "drift.alpha");
+        problem(
+            "[drift.reference.lastweek]\nfrom = \"now-1d\"\nto = \"now-8d\"",
+            "drift.reference.lastweek",
+        );
+        problem("[drift]\nalpah = 0.1", "alpah");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod drift;
 pub mod merge;
 pub mod reports;
 pub mod server;
@@ -100,6 +101,7 @@ pub async fn run(
     let app = api::router(api::AppState {
         store: Arc::clone(&store),
         stats: Arc::clone(&stats),
+        drift: Arc::new(config.drift.clone()),
     });
     let http_shutdown = shutdown.clone();
     axum::serve(listener, app)

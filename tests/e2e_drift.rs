@@ -1,0 +1,164 @@
+//! End-to-end drift over real agents: three hosts send model inputs over DogStatsD; one host
+//! gets longer prompts. `mode=hosts` must flag only that host's prompt lengths. A second model
+//! version, on one host, differs only in its language mix: `mode=versions` must flag only the
+//! language feature.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::{Fleet, latencies, wait_for};
+use rand::{Rng, SeedableRng};
+
+fn send(socket: &UdpSocket, target: std::net::SocketAddr, lines: &[String]) {
+    for chunk in lines.chunks(30) {
+        socket
+            .send_to(chunk.join("\n").as_bytes(), target)
+            .expect("send on loopback");
+    }
+}
+
+fn languages(seed: u64, n: usize, weights: &[(&str, f64)]) -> Vec<&'static str> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let names: Vec<&'static str> = weights
+        .iter()
+        .map(|(l, _)| -> &'static str { Box::leak(l.to_string().into_boxed_str()) })
+        .collect();
+    (0..n)
+        .map(|_| {
+            let mut u: f64 = rng.random();
+            for (i, (_, w)) in weights.iter().enumerate() {
+                if u < *w {
+                    return names[i];
+                }
+                u -= w;
+            }
+            names[names.len() - 1]
+        })
+        .collect()
+}
+
+#[test]
+fn hosts_and_versions_flag_only_what_drifted() {
+    let hosts = ["h1", "h2", "h3"];
+    let mut fleet = Fleet::new(&hosts);
+    fleet.start_aggregator();
+    for h in hosts {
+        fleet.start_agent(h);
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let n = 3000;
+    let mix = [("en", 0.6), ("fr", 0.2), ("de", 0.2)];
+    let mut expected_tokens = 0u64;
+    for (i, h) in hosts.iter().enumerate() {
+        let shift = if *h == "h3" { 1.5 } else { 1.0 };
+        let tags = "model:llama3,version:v1";
+        let mut lines: Vec<String> = latencies(100 + i as u64, n, 400.0 * shift)
+            .iter()
+            .map(|v| format!("input.prompt_tokens:{}|h|#{tags}", v.round()))
+            .collect();
+        lines.extend(
+            latencies(200 + i as u64, n, 0.7)
+                .iter()
+                .map(|v| format!("input.temperature:{v}|h|#{tags}")),
+        );
+        lines.extend(
+            languages(300 + i as u64, n, &mix)
+                .iter()
+                .map(|l| format!("input.language:{l}|s|#{tags}")),
+        );
+        expected_tokens += n as u64;
+        if *h == "h1" {
+            // Version v2 on h1: same prompts and temperatures, a new language mix.
+            let tags = "model:llama3,version:v2";
+            lines.extend(
+                latencies(400, n, 400.0)
+                    .iter()
+                    .map(|v| format!("input.prompt_tokens:{}|h|#{tags}", v.round())),
+            );
+            lines.extend(
+                latencies(401, n, 0.7)
+                    .iter()
+                    .map(|v| format!("input.temperature:{v}|h|#{tags}")),
+            );
+            lines.extend(
+                languages(
+                    402,
+                    n,
+                    &[("en", 0.4), ("fr", 0.2), ("de", 0.2), ("40K - 60K €", 0.2)],
+                )
+                .iter()
+                .map(|l| format!("input.language:{l}|s|#{tags}")),
+            );
+            expected_tokens += n as u64;
+        }
+        send(&socket, fleet.udp_addr(h), &lines);
+    }
+    fleet.wait_for_count(
+        "input.prompt_tokens",
+        expected_tokens,
+        Duration::from_secs(60),
+    );
+    wait_for("language counts", Duration::from_secs(30), || {
+        let series = fleet
+            .client()
+            .get("/api/v1/series", &[("match", "input.language".to_owned())])
+            .ok()?;
+        (series["series"].as_array()?.len() == 4).then_some(())
+    });
+
+    let client = fleet.client();
+    let by_hosts = client
+        .get(
+            "/api/v1/drift",
+            &[
+                ("mode", "hosts".to_owned()),
+                ("tag", "model:llama3".to_owned()),
+            ],
+        )
+        .unwrap();
+    let results = by_hosts["results"].as_array().unwrap();
+    // Three features × three hosts (v2 lives on one host only, so it has no "rest").
+    assert_eq!(results.len(), 9, "{by_hosts:#}");
+    for r in results {
+        let flagged = r["status"] == "drift";
+        let should = r["metric"] == "input.prompt_tokens" && r["host"] == "h3";
+        assert_eq!(flagged, should, "{r:#}");
+    }
+    // Sorted by severity: the drifted row first.
+    assert_eq!(results[0]["host"], "h3");
+    assert!(results[0]["ks_bounds"].as_array().unwrap().len() == 2);
+
+    let by_versions = client
+        .get(
+            "/api/v1/drift",
+            &[
+                ("mode", "versions".to_owned()),
+                ("a", "v1".to_owned()),
+                ("b", "v2".to_owned()),
+                ("tag", "model:llama3".to_owned()),
+                ("tag", "host:h1".to_owned()),
+            ],
+        )
+        .unwrap();
+    let results = by_versions["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{by_versions:#}");
+    for r in results {
+        let flagged = r["status"] == "drift";
+        assert_eq!(flagged, r["metric"] == "input.language", "{r:#}");
+    }
+    let language = &results[0];
+    assert_eq!(language["kind"], "categorical");
+    let new_share = language["new_categories"].as_f64().unwrap();
+    assert!(
+        (0.15..0.25).contains(&new_share),
+        "new categories {new_share}"
+    );
+
+    // Bad queries are 4xx with a JSON error.
+    let err = client
+        .get("/api/v1/drift", &[("mode", "versions".to_owned())])
+        .unwrap_err();
+    assert!(err.to_string().contains("400"), "{err}");
+}
