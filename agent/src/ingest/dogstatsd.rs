@@ -136,7 +136,7 @@ pub fn parse_line(line: &str) -> Result<Parsed<'_>, Malformed> {
     }
     let (head, rest) = line.split_once('|').ok_or(Malformed::MissingType)?;
     let (name, values) = head.split_once(':').ok_or(Malformed::MissingValue)?;
-    if name.is_empty() || values.is_empty() {
+    if name.is_empty() {
         return Err(Malformed::MissingValue);
     }
     let (type_str, mut sections) = match rest.split_once('|') {
@@ -192,9 +192,13 @@ pub fn parse_line(line: &str) -> Result<Parsed<'_>, Malformed> {
     Ok(Parsed::Metric(parsed))
 }
 
-/// Parses one numeric value.
+/// Parses one numeric value; an empty one is missing.
 pub fn parse_value(text: &str) -> Result<f64, Malformed> {
-    let v: f64 = text.trim().parse().map_err(|_| Malformed::InvalidValue)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Malformed::MissingValue);
+    }
+    let v: f64 = text.parse().map_err(|_| Malformed::InvalidValue)?;
     if !v.is_finite() {
         return Err(Malformed::NonFinite);
     }
@@ -267,5 +271,8 @@ mod tests {
         assert_eq!(parse_value("inf"), Err(Malformed::NonFinite));
         assert_eq!(parse_value("12x"), Err(Malformed::InvalidValue));
         assert_eq!(parse_value("-3.5"), Ok(-3.5));
+        assert_eq!(parse_value(""), Err(Malformed::MissingValue));
+        // An empty value is a metric line whose value is missing (counted per series).
+        assert!(matches!(parse_line("input.x:|h"), Ok(Parsed::Metric(_))));
     }
 }

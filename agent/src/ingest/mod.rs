@@ -28,6 +28,8 @@ use pitot_shared::window::align_down;
 
 use dogstatsd::{Malformed, MetricLine, MetricType, Parsed, parse_line, parse_value};
 
+/// The counter series of values refused per series (tags: the series' tags plus `metric`).
+pub const INVALID_VALUES: &str = "pitot.agent.dogstatsd.invalid_values";
 /// How many past intervals a timestamped line may still land in.
 pub const MAX_LATE_INTERVALS: i64 = 360;
 /// Most open late accumulators per shard, beyond which late lines are dropped and counted.
@@ -182,9 +184,16 @@ impl Accum {
         }
     }
 
-    fn record(&mut self, line: &MetricLine<'_>, stats: &IngestStats) -> u64 {
+    /// Records a line's values; returns (values recorded, values refused).
+    fn record(&mut self, line: &MetricLine<'_>, stats: &IngestStats) -> (u64, u64) {
         let mut recorded = 0;
+        let mut invalid = 0;
+        let mut refuse = |why: Malformed| {
+            stats.malformed(why);
+            invalid += 1;
+        };
         match line.kind {
+            MetricType::Set if line.values.trim().is_empty() => refuse(Malformed::MissingValue),
             MetricType::Set => {
                 if !matches!(self, Accum::Categorical(_)) {
                     *self = Accum::Categorical(Categorical::new());
@@ -206,7 +215,7 @@ impl Accum {
                                 recorded += 1;
                             }
                         }
-                        Err(why) => stats.malformed(why),
+                        Err(why) => refuse(why),
                     }
                 }
             }
@@ -217,7 +226,7 @@ impl Accum {
                     let v = match parse_value(text) {
                         Ok(v) => v,
                         Err(why) => {
-                            stats.malformed(why);
+                            refuse(why);
                             continue;
                         }
                     };
@@ -227,14 +236,14 @@ impl Accum {
                     if let Accum::Histogram(h) = self {
                         match h.record_n(v, n) {
                             Ok(()) => recorded += 1,
-                            Err(RecordError::NonFinite) => stats.malformed(Malformed::NonFinite),
-                            Err(_) => stats.malformed(Malformed::ValueOutOfRange),
+                            Err(RecordError::NonFinite) => refuse(Malformed::NonFinite),
+                            Err(_) => refuse(Malformed::ValueOutOfRange),
                         }
                     }
                 }
             }
         }
-        recorded
+        (recorded, invalid)
     }
 }
 
@@ -244,6 +253,8 @@ struct Slot {
     raw: Box<[u8]>,
     acc: Accum,
     idle: u8,
+    /// Values of this series refused since the last interval close (missing or unparsable).
+    invalid: u64,
 }
 
 /// One receiving thread's accumulators (see the module docs).
@@ -333,6 +344,18 @@ impl Shard {
         let mut evict = Vec::new();
         for (i, slot) in state.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
+            if slot.invalid > 0 {
+                // Per-series count of missing or unparsable values, as a counter series.
+                let key = slot.key.clone().with_tag("metric", slot.key.name());
+                if let Ok(key) = SeriesKey::new(INVALID_VALUES, key.tags().to_vec()) {
+                    merge_into(
+                        out.entry(open).or_default(),
+                        &key,
+                        SeriesData::Counter(slot.invalid as f64),
+                    );
+                }
+                slot.invalid = 0;
+            }
             match slot.acc.take() {
                 Some(data) => {
                     slot.idle = 0;
@@ -405,7 +428,7 @@ impl ShardState {
                 return 0;
             }
         };
-        match parsed.timestamp {
+        let (recorded, invalid) = match parsed.timestamp {
             None => self.record_open(slot, &parsed, stats),
             Some(ts) => {
                 let start = align_down(ts.saturating_mul(1000), shared.limits.interval_ms);
@@ -423,16 +446,27 @@ impl ShardState {
                         .record(&parsed, stats)
                 } else {
                     stats.dropped(Dropped::TimestampOutOfRange);
-                    0
+                    (0, 0)
                 }
             }
+        };
+        if invalid > 0
+            && let Some(Some(s)) = self.slots.get_mut(slot)
+        {
+            s.invalid += invalid;
         }
+        recorded
     }
 
-    fn record_open(&mut self, slot: usize, line: &MetricLine<'_>, stats: &IngestStats) -> u64 {
+    fn record_open(
+        &mut self,
+        slot: usize,
+        line: &MetricLine<'_>,
+        stats: &IngestStats,
+    ) -> (u64, u64) {
         match self.slots.get_mut(slot) {
             Some(Some(s)) => s.acc.record(line, stats),
-            _ => 0,
+            _ => (0, 0),
         }
     }
 
@@ -481,6 +515,7 @@ impl ShardState {
             raw: raw.clone(),
             acc: Accum::Empty,
             idle: 0,
+            invalid: 0,
         };
         let index = match self.free.pop() {
             Some(i) => {

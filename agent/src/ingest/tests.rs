@@ -144,3 +144,26 @@ fn timestamps_route_to_their_interval() {
     let dropped = shared.stats.dropped_counts();
     assert!(dropped.contains(&(Dropped::TimestampOutOfRange, 1)));
 }
+
+#[test]
+fn missing_and_unparsable_values_are_counted_per_series() {
+    let (_, shard) = shard(100);
+    shard.record_datagrams(std::iter::once(
+        &b"input.age:|h|#model:m\ninput.age:abc|h|#model:m\ninput.age:31|h|#model:m\ninput.lang:|s"
+            [..],
+    ));
+    let out = drain(&shard);
+    let open = &out[&1_000_000];
+    let age = key(
+        INVALID_VALUES,
+        &[("model", "m"), ("host", "h1"), ("metric", "input.age")],
+    );
+    assert_eq!(open[&age], SeriesData::Counter(2.0));
+    let lang = key(INVALID_VALUES, &[("host", "h1"), ("metric", "input.lang")]);
+    assert_eq!(open[&lang], SeriesData::Counter(1.0));
+    let SeriesData::Histogram(h) = &open[&key("input.age", &[("model", "m"), ("host", "h1")])]
+    else {
+        panic!("histogram expected")
+    };
+    assert_eq!(h.count(), 1);
+}
