@@ -31,6 +31,9 @@ pub struct DemoOptions {
     pub every: Duration,
 }
 
+/// When the injected input drift starts without `--duration`.
+const DRIFT_AFTER: Duration = Duration::from_secs(30);
+
 /// A model served on a demo host: name, version, median latency in ms.
 struct DemoModel(&'static str, &'static str, f64);
 
@@ -50,7 +53,7 @@ const HOSTS: [(&str, &[DemoModel]); 3] = [
             DemoModel("mistral", "v1", 20.0),
         ],
     ),
-    ("gpu-host-3", &[DemoModel("llama3", "v2", 60.0)]),
+    ("gpu-host-3", &[DemoModel("llama3", "v1", 60.0)]),
 ];
 
 fn agent_toml(dir: &Path, host: &str, aggregator: &str) -> String {
@@ -155,6 +158,10 @@ pub async fn run(
             median_ms: models.iter().map(|m| m.2).collect(),
             replay: None,
             plain: false,
+            inputs_every: 4,
+            // gpu-host-3 starts receiving longer prompts and a new language half-way.
+            drift_after: (*host == "gpu-host-3")
+                .then(|| options.duration.map_or(DRIFT_AFTER, |d| d / 2)),
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {
@@ -173,6 +180,9 @@ pub async fn run(
 
     let client = Client::new(&url);
     let started = Instant::now();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     loop {
         let wait = tokio::time::sleep(options.every);
         tokio::select! {
@@ -262,6 +272,39 @@ pub async fn run(
             "MISMATCH"
         }
     )?;
+    // The input drift injected on gpu-host-3: each host against the rest since the drift
+    // started, and the fleet before against after.
+    let drift_from =
+        started_ms + options.duration.map_or(DRIFT_AFTER, |d| d / 2).as_millis() as i64;
+    let c = client.clone();
+    let (by_host, over_time) = tokio::task::spawn_blocking(move || {
+        let secs = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+        (
+            c.get(
+                "/api/v1/drift",
+                &[("mode", "hosts".to_owned()), ("from", secs(drift_from))],
+            ),
+            c.get(
+                "/api/v1/drift",
+                &[
+                    ("mode", "temporal".to_owned()),
+                    ("from", secs(drift_from)),
+                    ("ref_from", secs(started_ms - 10_000)),
+                    ("ref_to", secs(drift_from)),
+                ],
+            ),
+        )
+    })
+    .await?;
+    match (by_host, over_time) {
+        (Ok(h), Ok(t)) => writeln!(
+            out,
+            "\nInput drift (gpu-host-3 got longer prompts and a new language half-way):\n{}\n{}",
+            report::drift_table(&h),
+            report::drift_table(&t)
+        )?,
+        (Err(e), _) | (_, Err(e)) => writeln!(out, "\n(drift report unavailable: {e:#})")?,
+    }
     aggregator_stop.cancel();
     aggregator.await??;
     Ok(())

@@ -58,6 +58,12 @@ pub struct LoadSpec {
     /// Put the model in the metric name instead of tags (`request.latency.llama3.v1`), for
     /// plain StatsD receivers that do not take DogStatsD tags.
     pub plain: bool,
+    /// Every n-th line is a model input instead (`input.prompt_tokens` histogram and
+    /// `input.language` set, alternating); 0 = never.
+    pub inputs_every: u64,
+    /// From this long after the start, inputs drift: prompts about 1.6× longer and a new
+    /// language (`pt`) in a fifth of requests.
+    pub drift_after: Option<Duration>,
 }
 
 impl Default for LoadSpec {
@@ -75,6 +81,8 @@ impl Default for LoadSpec {
             median_ms: vec![40.0],
             replay: None,
             plain: false,
+            inputs_every: 0,
+            drift_after: None,
         }
     }
 }
@@ -119,17 +127,26 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
+/// What a generated line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    Timer,
+    Counter,
+    Input,
+}
+
 /// Formats lines on demand.
 struct Lines<'a> {
     spec: &'a LoadSpec,
     models: Vec<(String, String)>,
     rng: StdRng,
     line_no: u64,
+    drifted: bool,
 }
 
 impl Lines<'_> {
-    /// Appends one line (without newline) and says whether it was a counter.
-    fn push(&mut self, buf: &mut String) -> bool {
+    /// Appends one line (without newline) and says what it was.
+    fn push(&mut self, buf: &mut String) -> LineKind {
         use std::fmt::Write as _;
         self.line_no += 1;
         let m = (self.line_no as usize) % self.models.len();
@@ -142,7 +159,24 @@ impl Lines<'_> {
         };
         if spec.counter_every > 0 && self.line_no.is_multiple_of(spec.counter_every) {
             let _infallible = write!(buf, "request.count{name_suffix}:1|c{tags}");
-            return true;
+            return LineKind::Counter;
+        }
+        if spec.inputs_every > 0 && self.line_no.is_multiple_of(spec.inputs_every) {
+            let scale = if self.drifted { 1.6 } else { 1.0 };
+            if (self.line_no / spec.inputs_every).is_multiple_of(2) {
+                let tokens = (300.0 * scale * (0.6 * normal(&mut self.rng)).exp()).round();
+                let _infallible = write!(buf, "input.prompt_tokens{name_suffix}:{tokens}|h{tags}");
+            } else {
+                let u: f64 = self.rng.random();
+                let language = match (self.drifted, u) {
+                    (true, u) if u < 0.2 => "pt",
+                    (_, u) if u < 0.6 => "en",
+                    (_, u) if u < 0.8 => "fr",
+                    _ => "de",
+                };
+                let _infallible = write!(buf, "input.language{name_suffix}:{language}|s{tags}");
+            }
+            return LineKind::Input;
         }
         let median = spec.median_ms[m % spec.median_ms.len().max(1)];
         let v = median * (0.5 * normal(&mut self.rng)).exp();
@@ -152,7 +186,7 @@ impl Lines<'_> {
         } else {
             write!(buf, "request.latency.{metric}{name_suffix}:{v:.3}|ms{tags}")
         };
-        false
+        LineKind::Timer
     }
 
     /// A datagram of `n` lines: (text, timer lines, counter lines).
@@ -163,10 +197,10 @@ impl Lines<'_> {
             if i > 0 {
                 buf.push('\n');
             }
-            if self.push(&mut buf) {
-                counters += 1;
-            } else {
-                timers += 1;
+            match self.push(&mut buf) {
+                LineKind::Counter => counters += 1,
+                LineKind::Timer => timers += 1,
+                LineKind::Input => {}
             }
         }
         (buf, timers, counters)
@@ -201,6 +235,7 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
         models,
         rng: StdRng::seed_from_u64(spec.seed),
         line_no: 0,
+        drifted: false,
     };
     let per = spec.per_datagram.max(1) as u64;
     let pool: Vec<(String, u64, u64)> = match spec.replay {
@@ -232,6 +267,7 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
+        lines.drifted = spec.drift_after.is_some_and(|d| start.elapsed() >= d);
         while attempted < due {
             let want = (due - attempted).min(per);
             let generated;

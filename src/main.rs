@@ -126,6 +126,12 @@ enum Command {
         /// Plain StatsD: the model goes in the metric name, no DogStatsD tags.
         #[arg(long)]
         plain: bool,
+        /// Every n-th line is a model input (input.prompt_tokens, input.language); 0 = none.
+        #[arg(long, default_value_t = 0)]
+        inputs_every: u64,
+        /// Inject input drift after this long (longer prompts, a new language), e.g. "30s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        drift_after: Option<Duration>,
     },
 }
 
@@ -290,6 +296,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             counter_every,
             replay,
             plain,
+            inputs_every,
+            drift_after,
         } => {
             let target = match (udp, unix) {
                 (_, Some(path)) => Target::Unix {
@@ -322,6 +330,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 counter_every,
                 replay,
                 plain,
+                inputs_every,
+                drift_after,
                 ..LoadSpec::default()
             };
             let s = loadgen::run(&spec, &|| false)?;
