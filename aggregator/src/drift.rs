@@ -107,6 +107,16 @@ impl Side {
         }
     }
 
+    fn add_side(&mut self, other: &Side) {
+        match (self, other) {
+            (Side::Numeric(h), Side::Numeric(x)) => {
+                let _overflow = h.merge(x);
+            }
+            (Side::Categorical(c), Side::Categorical(x)) => c.merge(x, 64),
+            _ => {}
+        }
+    }
+
     fn add(&mut self, data: &SeriesData) {
         match (self, data) {
             (Side::Numeric(h), SeriesData::Histogram(x)) => {
@@ -262,11 +272,8 @@ pub fn report(
                 break;
             }
             let mut worst: Option<(String, f64)> = None;
-            for host in &clean {
-                let rest = sum_sides(
-                    kind,
-                    clean.iter().filter(|h| *h != host).map(|h| &per_host[*h]),
-                );
+            let sides: Vec<&Side> = clean.iter().map(|h| &per_host[*h]).collect();
+            for (host, rest) in clean.iter().zip(rests(kind, &sides)) {
                 let (status, p) = judge(&rest, &per_host[*host], config, host_tests);
                 if status == Status::Drift && worst.as_ref().is_none_or(|(_, wp)| p < *wp) {
                     worst = Some(((*host).clone(), p));
@@ -278,11 +285,18 @@ pub fn report(
             }
         }
         let clean: Vec<&String> = per_host.keys().filter(|h| !flagged.contains(h)).collect();
+        let clean_sides: Vec<&Side> = clean.iter().map(|h| &per_host[*h]).collect();
+        let mut clean_rests: BTreeMap<&String, Side> = clean
+            .iter()
+            .copied()
+            .zip(rests(kind, &clean_sides))
+            .collect();
+        let all_clean = sum_sides(kind, clean_sides.iter().copied());
         for (host, side) in &per_host {
-            let rest = sum_sides(
-                kind,
-                clean.iter().filter(|h| **h != host).map(|h| &per_host[*h]),
-            );
+            // A clean host against the other clean hosts; a flagged one against all of them.
+            let rest = clean_rests
+                .remove(host)
+                .unwrap_or_else(|| all_clean.clone());
             pending.push(Pending {
                 metric: metric.clone(),
                 tags: tags.clone(),
@@ -386,10 +400,29 @@ pub fn report(
 fn sum_sides<'a>(kind: Kind, sides: impl Iterator<Item = &'a Side>) -> Side {
     let mut out = Side::empty(kind);
     for side in sides {
-        match side {
-            Side::Numeric(h) => out.add(&SeriesData::Histogram(h.clone())),
-            Side::Categorical(c) => out.add(&SeriesData::Categorical(c.clone())),
-        }
+        out.add_side(side);
+    }
+    out
+}
+
+/// For each side, the sum of all the others: prefix and suffix sums, so n sides cost about 3n
+/// merges instead of n².
+fn rests(kind: Kind, sides: &[&Side]) -> Vec<Side> {
+    let n = sides.len();
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(Side::empty(kind));
+    for side in sides {
+        let mut next = prefix[prefix.len() - 1].clone();
+        next.add_side(side);
+        prefix.push(next);
+    }
+    let mut out = vec![Side::empty(kind); n];
+    let mut suffix = Side::empty(kind);
+    for i in (0..n).rev() {
+        let mut rest = prefix[i].clone();
+        rest.add_side(&suffix);
+        out[i] = rest;
+        suffix.add_side(sides[i]);
     }
     out
 }
