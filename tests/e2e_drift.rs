@@ -1,7 +1,7 @@
 //! End-to-end drift over real agents: three hosts send model inputs over DogStatsD; one host
 //! gets longer prompts. `mode=hosts` must flag only that host's prompt lengths. A second model
 //! version, on one host, differs only in its language mix: `mode=versions` must flag only the
-//! language feature.
+//! language feature. `mode=temporal`, over `|T`-timestamped history, must flag longer prompts.
 
 mod common;
 
@@ -155,6 +155,44 @@ fn hosts_and_versions_flag_only_what_drifted() {
         (0.15..0.25).contains(&new_share),
         "new categories {new_share}"
     );
+
+    // Temporal: DogStatsD `|T` timestamps place a reference two minutes back; the current
+    // minute has longer prompts.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let past: Vec<String> = latencies(500, n, 400.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let t = now_s - 150 + (i % 60) as u64;
+            format!("input.prompt_tokens:{}|h|#model:temporal|T{t}", v.round())
+        })
+        .collect();
+    let recent: Vec<String> = latencies(501, n, 520.0)
+        .iter()
+        .map(|v| format!("input.prompt_tokens:{}|h|#model:temporal", v.round()))
+        .collect();
+    send(&socket, fleet.udp_addr("h2"), &past);
+    send(&socket, fleet.udp_addr("h2"), &recent);
+    let secs = |s: u64| s.to_string();
+    let temporal_query = [
+        ("mode", "temporal".to_owned()),
+        ("tag", "model:temporal".to_owned()),
+        ("from", secs(now_s - 60)),
+        ("to", "now".to_owned()),
+        ("ref_from", secs(now_s - 160)),
+        ("ref_to", secs(now_s - 60)),
+    ];
+    let temporal = wait_for("both temporal windows", Duration::from_secs(30), || {
+        let r = client.get("/api/v1/drift", &temporal_query).ok()?;
+        let row = r["results"].as_array()?.first()?.clone();
+        (row["reference_count"].as_u64()? == n as u64 && row["current_count"].as_u64()? == n as u64)
+            .then_some(row)
+    });
+    assert_eq!(temporal["status"], "drift", "{temporal:#}");
+    assert_eq!(temporal["metric"], "input.prompt_tokens");
 
     // Bad queries are 4xx with a JSON error.
     let err = client
