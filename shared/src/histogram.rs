@@ -268,6 +268,25 @@ impl ValueHistogram {
         Some(clamped / STEPS_PER_UNIT)
     }
 
+    /// The threshold a bucket-granular "at or below `v`" count really uses: the highest value
+    /// of the last bucket that lies entirely at or below `v` (for `v ≥ 0`). Every histogram
+    /// shares one bucket layout, so this depends on `v` alone. `None` for negative or
+    /// non-finite `v`.
+    pub fn bucket_edge_at_or_below(v: f64) -> Option<f64> {
+        let q = quantize(v).ok()?;
+        if q < 0 {
+            return None;
+        }
+        let layout = new_buckets();
+        let q = q.unsigned_abs();
+        let edge = if layout.highest_equivalent(q) == q {
+            q
+        } else {
+            layout.lowest_equivalent(q).saturating_sub(1)
+        };
+        Some(to_value(edge as i64))
+    }
+
     /// How many observations are at or below `v`, counting whole buckets: a bucket counts
     /// when its highest equivalent value is at or below `v`, so the answer never overstates.
     pub fn count_at_or_below(&self, v: f64) -> u64 {

@@ -18,5 +18,6 @@ pub mod drift;
 pub mod histogram;
 pub mod protocol;
 pub mod series;
+pub mod slo;
 pub mod window;
 pub mod wire;
