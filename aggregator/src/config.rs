@@ -25,10 +25,199 @@ pub struct RawAggregatorConfig {
     pub store: RawStore,
     /// Retention per resolution: `"10s" = "2d"`, `"1m" = "30d"`, `"1h" = "400d"` by default.
     pub retention: BTreeMap<String, String>,
-    /// SLO definitions (accepted; evaluated once the SLO engine lands).
-    pub slo: Vec<toml::Value>,
+    /// SLO definitions (`[[slo]]`; validated, reported once the SLO engine lands).
+    pub slo: Vec<RawSlo>,
     /// Drift settings.
     pub drift: RawDrift,
+}
+
+/// One `[[slo]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Unique name: letters, digits, `-`, `_`.
+    pub name: String,
+    /// Fraction of good events, in (0, 1), e.g. 0.99.
+    pub objective: f64,
+    /// Rolling window (`"30d"`, `"7d"`, `"28d"`) or `"month"` (the calendar month so far).
+    #[serde(default = "default_slo_window")]
+    pub window: String,
+    /// How good events are counted.
+    pub sli: RawSli,
+}
+
+fn default_slo_window() -> String {
+    "30d".into()
+}
+
+/// `[slo.sli]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawSli {
+    /// Good = events of a histogram series at or under a threshold.
+    Latency {
+        /// The histogram metric.
+        metric: String,
+        /// Threshold, in the metric's unit (milliseconds for DogStatsD timers).
+        threshold_ms: f64,
+        /// `k:v` filters.
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+    /// Good / total from two counter metrics.
+    Ratio {
+        /// The good-events counter.
+        good: String,
+        /// The all-events counter.
+        total: String,
+        /// `k:v` filters.
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+}
+
+/// An SLO window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SloWindow {
+    /// The last `Duration`, rolling.
+    Rolling(Duration),
+    /// The calendar month so far (UTC).
+    Month,
+}
+
+/// How an SLO counts good events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sli {
+    /// Histogram events at or under `threshold`.
+    Latency {
+        /// Metric.
+        metric: String,
+        /// Threshold in the metric's unit.
+        threshold: f64,
+        /// Tag filters.
+        tags: Vec<(String, String)>,
+    },
+    /// Good / total counters.
+    Ratio {
+        /// Good counter.
+        good: String,
+        /// Total counter.
+        total: String,
+        /// Tag filters.
+        tags: Vec<(String, String)>,
+    },
+}
+
+/// A validated SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloDefinition {
+    /// Name.
+    pub name: String,
+    /// Objective in (0, 1).
+    pub objective: f64,
+    /// Window.
+    pub window: SloWindow,
+    /// SLI.
+    pub sli: Sli,
+}
+
+fn parse_tag_filters(e: &mut ConfigError, key: &str, tags: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in tags {
+        match t.split_once(':') {
+            Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
+            _ => e.push(
+                key,
+                format!("tag `{t}` must be key:value, e.g. \"model:llama3\""),
+            ),
+        }
+    }
+    out
+}
+
+fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
+    let mut out: Vec<SloDefinition> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |field: &str| format!("slo[{i}].{field}");
+        if r.name.is_empty()
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            e.push(
+                &key("name"),
+                "use letters, digits, '-' and '_', e.g. \"chat-latency\"",
+            );
+        } else if out.iter().any(|s| s.name == r.name) {
+            e.push(&key("name"), format!("`{}` is defined twice", r.name));
+        }
+        if !(r.objective > 0.0 && r.objective < 1.0) {
+            e.push(&key("objective"), "must be between 0 and 1, e.g. 0.99");
+        }
+        let window = if r.window == "month" {
+            Some(SloWindow::Month)
+        } else {
+            match parse_duration(&r.window) {
+                Ok(d) if d >= Duration::from_secs(3_600) => Some(SloWindow::Rolling(d)),
+                Ok(_) => {
+                    e.push(
+                        &key("window"),
+                        "must be at least \"1h\" (e.g. \"30d\") or \"month\"",
+                    );
+                    None
+                }
+                Err(m) => {
+                    e.push(&key("window"), format!("{m}, or \"month\""));
+                    None
+                }
+            }
+        };
+        let sli = match &r.sli {
+            RawSli::Latency {
+                metric,
+                threshold_ms,
+                tags,
+            } => {
+                if metric.is_empty() {
+                    e.push(
+                        &key("sli.metric"),
+                        "name the latency histogram, e.g. \"request.latency\"",
+                    );
+                }
+                if !(threshold_ms.is_finite() && *threshold_ms > 0.0) {
+                    e.push(
+                        &key("sli.threshold_ms"),
+                        "must be a positive number, e.g. 500",
+                    );
+                }
+                Sli::Latency {
+                    metric: metric.clone(),
+                    threshold: *threshold_ms,
+                    tags: parse_tag_filters(e, &key("sli.tags"), tags),
+                }
+            }
+            RawSli::Ratio { good, total, tags } => {
+                if good.is_empty() || total.is_empty() || good == total {
+                    e.push(&key("sli"), "name two different counters: good = \"request.ok\", total = \"request.count\"");
+                }
+                Sli::Ratio {
+                    good: good.clone(),
+                    total: total.clone(),
+                    tags: parse_tag_filters(e, &key("sli.tags"), tags),
+                }
+            }
+        };
+        if let Some(window) = window {
+            out.push(SloDefinition {
+                name: r.name.clone(),
+                objective: r.objective,
+                window,
+                sli,
+            });
+        }
+    }
+    out
 }
 
 /// `[drift]`.
@@ -159,6 +348,8 @@ pub struct AggregatorConfig {
     pub resolutions: Vec<Resolution>,
     /// Drift settings.
     pub drift: DriftSettings,
+    /// SLO definitions.
+    pub slos: Vec<SloDefinition>,
 }
 
 const RESOLUTIONS: [(&str, u64, &str); 3] =
@@ -250,6 +441,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             input_prefix: d.input_prefix.clone(),
             references,
         };
+        let slos = validate_slos(&mut e, &raw.slo);
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
             return Err(e);
         };
@@ -264,6 +456,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             store_dir: raw.store.dir,
             resolutions,
             drift,
+            slos,
         })
     }
 }
@@ -349,6 +542,39 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_slos_parse() {
+        let text = r#"
+[[slo]]
+name = "chat-latency"
+objective = 0.99
+window = "30d"
+[slo.sli]
+kind = "latency"
+metric = "request.latency"
+threshold_ms = 500
+tags = ["model:llama3"]
+
+[[slo]]
+name = "chat-availability"
+objective = 0.999
+window = "month"
+[slo.sli]
+kind = "ratio"
+good = "request.ok"
+total = "request.count"
+tags = ["model:llama3"]
+"#;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.slos.len(), 2);
+        assert_eq!(
+            c.slos[0].window,
+            SloWindow::Rolling(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(c.slos[1].window, SloWindow::Month);
+        assert!(matches!(&c.slos[0].sli, Sli::Latency { threshold, .. } if *threshold == 500.0));
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/aggregator.toml");
         let c = load(&path).unwrap();
@@ -368,5 +594,34 @@ mod tests {
             "drift.reference.lastweek",
         );
         problem("[drift]\nalpah = 0.1", "alpah");
+        let slo = |body: &str| format!("[[slo]]\n{body}");
+        problem(
+            &slo(
+                "name = \"a\"\nobjective = 1.5\n[slo.sli]\nkind = \"ratio\"\ngood = \"g\"\ntotal = \"t\"",
+            ),
+            "slo[0].objective",
+        );
+        problem(
+            &slo(
+                "name = \"a\"\nobjective = 0.9\nwindow = \"soon\"\n[slo.sli]\nkind = \"ratio\"\ngood = \"g\"\ntotal = \"t\"",
+            ),
+            "slo[0].window",
+        );
+        problem(
+            &slo(
+                "name = \"a\"\nobjective = 0.9\n[slo.sli]\nkind = \"latency\"\nmetric = \"m\"\nthreshold_ms = -1",
+            ),
+            "slo[0].sli.threshold_ms",
+        );
+        problem(
+            &slo(
+                "name = \"a\"\nobjective = 0.9\n[slo.sli]\nkind = \"latency\"\nmetric = \"m\"\nthreshold_ms = 5\ntags = [\"nocolon\"]",
+            ),
+            "slo[0].sli.tags",
+        );
+        problem(
+            &slo("name = \"a\"\nobjective = 0.9\n[slo.sli]\nkind = \"speed\""),
+            "speed",
+        );
     }
 }

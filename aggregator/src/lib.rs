@@ -65,6 +65,12 @@ pub async fn run(
         store = %config.store_dir.display(),
         "Pitot aggregator listening."
     );
+    if !config.slos.is_empty() {
+        warn!(
+            slos = config.slos.len(),
+            "[[slo]] definitions are validated but not reported by this version yet."
+        );
+    }
     if let Some(tx) = bound {
         let _receiver_gone = tx.send(Bound { quic, http });
     }
