@@ -2,11 +2,13 @@
 //! sled store, then the `hosts` report (each host against the rest, with outlier exclusion)
 //! and the `temporal` report over them. Time per comparison = report time / 5 000.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pitot_aggregator::config;
 use pitot_aggregator::drift::{self, DriftQuery, Mode};
-use pitot_aggregator::store::{Resolution, SledStore, Store};
+use pitot_aggregator::store::{SledStore, Store};
 use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
 use pitot_shared::drift::DriftConfig;
 use pitot_shared::histogram::ValueHistogram;
@@ -17,16 +19,9 @@ const FEATURES: usize = 50;
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let resolutions = [(10, 2), (60, 30), (3600, 400)]
-        .iter()
-        .enumerate()
-        .map(|(i, (b, days))| Resolution {
-            code: i as u8,
-            bucket: Duration::from_secs(*b),
-            retention: Duration::from_secs(days * 86_400),
-        })
-        .collect();
-    let store = SledStore::open(dir.path(), resolutions).expect("store");
+    // The default resolutions and retention, as an empty config file gives them.
+    let defaults = config::parse("", Path::new("defaults")).expect("default config");
+    let store = SledStore::open(dir.path(), defaults.resolutions).expect("store");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")

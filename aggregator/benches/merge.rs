@@ -2,10 +2,11 @@
 //! metrics, as the agent ships them) merged into a sled store at every resolution, without the
 //! flush (which the merge actor amortises over a group).
 
-use std::time::Duration;
+use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pitot_aggregator::store::{Resolution, SledStore, Store};
+use pitot_aggregator::config;
+use pitot_aggregator::store::{SledStore, Store};
 use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::{AgentId, SeriesKey};
@@ -43,16 +44,9 @@ fn batch(seq: u64) -> Batch {
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let resolutions = [(10, 2), (60, 30), (3600, 400)]
-        .iter()
-        .enumerate()
-        .map(|(i, (b, days))| Resolution {
-            code: i as u8,
-            bucket: Duration::from_secs(*b),
-            retention: Duration::from_secs(days * 86_400),
-        })
-        .collect();
-    let store = SledStore::open(dir.path(), resolutions).expect("store");
+    // The default resolutions and retention, as an empty config file gives them.
+    let defaults = config::parse("", Path::new("defaults")).expect("default config");
+    let store = SledStore::open(dir.path(), defaults.resolutions).expect("store");
     let mut seq = 0;
     let mut g = c.benchmark_group("merge");
     g.throughput(Throughput::Elements(60));

@@ -350,15 +350,6 @@ impl ValueHistogram {
         out
     }
 
-    /// Iterates `(lowest, highest, count)` over the non-empty buckets in ascending value
-    /// order, in the value's unit.
-    pub fn buckets(&self) -> Vec<(f64, f64, u64)> {
-        self.bucket_steps()
-            .into_iter()
-            .map(|b| (to_value(b.lo), to_value(b.hi), b.count))
-            .collect()
-    }
-
     /// Smallest and largest observation in steps, `None` when empty.
     pub fn range_steps(&self) -> Option<(i64, i64)> {
         (self.count > 0).then_some((self.min_steps, self.max_steps))
