@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
 use crate::reports::{self, MetricQuery, ReportError, parse_time};
+use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
 use crate::telemetry::Stats;
 
@@ -28,6 +29,10 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// Drift floors, input prefix and named references.
     pub drift: Arc<DriftSettings>,
+    /// SLOs, with their store ids.
+    pub slos: Arc<Vec<InstalledSlo>>,
+    /// Sloth-named SLO series on `/metrics`.
+    pub sloth_metrics: bool,
 }
 
 /// The router.
@@ -40,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/quantiles", get(quantiles))
         .route("/api/v1/counters", get(counters))
         .route("/api/v1/drift", get(drift_report))
+        .route("/api/v1/slo", get(slo_list))
+        .route("/api/v1/slo/{name}", get(slo_one))
         .fallback(not_found)
         .with_state(state)
 }
@@ -160,14 +167,64 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let mut body = state.stats.exposition();
+    if !state.slos.is_empty() {
+        let slos = Arc::clone(&state.slos);
+        let store = Arc::clone(&state.store);
+        let sloth = state.sloth_metrics;
+        match blocking(move || Ok(slo::report_all(store.as_ref(), &slos, now_ms())?)).await {
+            Ok(reports) => body.push_str(&slo::exposition(&reports, sloth)),
+            Err(ApiError(status, message)) => return (status, message).into_response(),
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.stats.exposition(),
+        body,
     )
         .into_response()
+}
+
+/// `at=TIME` evaluates SLOs at another instant than now (an incident review).
+fn slo_time(params: &Params) -> Result<i64, ApiError> {
+    let now = now_ms();
+    parse_time(params.one("at").unwrap_or("now"), now).map_err(bad)
+}
+
+async fn slo_list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let at = slo_time(&Params::parse(raw))?;
+    let reports =
+        blocking(move || Ok(slo::report_all(state.store.as_ref(), &state.slos, at)?)).await?;
+    Ok(Json(json!({ "slos": reports })))
+}
+
+async fn slo_one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<slo::SloReport>, ApiError> {
+    let at = slo_time(&Params::parse(raw))?;
+    let Some(installed) = state.slos.iter().find(|s| s.def.name == name).cloned() else {
+        let known: Vec<&str> = state.slos.iter().map(|s| s.def.name.as_str()).collect();
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no SLO named `{name}`; configured: {}",
+                if known.is_empty() {
+                    "none (add [[slo]] to the aggregator config)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    let report = blocking(move || Ok(slo::report(state.store.as_ref(), &installed, at)?)).await?;
+    Ok(Json(report))
 }
 
 async fn agents(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -25,7 +25,7 @@ pub struct RawAggregatorConfig {
     pub store: RawStore,
     /// Retention per resolution: `"10s" = "2d"`, `"1m" = "30d"`, `"1h" = "400d"` by default.
     pub retention: BTreeMap<String, String>,
-    /// SLO definitions (`[[slo]]`; validated, reported once the SLO engine lands).
+    /// SLO definitions (`[[slo]]`).
     pub slo: Vec<RawSlo>,
     /// Drift settings.
     pub drift: RawDrift,
@@ -42,6 +42,9 @@ pub struct RawSlo {
     /// Rolling window (`"30d"`, `"7d"`, `"28d"`) or `"month"` (the calendar month so far).
     #[serde(default = "default_slo_window")]
     pub window: String,
+    /// The service it belongs to: the `sloth_service` label on `/metrics`. Default `"pitot"`.
+    #[serde(default)]
+    pub service: Option<String>,
     /// How good events are counted.
     pub sli: RawSli,
 }
@@ -117,8 +120,29 @@ pub struct SloDefinition {
     pub objective: f64,
     /// Window.
     pub window: SloWindow,
+    /// Service (`sloth_service`).
+    pub service: String,
     /// SLI.
     pub sli: Sli,
+}
+
+impl SloWindow {
+    /// As written in the config: `30d`, `month`.
+    pub fn label(&self) -> String {
+        match self {
+            SloWindow::Month => "month".into(),
+            SloWindow::Rolling(d) => {
+                let s = d.as_secs();
+                if s.is_multiple_of(86_400) {
+                    format!("{}d", s / 86_400)
+                } else if s.is_multiple_of(3_600) {
+                    format!("{}h", s / 3_600)
+                } else {
+                    format!("{}m", s / 60)
+                }
+            }
+        }
+    }
 }
 
 fn parse_tag_filters(e: &mut ConfigError, key: &str, tags: &[String]) -> Vec<(String, String)> {
@@ -151,6 +175,17 @@ fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
             );
         } else if out.iter().any(|s| s.name == r.name) {
             e.push(&key("name"), format!("`{}` is defined twice", r.name));
+        }
+        let service = r.service.clone().unwrap_or_else(|| "pitot".into());
+        if service.is_empty()
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            e.push(
+                &key("service"),
+                "use letters, digits, '-', '_' and '.', e.g. \"chat-api\"",
+            );
         }
         if !(r.objective > 0.0 && r.objective < 1.0) {
             e.push(&key("objective"), "must be between 0 and 1, e.g. 0.99");
@@ -213,6 +248,7 @@ fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
                 name: r.name.clone(),
                 objective: r.objective,
                 window,
+                service,
                 sli,
             });
         }
@@ -307,12 +343,16 @@ impl Default for RawQuic {
 pub struct RawHttp {
     /// Listen address. Default `"127.0.0.1:7070"`.
     pub listen: String,
+    /// Publish SLO series under Sloth's recording-rule names (`slo:sli_error:ratio_rate5m`…)
+    /// on `/metrics`. Default true. `promtool check metrics` lints the `:` in those names.
+    pub sloth_metrics: bool,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:7070".into(),
+            sloth_metrics: true,
         }
     }
 }
@@ -342,6 +382,8 @@ pub struct AggregatorConfig {
     pub tls: TlsPaths,
     /// HTTP listen address.
     pub http_listen: SocketAddr,
+    /// Sloth-named SLO series on `/metrics`.
+    pub sloth_metrics: bool,
     /// Store directory.
     pub store_dir: PathBuf,
     /// Resolutions, finest first.
@@ -453,6 +495,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
                 key: raw.quic.key,
             },
             http_listen,
+            sloth_metrics: raw.http.sloth_metrics,
             store_dir: raw.store.dir,
             resolutions,
             drift,

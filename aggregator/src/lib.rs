@@ -10,6 +10,7 @@ pub mod drift;
 pub mod merge;
 pub mod reports;
 pub mod server;
+pub mod slo;
 pub mod store;
 pub mod telemetry;
 
@@ -50,6 +51,17 @@ pub async fn run(
         SledStore::open(&config.store_dir, config.resolutions.clone())
             .with_context(|| format!("opening the store at {}", config.store_dir.display()))?,
     );
+    let slos = {
+        let store = Arc::clone(&store);
+        let defs = config.slos.clone();
+        tokio::task::spawn_blocking(move || store.install_slos(&defs))
+            .await
+            .context("SLO install task")?
+            .context("installing the SLO counters")?
+    };
+    if !slos.is_empty() {
+        info!(slos = slos.len(), "SLOs installed.");
+    }
     let stats = Arc::new(Stats::default());
     let endpoint = server::bind(config.quic_listen, &config.tls)?;
     let quic = endpoint.local_addr().context("QUIC local address")?;
@@ -65,12 +77,6 @@ pub async fn run(
         store = %config.store_dir.display(),
         "Pitot aggregator listening."
     );
-    if !config.slos.is_empty() {
-        warn!(
-            slos = config.slos.len(),
-            "[[slo]] definitions are validated but not reported by this version yet."
-        );
-    }
     if let Some(tx) = bound {
         let _receiver_gone = tx.send(Bound { quic, http });
     }
@@ -108,6 +114,8 @@ pub async fn run(
         store: Arc::clone(&store),
         stats: Arc::clone(&stats),
         drift: Arc::new(config.drift.clone()),
+        slos: Arc::new(slos),
+        sloth_metrics: config.sloth_metrics,
     });
     let http_shutdown = shutdown.clone();
     axum::serve(listener, app)

@@ -8,7 +8,16 @@
 //!            (start = Unix ms as i64, sign bit flipped, big-endian, so keys sort by time)
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
 //! "agents":  agent_id                            → bincode(AgentRecord)
+//! "slo_defs":  canonical SLI bytes               → slo id: u64 BE, ready: u8
+//! "slo_cells": slo id, resolution: u8, start     → good: u64 BE, total: u64 BE
+//! "slo_hosts": slo id, len: u16 BE, host, start  → that host's bad events in every coarsest
+//!                                                  bucket up to and including `start`: u64 BE
 //! ```
+//!
+//! The SLO trees are what [`crate::slo`] reads: per-SLO good/total counters per bucket, and per
+//! host a running sum of bad events with an entry for each coarsest bucket that had any, so a
+//! host's bad events over a range are two lookups. They are written in the merge transaction.
+//! [`Store::install_slos`] gives each SLI an id and backfills a new one from the buckets kept.
 //!
 //! [`Store::merge_batch`] runs one sled transaction over all four trees: it checks the batch's
 //! sequence number against the high-water mark of its `(agent, epoch)`, adds every series into
@@ -18,16 +27,23 @@
 //! which is what makes a single high-water mark per epoch enough.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use pitot_shared::batch::{Batch, SeriesData};
 use pitot_shared::series::{Kind, SeriesKey};
+use pitot_shared::slo::Counts;
 use pitot_shared::window::align_down;
 use pitot_shared::wire::{decode_data, encode_data};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use tracing::info;
+
+use crate::config::SloDefinition;
+use crate::slo::{InstalledSlo, batch_deltas, canonical, metrics, series_counts};
 
 /// A storage resolution: bucket length and how long buckets are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +160,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn prune(&self, now_ms: i64) -> Result<u64, StoreError>;
     /// The resolutions kept, finest first.
     fn resolutions(&self) -> &[Resolution];
+    /// Gives each SLO's SLI a store id, backfills the counters of SLIs it has not seen from
+    /// the buckets kept, drops the counters of SLIs no longer configured, and counts the
+    /// configured ones in every later merge. Call before merging.
+    fn install_slos(&self, defs: &[SloDefinition]) -> Result<Vec<InstalledSlo>, StoreError>;
+    /// An SLO's good/total cells at `resolution` whose start lies in `[from_ms, to_ms)`.
+    fn slo_cells(
+        &self,
+        id: u64,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Counts)>, StoreError>;
+    /// Bad events per host (hosts with any) in the coarsest buckets whose start lies in
+    /// `[from_ms, to_ms)`.
+    fn slo_host_bad(
+        &self,
+        id: u64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Length of the buckets per-host SLO counts are kept in (the coarsest resolution's).
+    fn host_bucket_ms(&self) -> u64;
 }
 
 /// The sled implementation.
@@ -154,7 +192,11 @@ pub struct SledStore {
     buckets: sled::Tree,
     dedupe: sled::Tree,
     agents: sled::Tree,
+    slo_defs: sled::Tree,
+    slo_cells: sled::Tree,
+    slo_hosts: sled::Tree,
     resolutions: Vec<Resolution>,
+    slos: RwLock<Vec<InstalledSlo>>,
 }
 
 fn time_key(t_ms: i64) -> [u8; 8] {
@@ -207,6 +249,71 @@ fn parse_series_value(bytes: &[u8]) -> Option<(u64, Kind)> {
     Some((id, kind_from_code(bytes[8])?))
 }
 
+fn cell_key(id: u64, res: u8, start_ms: i64) -> [u8; 17] {
+    // Same layout as a bucket key, with the SLO id in place of the series id.
+    let mut k = [0u8; 17];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8] = res;
+    k[9..].copy_from_slice(&time_key(start_ms));
+    k
+}
+
+fn counts_value(c: Counts) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&c.good.to_be_bytes());
+    v[8..].copy_from_slice(&c.total.to_be_bytes());
+    v
+}
+
+fn parse_counts(bytes: &[u8]) -> Option<Counts> {
+    if bytes.len() != 16 {
+        return None;
+    }
+    Some(Counts {
+        good: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+        total: u64::from_be_bytes(bytes[8..].try_into().ok()?),
+    })
+}
+
+fn parse_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// `id, len, host`: every entry of one host of one SLO starts with it.
+fn host_prefix(id: u64, host: &str) -> Vec<u8> {
+    let host = &host.as_bytes()[..host.len().min(u16::MAX as usize)];
+    let mut k = Vec::with_capacity(18 + host.len());
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&(host.len() as u16).to_be_bytes());
+    k.extend_from_slice(host);
+    k
+}
+
+fn with_time(prefix: &[u8], start_ms: i64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&time_key(start_ms));
+    k
+}
+
+/// What a merge does to one host's running bad-event sums, planned before the transaction
+/// from the committed tree (the merge actor is the only writer, so it cannot change between).
+#[derive(Debug)]
+struct HostPlan {
+    /// Entries at or after the batch's bucket: each gets `bad` added.
+    bump: Vec<Vec<u8>>,
+    /// When the bucket has no entry yet: its key and the running sum before it.
+    insert: Option<(Vec<u8>, u64)>,
+    bad: u64,
+}
+
+/// An SLO's counts for one batch, planned.
+#[derive(Debug)]
+struct SloPlan {
+    id: u64,
+    fleet: Counts,
+    hosts: Vec<HostPlan>,
+}
+
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 1024 * 1024 }>()
 }
@@ -223,9 +330,177 @@ impl SledStore {
             buckets: db.open_tree("buckets")?,
             dedupe: db.open_tree("dedupe")?,
             agents: db.open_tree("agents")?,
+            slo_defs: db.open_tree("slo_defs")?,
+            slo_cells: db.open_tree("slo_cells")?,
+            slo_hosts: db.open_tree("slo_hosts")?,
             db,
             resolutions,
+            slos: RwLock::new(Vec::new()),
         })
+    }
+
+    fn plan_host(&self, id: u64, host: &str, start: i64, bad: u64) -> Result<HostPlan, StoreError> {
+        let prefix = host_prefix(id, host);
+        let at = with_time(&prefix, start);
+        let mut bump = Vec::new();
+        for entry in self.slo_hosts.range(at.clone()..) {
+            let (k, _) = entry?;
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                break;
+            }
+            bump.push(k.to_vec());
+        }
+        let insert = if bump.first().is_some_and(|k| *k == at) {
+            None
+        } else {
+            let base = match self.slo_hosts.range(prefix.clone()..at.clone()).next_back() {
+                Some(entry) => parse_u64(&entry?.1)
+                    .ok_or_else(|| StoreError::Corrupt("slo host entry".into()))?,
+                None => 0,
+            };
+            Some((at, base))
+        };
+        Ok(HostPlan { bump, insert, bad })
+    }
+
+    fn plan_slos(&self, batch: &Batch) -> Result<Vec<SloPlan>, StoreError> {
+        let slos = self.slos.read().unwrap_or_else(|e| e.into_inner());
+        let host_start = align_down(batch.interval_start_ms, self.host_bucket_ms());
+        let mut plans = Vec::new();
+        for (id, delta) in batch_deltas(&slos, batch) {
+            let mut hosts = Vec::new();
+            for (host, c) in &delta.hosts {
+                if c.bad() > 0 {
+                    hosts.push(self.plan_host(id, host, host_start, c.bad())?);
+                }
+            }
+            plans.push(SloPlan {
+                id,
+                fleet: delta.fleet,
+                hosts,
+            });
+        }
+        Ok(plans)
+    }
+
+    /// SLO cells past their resolution's retention, and host entries past the coarsest one's
+    /// (keeping each host's last entry before the cutoff: it carries the running sum).
+    fn prune_slos(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let ids: Vec<u64> = self
+            .slos
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        let mut removed = 0;
+        for id in ids {
+            let mut batch = sled::Batch::default();
+            for res in &self.resolutions {
+                let cutoff = now_ms - res.retention.as_millis() as i64;
+                let lo = cell_key(id, res.code, i64::MIN);
+                let hi = cell_key(id, res.code, cutoff);
+                for key in self.slo_cells.range(lo..hi).keys() {
+                    batch.remove(key?);
+                    removed += 1;
+                }
+            }
+            self.slo_cells.apply_batch(batch)?;
+            let Some(coarsest) = self.resolutions.last() else {
+                continue;
+            };
+            let cutoff = now_ms - coarsest.retention.as_millis() as i64;
+            let mut batch = sled::Batch::default();
+            let mut previous: Option<(Vec<u8>, sled::IVec)> = None;
+            for key in self.slo_hosts.scan_prefix(id.to_be_bytes()).keys() {
+                let key = key?;
+                let Some(split) = key.len().checked_sub(8) else {
+                    continue;
+                };
+                let start = time_from_key(&key[split..]).unwrap_or(i64::MAX);
+                if let Some((prefix, old)) = previous.take()
+                    && prefix == key[..split]
+                    && start < cutoff
+                {
+                    // An older entry of the same host, with a newer one also before the cutoff.
+                    batch.remove(old);
+                    removed += 1;
+                }
+                if start < cutoff {
+                    previous = Some((key[..split].to_vec(), key));
+                }
+            }
+            self.slo_hosts.apply_batch(batch)?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes every counter of an SLO id.
+    fn clear_slo(&self, id: u64) -> Result<(), StoreError> {
+        for tree in [&self.slo_cells, &self.slo_hosts] {
+            let mut batch = sled::Batch::default();
+            for key in tree.scan_prefix(id.to_be_bytes()).keys() {
+                batch.remove(key?);
+            }
+            tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Fills an SLO's counters from the buckets kept (the store is not merging meanwhile).
+    fn backfill(&self, id: u64, def: &SloDefinition) -> Result<(), StoreError> {
+        let mut series = Vec::new();
+        for name in metrics(&def.sli) {
+            series.extend(self.series(Some(name), &[])?);
+        }
+        let coarsest = self.resolutions.last().map(|r| r.code);
+        let mut cells_written = 0usize;
+        let mut hosts: BTreeMap<String, BTreeMap<i64, Counts>> = BTreeMap::new();
+        for res in &self.resolutions {
+            let mut cells: BTreeMap<i64, Counts> = BTreeMap::new();
+            for (key, _) in &series {
+                for (start, data) in self.read(key, res, i64::MIN, i64::MAX)? {
+                    if let Some(c) = series_counts(&def.sli, key, &data) {
+                        cells.entry(start).or_default().add(c);
+                        if Some(res.code) == coarsest {
+                            let host = key.tag("host").unwrap_or_default().to_owned();
+                            hosts
+                                .entry(host)
+                                .or_default()
+                                .entry(start)
+                                .or_default()
+                                .add(c);
+                        }
+                    }
+                }
+            }
+            let mut batch = sled::Batch::default();
+            for (start, c) in &cells {
+                batch.insert(&cell_key(id, res.code, *start)[..], &counts_value(*c)[..]);
+            }
+            cells_written += cells.len();
+            self.slo_cells.apply_batch(batch)?;
+        }
+        let mut batch = sled::Batch::default();
+        for (host, buckets) in &hosts {
+            let prefix = host_prefix(id, host);
+            let mut running = 0u64;
+            for (start, c) in buckets {
+                if c.bad() > 0 {
+                    running = running.saturating_add(c.bad());
+                    batch.insert(with_time(&prefix, *start), &running.to_be_bytes()[..]);
+                }
+            }
+        }
+        self.slo_hosts.apply_batch(batch)?;
+        info!(
+            slo = %def.name,
+            series = series.len(),
+            cells = cells_written,
+            hosts = hosts.len(),
+            "SLO counters backfilled from the stored buckets."
+        );
+        Ok(())
     }
 
     fn series_id(&self, key: &[u8], kind: Kind) -> Result<(u64, Kind), StoreError> {
@@ -255,6 +530,49 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
+impl SledStore {
+    fn apply_slo_plan(
+        &self,
+        cells: &TransactionalTree,
+        hosts: &TransactionalTree,
+        plan: &SloPlan,
+        interval_start_ms: i64,
+    ) -> Result<(), ConflictableTransactionError<StoreError>> {
+        let corrupt = |what: &str| abort(StoreError::Corrupt(what.into()));
+        if plan.fleet != Counts::default() {
+            for res in &self.resolutions {
+                let key = cell_key(
+                    plan.id,
+                    res.code,
+                    align_down(interval_start_ms, res.bucket_ms()),
+                );
+                let mut c = match cells.get(key)? {
+                    Some(v) => parse_counts(&v).ok_or_else(|| corrupt("slo cell"))?,
+                    None => Counts::default(),
+                };
+                c.add(plan.fleet);
+                cells.insert(&key[..], &counts_value(c)[..])?;
+            }
+        }
+        for h in &plan.hosts {
+            for key in &h.bump {
+                // A key gone since planning was pruned meanwhile: nothing to add to.
+                if let Some(v) = hosts.get(key)? {
+                    let v = parse_u64(&v).ok_or_else(|| corrupt("slo host entry"))?;
+                    hosts.insert(key.as_slice(), &v.saturating_add(h.bad).to_be_bytes()[..])?;
+                }
+            }
+            if let Some((key, base)) = &h.insert {
+                hosts.insert(
+                    key.as_slice(),
+                    &base.saturating_add(h.bad).to_be_bytes()[..],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store for SledStore {
     fn merge_batch(&self, batch: &Batch, received_ms: i64) -> Result<MergeOutcome, StoreError> {
         // Series ids are assigned outside the transaction; an id for a batch that later turns
@@ -275,68 +593,77 @@ impl Store for SledStore {
         dedupe_key.extend_from_slice(&batch.epoch.to_be_bytes());
         let agent_key = batch.agent_id.0.as_bytes();
         let interval_end = batch.interval_start_ms + batch.interval_ms as i64;
-        let outcome = (&self.buckets, &self.dedupe, &self.agents).transaction(
-            |(buckets, dedupe, agents)| {
-                let mut record: AgentRecord = match agents.get(agent_key)? {
-                    Some(v) => bincode::serde::decode_from_slice(&v, bincode_config())
-                        .map(|(r, _)| r)
-                        .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?,
-                    None => AgentRecord {
-                        agent_id: batch.agent_id.0.clone(),
-                        version: String::new(),
-                        first_seen_ms: received_ms,
-                        last_batch_ms: 0,
-                        last_interval_end_ms: 0,
-                        lag_ms: 0,
-                        spool_bytes: 0,
-                        batches: 0,
-                        duplicates: 0,
-                    },
-                };
-                record.last_batch_ms = received_ms;
-                record.version = batch.agent_version.clone();
-                record.spool_bytes = batch.spool_bytes;
-                let high_water = dedupe
-                    .get(&dedupe_key)?
-                    .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-                    .unwrap_or(0);
-                let outcome = if batch.seq <= high_water {
-                    record.duplicates += 1;
-                    MergeOutcome::Duplicate
-                } else {
-                    for (id, data) in &targets {
-                        for res in &self.resolutions {
-                            let start = align_down(batch.interval_start_ms, res.bucket_ms());
-                            let key = bucket_key(res.code, *id, start);
-                            let merged = match buckets.get(key)? {
-                                Some(old) => {
-                                    let mut old = decode_data(&old)
-                                        .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
-                                    if old.merge(data).is_err() {
-                                        continue;
-                                    }
-                                    old
+        let slo_plans = self.plan_slos(batch)?;
+        let trees = (
+            &self.buckets,
+            &self.dedupe,
+            &self.agents,
+            &self.slo_cells,
+            &self.slo_hosts,
+        );
+        let outcome = trees.transaction(|(buckets, dedupe, agents, slo_cells, slo_hosts)| {
+            let mut record: AgentRecord = match agents.get(agent_key)? {
+                Some(v) => bincode::serde::decode_from_slice(&v, bincode_config())
+                    .map(|(r, _)| r)
+                    .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?,
+                None => AgentRecord {
+                    agent_id: batch.agent_id.0.clone(),
+                    version: String::new(),
+                    first_seen_ms: received_ms,
+                    last_batch_ms: 0,
+                    last_interval_end_ms: 0,
+                    lag_ms: 0,
+                    spool_bytes: 0,
+                    batches: 0,
+                    duplicates: 0,
+                },
+            };
+            record.last_batch_ms = received_ms;
+            record.version = batch.agent_version.clone();
+            record.spool_bytes = batch.spool_bytes;
+            let high_water = dedupe
+                .get(&dedupe_key)?
+                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0);
+            let outcome = if batch.seq <= high_water {
+                record.duplicates += 1;
+                MergeOutcome::Duplicate
+            } else {
+                for (id, data) in &targets {
+                    for res in &self.resolutions {
+                        let start = align_down(batch.interval_start_ms, res.bucket_ms());
+                        let key = bucket_key(res.code, *id, start);
+                        let merged = match buckets.get(key)? {
+                            Some(old) => {
+                                let mut old = decode_data(&old)
+                                    .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
+                                if old.merge(data).is_err() {
+                                    continue;
                                 }
-                                None => (*data).clone(),
-                            };
-                            buckets.insert(&key, encode_data(&merged))?;
-                        }
+                                old
+                            }
+                            None => (*data).clone(),
+                        };
+                        buckets.insert(&key, encode_data(&merged))?;
                     }
-                    dedupe.insert(dedupe_key.as_slice(), &batch.seq.to_be_bytes())?;
-                    record.batches += 1;
-                    record.last_interval_end_ms = record.last_interval_end_ms.max(interval_end);
-                    record.lag_ms = (received_ms - interval_end).max(0);
-                    MergeOutcome::Merged {
-                        series: targets.len(),
-                        kind_conflicts,
-                    }
-                };
-                let encoded = bincode::serde::encode_to_vec(&record, bincode_config())
-                    .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
-                agents.insert(agent_key, encoded)?;
-                Ok(outcome)
-            },
-        )?;
+                }
+                for plan in &slo_plans {
+                    self.apply_slo_plan(slo_cells, slo_hosts, plan, batch.interval_start_ms)?;
+                }
+                dedupe.insert(dedupe_key.as_slice(), &batch.seq.to_be_bytes())?;
+                record.batches += 1;
+                record.last_interval_end_ms = record.last_interval_end_ms.max(interval_end);
+                record.lag_ms = (received_ms - interval_end).max(0);
+                MergeOutcome::Merged {
+                    series: targets.len(),
+                    kind_conflicts,
+                }
+            };
+            let encoded = bincode::serde::encode_to_vec(&record, bincode_config())
+                .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
+            agents.insert(agent_key, encoded)?;
+            Ok(outcome)
+        })?;
         Ok(outcome)
     }
 
@@ -432,11 +759,137 @@ impl Store for SledStore {
                 self.buckets.apply_batch(batch)?;
             }
         }
+        removed += self.prune_slos(now_ms)?;
         Ok(removed)
     }
 
     fn resolutions(&self) -> &[Resolution] {
         &self.resolutions
+    }
+
+    fn install_slos(&self, defs: &[SloDefinition]) -> Result<Vec<InstalledSlo>, StoreError> {
+        let mut installed = Vec::new();
+        let mut keep = std::collections::BTreeSet::new();
+        for def in defs {
+            let canon = canonical(&def.sli);
+            let known = match self.slo_defs.get(&canon)? {
+                Some(v) if v.len() == 9 => Some((
+                    parse_u64(&v[..8]).ok_or_else(|| StoreError::Corrupt("slo def".into()))?,
+                    v[8] == 1,
+                )),
+                Some(_) => return Err(StoreError::Corrupt("slo def".into())),
+                None => None,
+            };
+            let id = match known {
+                Some((id, true)) => id,
+                Some((id, false)) => {
+                    // A backfill was cut off: start it over.
+                    self.clear_slo(id)?;
+                    self.backfill(id, def)?;
+                    id
+                }
+                None => {
+                    let id = self.db.generate_id()?;
+                    let mut v = id.to_be_bytes().to_vec();
+                    v.push(0);
+                    self.slo_defs.insert(&canon, v)?;
+                    self.slo_defs.flush()?;
+                    self.backfill(id, def)?;
+                    id
+                }
+            };
+            let mut v = id.to_be_bytes().to_vec();
+            v.push(1);
+            self.slo_defs.insert(&canon, v)?;
+            keep.insert(canon);
+            installed.push(InstalledSlo {
+                id,
+                def: def.clone(),
+            });
+        }
+        for entry in self.slo_defs.iter() {
+            let (canon, v) = entry?;
+            if !keep.contains(canon.as_ref()) {
+                if let Some(id) = v.get(..8).and_then(parse_u64) {
+                    self.clear_slo(id)?;
+                }
+                self.slo_defs.remove(canon)?;
+            }
+        }
+        *self.slos.write().unwrap_or_else(|e| e.into_inner()) = installed.clone();
+        self.db.flush()?;
+        Ok(installed)
+    }
+
+    fn slo_cells(
+        &self,
+        id: u64,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Counts)>, StoreError> {
+        let lo = cell_key(id, resolution.code, from_ms);
+        let hi = cell_key(id, resolution.code, to_ms);
+        let mut out = Vec::new();
+        for entry in self.slo_cells.range(lo..hi) {
+            let (k, v) = entry?;
+            let start = time_from_key(&k[9..]).unwrap_or(0);
+            let c = parse_counts(&v).ok_or_else(|| StoreError::Corrupt("slo cell".into()))?;
+            out.push((start, c));
+        }
+        Ok(out)
+    }
+
+    fn slo_host_bad(
+        &self,
+        id: u64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let id_bytes = id.to_be_bytes();
+        let running_before = |prefix: &[u8], t: i64| -> Result<u64, StoreError> {
+            match self
+                .slo_hosts
+                .range(prefix.to_vec()..with_time(prefix, t))
+                .next_back()
+            {
+                Some(entry) => {
+                    parse_u64(&entry?.1).ok_or_else(|| StoreError::Corrupt("slo host entry".into()))
+                }
+                None => Ok(0),
+            }
+        };
+        let mut out = Vec::new();
+        let mut cursor: Bound<Vec<u8>> = Bound::Included(id_bytes.to_vec());
+        while let Some(entry) = self
+            .slo_hosts
+            .range((cursor.clone(), Bound::Unbounded))
+            .next()
+        {
+            let (k, _) = entry?;
+            if !k.starts_with(&id_bytes) || k.len() < 18 {
+                break;
+            }
+            let len = u16::from_be_bytes([k[8], k[9]]) as usize;
+            let Some(prefix) = k.get(..10 + len) else {
+                return Err(StoreError::Corrupt("slo host key".into()));
+            };
+            let bad =
+                running_before(prefix, to_ms)?.saturating_sub(running_before(prefix, from_ms)?);
+            if bad > 0 {
+                out.push((String::from_utf8_lossy(&prefix[10..]).into_owned(), bad));
+            }
+            let mut next = prefix.to_vec();
+            next.extend_from_slice(&[0xff; 8]);
+            cursor = Bound::Excluded(next);
+        }
+        Ok(out)
+    }
+
+    fn host_bucket_ms(&self) -> u64 {
+        self.resolutions
+            .last()
+            .map_or(3_600_000, Resolution::bucket_ms)
     }
 }
 

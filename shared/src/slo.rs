@@ -111,29 +111,40 @@ pub fn alert_state(burn: &BTreeMap<String, f64>, window: Duration) -> Alert {
     }
 }
 
-/// Evaluates an SLO at `now_ms` over `[now − window, now)` from per-bucket counts. Buckets
-/// are counted when their start lies inside a range; a lookback shorter than a bucket reads
-/// the bucket it falls in.
-pub fn evaluate(
+/// Good and total events over some range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Good events.
+    pub good: u64,
+    /// All events.
+    pub total: u64,
+}
+
+impl Counts {
+    /// Bad events (`total − good`, never negative).
+    pub fn bad(&self) -> u64 {
+        self.total.saturating_sub(self.good)
+    }
+
+    /// Adds `other` (saturating).
+    pub fn add(&mut self, other: Counts) {
+        self.good = self.good.saturating_add(other.good);
+        self.total = self.total.saturating_add(other.total);
+    }
+}
+
+/// Evaluates an SLO from counts already summed: `in_window` over the SLO window, and one
+/// [`Counts`] per [`BURN_WINDOWS`] label (a missing label counts as no traffic). `window` is
+/// the SLO window's full length (a calendar month's whole length for `month`), which scales
+/// the alert factors. `top_hosts` is left empty for the caller.
+pub fn evaluate_counts(
     objective: f64,
     window: Duration,
-    buckets: &[GoodTotal],
-    now_ms: i64,
+    in_window: Counts,
+    lookbacks: &BTreeMap<String, Counts>,
 ) -> SloEvaluation {
-    let sum = |from_ms: i64| {
-        let (mut good, mut total) = (0u64, 0u64);
-        for b in buckets
-            .iter()
-            .filter(|b| b.start_ms >= from_ms && b.start_ms < now_ms)
-        {
-            good += b.good;
-            total += b.total;
-        }
-        (good, total)
-    };
-    let window_ms = window.as_millis() as i64;
-    let (good, total) = sum(now_ms - window_ms);
-    let bad = total.saturating_sub(good);
+    let Counts { good, total } = in_window;
+    let bad = in_window.bad();
     let sli = if total == 0 {
         1.0
     } else {
@@ -148,29 +159,10 @@ pub fn evaluate(
         f64::NEG_INFINITY
     };
     let mut burn_rates = BTreeMap::new();
-    for (label, lookback) in BURN_WINDOWS {
-        let (g, t) = sum(now_ms - lookback.as_millis() as i64);
-        burn_rates.insert(
-            label.to_owned(),
-            burn_rate(t.saturating_sub(g), t, objective),
-        );
+    for (label, _) in BURN_WINDOWS {
+        let c = lookbacks.get(label).copied().unwrap_or_default();
+        burn_rates.insert(label.to_owned(), burn_rate(c.bad(), c.total, objective));
     }
-    let mut hosts: BTreeMap<&str, u64> = BTreeMap::new();
-    for b in buckets
-        .iter()
-        .filter(|b| b.start_ms >= now_ms - window_ms && b.start_ms < now_ms)
-    {
-        for (h, n) in &b.bad_by_host {
-            *hosts.entry(h.as_str()).or_default() += n;
-        }
-    }
-    let mut top_hosts: Vec<(String, u64)> = hosts
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(h, n)| (h.to_owned(), n))
-        .collect();
-    top_hosts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    top_hosts.truncate(10);
     let alert = alert_state(&burn_rates, window);
     SloEvaluation {
         good,
@@ -183,8 +175,95 @@ pub fn evaluate(
         },
         burn_rates,
         alert,
-        top_hosts,
+        top_hosts: Vec::new(),
     }
+}
+
+/// Evaluates an SLO at `now_ms` over `[now − window, now)` from per-bucket counts. Buckets
+/// are counted when their start lies inside a range; a lookback shorter than a bucket reads
+/// the bucket it falls in.
+pub fn evaluate(
+    objective: f64,
+    window: Duration,
+    buckets: &[GoodTotal],
+    now_ms: i64,
+) -> SloEvaluation {
+    let sum = |from_ms: i64| {
+        let mut c = Counts::default();
+        for b in buckets
+            .iter()
+            .filter(|b| b.start_ms >= from_ms && b.start_ms < now_ms)
+        {
+            c.add(Counts {
+                good: b.good,
+                total: b.total,
+            });
+        }
+        c
+    };
+    let window_ms = window.as_millis() as i64;
+    let lookbacks: BTreeMap<String, Counts> = BURN_WINDOWS
+        .iter()
+        .map(|(label, d)| ((*label).to_owned(), sum(now_ms - d.as_millis() as i64)))
+        .collect();
+    let mut e = evaluate_counts(objective, window, sum(now_ms - window_ms), &lookbacks);
+    let mut hosts: BTreeMap<&str, u64> = BTreeMap::new();
+    for b in buckets
+        .iter()
+        .filter(|b| b.start_ms >= now_ms - window_ms && b.start_ms < now_ms)
+    {
+        for (h, n) in &b.bad_by_host {
+            *hosts.entry(h.as_str()).or_default() += n;
+        }
+    }
+    e.top_hosts = top_hosts(hosts.into_iter().map(|(h, n)| (h.to_owned(), n)), 10);
+    e
+}
+
+/// The `limit` hosts with the most bad events, most first (ties by name); hosts with none
+/// are left out.
+pub fn top_hosts(
+    hosts: impl IntoIterator<Item = (String, u64)>,
+    limit: usize,
+) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = hosts.into_iter().filter(|(_, n)| *n > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(limit);
+    v
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Year and month (1–12) of a day count since 1970-01-01 (`civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m)
+}
+
+/// Start of the UTC calendar month holding `t_ms` and start of the next one, Unix ms.
+pub fn month_bounds(t_ms: i64) -> (i64, i64) {
+    let (y, m) = civil_from_days(t_ms.div_euclid(DAY_MS));
+    let start = days_from_civil(y, m, 1) * DAY_MS;
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    (start, days_from_civil(ny, nm, 1) * DAY_MS)
 }
 
 #[cfg(test)]

@@ -141,3 +141,22 @@ fn latency_thresholds_fall_to_a_bucket_edge() {
         Some(1.0)
     );
 }
+
+#[test]
+fn calendar_months() {
+    // 2026-11-26T12:00:00Z → November 2026 (30 days).
+    let t = 1_795_694_400_000;
+    let (start, end) = month_bounds(t);
+    assert_eq!(start, 1_793_491_200_000, "2026-11-01T00:00:00Z");
+    assert_eq!(end - start, 30 * 86_400_000);
+    // February of a leap year, and a year boundary.
+    let (s, e) = month_bounds(951_782_400_000); // 2000-02-29
+    assert_eq!(s, 949_363_200_000, "2000-02-01");
+    assert_eq!(e - s, 29 * 86_400_000);
+    let (s, e) = month_bounds(1_767_225_599_999); // 2025-12-31T23:59:59.999Z
+    assert_eq!(s, 1_764_547_200_000, "2025-12-01");
+    assert_eq!(e, 1_767_225_600_000, "2026-01-01");
+    // The first instant of a month belongs to it; before 1970 works too.
+    assert_eq!(month_bounds(e).0, e);
+    assert_eq!(month_bounds(-1).0, -31 * 86_400_000, "1969-12-01");
+}
