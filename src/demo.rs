@@ -33,6 +33,35 @@ pub struct DemoOptions {
 
 /// When the injected input drift starts without `--duration`.
 const DRIFT_AFTER: Duration = Duration::from_secs(30);
+/// When gpu-host-2's llama3 latency regression starts without `--duration`.
+const SLOW_AFTER: Duration = Duration::from_secs(20);
+/// How much slower it gets.
+const SLOW_FACTOR: f64 = 5.0;
+
+/// The demo's SLOs: llama3 requests under 300 ms, 99.9 % of the time.
+const DEMO_SLOS: &str = r#"
+[[slo]]
+name = "llama3-latency"
+objective = 0.999
+window = "30d"
+service = "chat"
+[slo.sli]
+kind = "latency"
+metric = "request.latency"
+threshold_ms = 300
+tags = ["model:llama3"]
+
+[[slo]]
+name = "mistral-latency"
+objective = 0.99
+window = "7d"
+service = "chat"
+[slo.sli]
+kind = "latency"
+metric = "request.latency"
+threshold_ms = 100
+tags = ["model:mistral"]
+"#;
 
 /// A model served on a demo host: name, version, median latency in ms.
 struct DemoModel(&'static str, &'static str, f64);
@@ -95,7 +124,7 @@ pub async fn run(
 
     let d = dir.path().display();
     let aggregator_toml = format!(
-        "[quic]\nlisten = \"127.0.0.1:0\"\nca = \"{d}/certs/ca.pem\"\ncert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n[http]\nlisten = \"{}\"\n[store]\ndir = \"{d}/store\"\n",
+        "[quic]\nlisten = \"127.0.0.1:0\"\nca = \"{d}/certs/ca.pem\"\ncert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n[http]\nlisten = \"{}\"\n[store]\ndir = \"{d}/store\"\n{DEMO_SLOS}",
         options.http
     );
     let aggregator_config = pitot_aggregator::config::parse(&aggregator_toml, Path::new("demo"))?;
@@ -162,6 +191,10 @@ pub async fn run(
             // gpu-host-3 starts receiving longer prompts and a new language half-way.
             drift_after: (*host == "gpu-host-3")
                 .then(|| options.duration.map_or(DRIFT_AFTER, |d| d / 2)),
+            // gpu-host-2 gets 5× slower a third of the way in: the llama3 SLO starts burning.
+            slow_after: (*host == "gpu-host-2")
+                .then(|| options.duration.map_or(SLOW_AFTER, |d| d / 3)),
+            slow_factor: SLOW_FACTOR,
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {
@@ -183,6 +216,7 @@ pub async fn run(
     let started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    let mut last_state: std::collections::BTreeMap<String, String> = Default::default();
     loop {
         let wait = tokio::time::sleep(options.every);
         tokio::select! {
@@ -202,6 +236,25 @@ pub async fn run(
                 report::latency_table(&r, "host,model")
             )?,
             Err(e) => writeln!(out, "(waiting for the first intervals: {e:#})")?,
+        }
+        let c = client.clone();
+        if let Ok(slos) = tokio::task::spawn_blocking(move || c.get("/api/v1/slo", &[])).await? {
+            writeln!(out, "{}", report::slo_table(&slos))?;
+            for s in slos["slos"].as_array().into_iter().flatten() {
+                let name = s["name"].as_str().unwrap_or("").to_owned();
+                let state = s["alert"].as_str().unwrap_or("").to_owned();
+                let before = last_state.insert(name.clone(), state.clone());
+                if before.as_ref().is_some_and(|b| *b != state) {
+                    writeln!(
+                        out,
+                        ">>> SLO {name}: {} -> {} (budget left {:.1} %, burn 5m {:.1}x)\n",
+                        before.unwrap_or_default().to_uppercase(),
+                        state.to_uppercase(),
+                        s["error_budget"]["remaining"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                        s["burn_rates"]["5m"].as_f64().unwrap_or(f64::NAN),
+                    )?;
+                }
+            }
         }
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -296,6 +349,14 @@ pub async fn run(
         )
     })
     .await?;
+    let c = client.clone();
+    if let Ok(slos) = tokio::task::spawn_blocking(move || c.get("/api/v1/slo", &[])).await? {
+        writeln!(
+            out,
+            "\nSLOs (gpu-host-2 got {SLOW_FACTOR}x slower a third of the way in):\n{}",
+            report::slo_table(&slos)
+        )?;
+    }
     match (by_host, over_time) {
         (Ok(h), Ok(t)) => writeln!(
             out,

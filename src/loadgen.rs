@@ -64,6 +64,11 @@ pub struct LoadSpec {
     /// From this long after the start, inputs drift: prompts about 1.6× longer and a new
     /// language (`pt`) in a fifth of requests.
     pub drift_after: Option<Duration>,
+    /// From this long after the start, latencies are `slow_factor` times longer (a latency
+    /// regression, for SLO burn).
+    pub slow_after: Option<Duration>,
+    /// How much slower after `slow_after`.
+    pub slow_factor: f64,
 }
 
 impl Default for LoadSpec {
@@ -83,6 +88,8 @@ impl Default for LoadSpec {
             plain: false,
             inputs_every: 0,
             drift_after: None,
+            slow_after: None,
+            slow_factor: 1.0,
         }
     }
 }
@@ -142,6 +149,7 @@ struct Lines<'a> {
     rng: StdRng,
     line_no: u64,
     drifted: bool,
+    slowed: bool,
 }
 
 impl Lines<'_> {
@@ -178,7 +186,8 @@ impl Lines<'_> {
             }
             return LineKind::Input;
         }
-        let median = spec.median_ms[m % spec.median_ms.len().max(1)];
+        let median = spec.median_ms[m % spec.median_ms.len().max(1)]
+            * if self.slowed { spec.slow_factor } else { 1.0 };
         let v = median * (0.5 * normal(&mut self.rng)).exp();
         let metric = (self.line_no as usize / self.models.len()) % spec.metrics.max(1);
         let _infallible = if metric == 0 {
@@ -236,6 +245,7 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
         rng: StdRng::seed_from_u64(spec.seed),
         line_no: 0,
         drifted: false,
+        slowed: false,
     };
     let per = spec.per_datagram.max(1) as u64;
     let pool: Vec<(String, u64, u64)> = match spec.replay {
@@ -268,6 +278,7 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
             continue;
         }
         lines.drifted = spec.drift_after.is_some_and(|d| start.elapsed() >= d);
+        lines.slowed = spec.slow_after.is_some_and(|d| start.elapsed() >= d);
         while attempted < due {
             let want = (due - attempted).min(per);
             let generated;

@@ -76,6 +76,12 @@ enum Command {
         /// Versions mode: the baseline version.
         #[arg(long)]
         a: Option<String>,
+        /// SLO report: evaluate at this time instead of now (RFC 3339, Unix seconds, now-2h).
+        #[arg(long)]
+        at: Option<String>,
+        /// SLO report: only the SLO with this name.
+        #[arg(long)]
+        slo: Option<String>,
         /// Versions mode: the candidate version.
         #[arg(long)]
         b: Option<String>,
@@ -143,6 +149,8 @@ enum ReportKind {
     Agents,
     /// Input drift: temporal, host against the rest, or version against version.
     Drift,
+    /// SLOs: SLI, error budget left, burn rates, alert state, worst hosts.
+    Slo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +234,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             reference,
             a,
             b,
+            at,
+            slo,
         } => {
             let client = report::Client::new(&url);
             let value = match what {
@@ -252,6 +262,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     q.extend(tag.iter().map(|t| ("tag", t.clone())));
                     client.get("/api/v1/drift", &q)?
                 }
+                ReportKind::Slo => {
+                    let q: Vec<(&str, String)> = at.iter().map(|t| ("at", t.clone())).collect();
+                    match &slo {
+                        Some(name) => {
+                            let one = client.get(&format!("/api/v1/slo/{name}"), &q)?;
+                            serde_json::json!({ "slos": [one] })
+                        }
+                        None => client.get("/api/v1/slo", &q)?,
+                    }
+                }
             };
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
@@ -260,6 +280,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     ReportKind::Latency => report::latency_table(&value, &group_by),
                     ReportKind::Agents => report::agents_table(&value),
                     ReportKind::Drift => report::drift_table(&value),
+                    ReportKind::Slo => report::slo_table(&value),
                 };
                 write!(out, "{text}")?;
             }

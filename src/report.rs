@@ -271,6 +271,93 @@ pub fn drift_table(report: &Value) -> String {
     )
 }
 
+/// Renders `/api/v1/slo` as a table: one row per SLO, alerting ones first.
+pub fn slo_table(report: &Value) -> String {
+    let pct = |v: &Value, digits: usize| match v.as_f64() {
+        Some(x) if x.is_finite() => format!("{:.digits$}", x * 100.0),
+        Some(_) => "-inf".into(),
+        None => "-".into(),
+    };
+    let burn = |v: &Value| match v.as_f64() {
+        Some(x) => format!("{x:.2}"),
+        None => "-".into(),
+    };
+    let mut slos: Vec<&Value> = report["slos"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let rank = |s: &Value| match s["alert"].as_str() {
+        Some("page") => 0,
+        Some("ticket") => 1,
+        _ => 2,
+    };
+    slos.sort_by_key(|s| rank(s));
+    let windows = ["5m", "1h", "6h", "1d", "3d"];
+    let rows: Vec<Vec<String>> = slos
+        .iter()
+        .map(|s| {
+            let ind = &s["indicator"];
+            let what = match ind["kind"].as_str() {
+                Some("latency") => format!(
+                    "{} <= {}",
+                    ind["metric"].as_str().unwrap_or(""),
+                    ind["threshold_used"]
+                        .as_f64()
+                        .map_or("-".into(), |t| format!("{t}"))
+                ),
+                _ => format!(
+                    "{} / {}",
+                    ind["good"].as_str().unwrap_or(""),
+                    ind["total"].as_str().unwrap_or("")
+                ),
+            };
+            let worst = s["top_hosts"]
+                .as_array()
+                .and_then(|h| h.first())
+                .map_or("-".into(), |h| {
+                    format!("{} ({})", h["host"].as_str().unwrap_or(""), h["bad"])
+                });
+            let mut row = vec![
+                s["alert"].as_str().unwrap_or("").to_uppercase(),
+                s["name"].as_str().unwrap_or("").to_owned(),
+                what,
+                format!(
+                    "{}% / {}",
+                    pct(&s["objective"], 2),
+                    s["window"].as_str().unwrap_or("")
+                ),
+                pct(&s["sli"], 3),
+                format!("{}/{}", s["good"], s["total"]),
+                pct(&s["error_budget"]["remaining"], 1),
+            ];
+            row.extend(windows.iter().map(|w| burn(&s["burn_rates"][*w])));
+            row.push(worst);
+            row
+        })
+        .collect();
+    let at = slos
+        .first()
+        .and_then(|s| s["at"].as_str())
+        .unwrap_or("now")
+        .to_owned();
+    let mut headers = vec![
+        "state",
+        "slo",
+        "sli",
+        "objective",
+        "sli %",
+        "good/total",
+        "budget left %",
+    ];
+    let burn_headers: Vec<String> = windows.iter().map(|w| format!("burn {w}")).collect();
+    headers.extend(burn_headers.iter().map(String::as_str));
+    headers.push("worst host (bad)");
+    if rows.is_empty() {
+        return format!("no SLOs configured (add [[slo]] to the aggregator config)\n");
+    }
+    format!("SLOs at {at}\n") + &table(&headers, &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +376,28 @@ mod tests {
         assert!(lines[3].starts_with("h1"));
         assert!(lines[4].starts_with("FLEET"));
         assert!(lines[4].contains("1.500"));
+    }
+
+    #[test]
+    fn slo_tables_put_pages_first() {
+        let report = serde_json::json!({"slos": [
+            {"name": "calm", "alert": "ok", "objective": 0.99, "window": "30d", "sli": 1.0,
+             "good": 5, "total": 5, "error_budget": {"remaining": 1.0},
+             "indicator": {"kind": "ratio", "good": "ok", "total": "all"},
+             "burn_rates": {"5m": 0.0}, "top_hosts": [], "at": "T"},
+            {"name": "hot", "alert": "page", "objective": 0.99, "window": "30d", "sli": 0.5,
+             "good": 5, "total": 10, "error_budget": {"remaining": -49.0},
+             "indicator": {"kind": "latency", "metric": "lat", "threshold_used": 499.7},
+             "burn_rates": {"5m": 50.0}, "top_hosts": [{"host": "h9", "bad": 5}], "at": "T"}
+        ]});
+        let text = slo_table(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[3].starts_with("PAGE"), "{text}");
+        assert!(
+            lines[3].contains("lat <= 499.7") && lines[3].contains("h9 (5)"),
+            "{text}"
+        );
+        assert!(lines[3].contains("-4900.0"), "{text}");
+        assert!(lines[4].starts_with("OK"), "{text}");
     }
 }
