@@ -353,7 +353,7 @@ pub fn slo_table(report: &Value) -> String {
     headers.extend(burn_headers.iter().map(String::as_str));
     headers.push("worst host (bad)");
     if rows.is_empty() {
-        return format!("no SLOs configured (add [[slo]] to the aggregator config)\n");
+        return "no SLOs configured (add [[slo]] to the aggregator config)\n".to_owned();
     }
     format!("SLOs at {at}\n") + &table(&headers, &rows)
 }

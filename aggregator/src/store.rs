@@ -10,13 +10,16 @@
 //! "agents":  agent_id                            → bincode(AgentRecord)
 //! "slo_defs":  canonical SLI bytes               → slo id: u64 BE, ready: u8
 //! "slo_cells": slo id, resolution: u8, start     → good: u64 BE, total: u64 BE
-//! "slo_hosts": slo id, len: u16 BE, host, start  → that host's bad events in every coarsest
-//!                                                  bucket up to and including `start`: u64 BE
+//! "slo_hosts": slo id, len: u16 BE, host, start  → that host's total − good in every coarsest
+//!                                                  bucket up to and including `start`: i64 BE
 //! ```
 //!
 //! The SLO trees are what [`crate::slo`] reads: per-SLO good/total counters per bucket, and per
-//! host a running sum of bad events with an entry for each coarsest bucket that had any, so a
-//! host's bad events over a range are two lookups. They are written in the merge transaction.
+//! host a running sum of `total − good` with an entry for each coarsest bucket where it moved,
+//! so a host's bad events over a range are two lookups. The sum is signed because a ratio
+//! SLI's good and total counters may reach the aggregator in different batches (DogStatsD
+//! timestamps put late counts into an interval already shipped); per-batch differences would
+//! overcount. They are written in the merge transaction and kept for the longest SLO window.
 //! [`Store::install_slos`] gives each SLI an id and backfills a new one from the buckets kept.
 //!
 //! [`Store::merge_batch`] runs one sled transaction over all four trees: it checks the batch's
@@ -279,6 +282,15 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
+fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// `total − good`, signed (see the module docs).
+fn signed_bad(c: Counts) -> i64 {
+    (c.total as i128 - c.good as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
 /// `id, len, host`: every entry of one host of one SLO starts with it.
 fn host_prefix(id: u64, host: &str) -> Vec<u8> {
     let host = &host.as_bytes()[..host.len().min(u16::MAX as usize)];
@@ -299,11 +311,11 @@ fn with_time(prefix: &[u8], start_ms: i64) -> Vec<u8> {
 /// from the committed tree (the merge actor is the only writer, so it cannot change between).
 #[derive(Debug)]
 struct HostPlan {
-    /// Entries at or after the batch's bucket: each gets `bad` added.
+    /// Entries at or after the batch's bucket: each gets `delta` added.
     bump: Vec<Vec<u8>>,
     /// When the bucket has no entry yet: its key and the running sum before it.
-    insert: Option<(Vec<u8>, u64)>,
-    bad: u64,
+    insert: Option<(Vec<u8>, i64)>,
+    delta: i64,
 }
 
 /// An SLO's counts for one batch, planned.
@@ -339,7 +351,13 @@ impl SledStore {
         })
     }
 
-    fn plan_host(&self, id: u64, host: &str, start: i64, bad: u64) -> Result<HostPlan, StoreError> {
+    fn plan_host(
+        &self,
+        id: u64,
+        host: &str,
+        start: i64,
+        delta: i64,
+    ) -> Result<HostPlan, StoreError> {
         let prefix = host_prefix(id, host);
         let at = with_time(&prefix, start);
         let mut bump = Vec::new();
@@ -354,13 +372,17 @@ impl SledStore {
             None
         } else {
             let base = match self.slo_hosts.range(prefix.clone()..at.clone()).next_back() {
-                Some(entry) => parse_u64(&entry?.1)
+                Some(entry) => parse_i64(&entry?.1)
                     .ok_or_else(|| StoreError::Corrupt("slo host entry".into()))?,
                 None => 0,
             };
             Some((at, base))
         };
-        Ok(HostPlan { bump, insert, bad })
+        Ok(HostPlan {
+            bump,
+            insert,
+            delta,
+        })
     }
 
     fn plan_slos(&self, batch: &Batch) -> Result<Vec<SloPlan>, StoreError> {
@@ -370,8 +392,9 @@ impl SledStore {
         for (id, delta) in batch_deltas(&slos, batch) {
             let mut hosts = Vec::new();
             for (host, c) in &delta.hosts {
-                if c.bad() > 0 {
-                    hosts.push(self.plan_host(id, host, host_start, c.bad())?);
+                let delta = signed_bad(*c);
+                if delta != 0 {
+                    hosts.push(self.plan_host(id, host, host_start, delta)?);
                 }
             }
             plans.push(SloPlan {
@@ -383,16 +406,22 @@ impl SledStore {
         Ok(plans)
     }
 
-    /// SLO cells past their resolution's retention, and host entries past the coarsest one's
-    /// (keeping each host's last entry before the cutoff: it carries the running sum).
+    /// SLO cells past their resolution's retention, and host entries older than the longest
+    /// SLO window (or the coarsest retention, if shorter), keeping each host's last entry
+    /// before the cutoff: it carries the running sum.
     fn prune_slos(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let ids: Vec<u64> = self
-            .slos
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|s| s.id)
-            .collect();
+        let (ids, longest): (Vec<u64>, Duration) = {
+            let slos = self.slos.read().unwrap_or_else(|e| e.into_inner());
+            let longest = slos
+                .iter()
+                .map(|s| match s.def.window {
+                    crate::config::SloWindow::Rolling(d) => d,
+                    crate::config::SloWindow::Month => Duration::from_secs(31 * 86_400),
+                })
+                .max()
+                .unwrap_or_default();
+            (slos.iter().map(|s| s.id).collect(), longest)
+        };
         let mut removed = 0;
         for id in ids {
             let mut batch = sled::Batch::default();
@@ -409,7 +438,8 @@ impl SledStore {
             let Some(coarsest) = self.resolutions.last() else {
                 continue;
             };
-            let cutoff = now_ms - coarsest.retention.as_millis() as i64;
+            let keep = coarsest.retention.min(longest + coarsest.bucket);
+            let cutoff = now_ms - keep.as_millis() as i64;
             let mut batch = sled::Batch::default();
             let mut previous: Option<(Vec<u8>, sled::IVec)> = None;
             for key in self.slo_hosts.scan_prefix(id.to_be_bytes()).keys() {
@@ -484,10 +514,11 @@ impl SledStore {
         let mut batch = sled::Batch::default();
         for (host, buckets) in &hosts {
             let prefix = host_prefix(id, host);
-            let mut running = 0u64;
+            let mut running = 0i64;
             for (start, c) in buckets {
-                if c.bad() > 0 {
-                    running = running.saturating_add(c.bad());
+                let delta = signed_bad(*c);
+                if delta != 0 {
+                    running = running.saturating_add(delta);
                     batch.insert(with_time(&prefix, *start), &running.to_be_bytes()[..]);
                 }
             }
@@ -558,14 +589,14 @@ impl SledStore {
             for key in &h.bump {
                 // A key gone since planning was pruned meanwhile: nothing to add to.
                 if let Some(v) = hosts.get(key)? {
-                    let v = parse_u64(&v).ok_or_else(|| corrupt("slo host entry"))?;
-                    hosts.insert(key.as_slice(), &v.saturating_add(h.bad).to_be_bytes()[..])?;
+                    let v = parse_i64(&v).ok_or_else(|| corrupt("slo host entry"))?;
+                    hosts.insert(key.as_slice(), &v.saturating_add(h.delta).to_be_bytes()[..])?;
                 }
             }
             if let Some((key, base)) = &h.insert {
                 hosts.insert(
                     key.as_slice(),
-                    &base.saturating_add(h.bad).to_be_bytes()[..],
+                    &base.saturating_add(h.delta).to_be_bytes()[..],
                 )?;
             }
         }
@@ -847,14 +878,14 @@ impl Store for SledStore {
         to_ms: i64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let id_bytes = id.to_be_bytes();
-        let running_before = |prefix: &[u8], t: i64| -> Result<u64, StoreError> {
+        let running_before = |prefix: &[u8], t: i64| -> Result<i64, StoreError> {
             match self
                 .slo_hosts
                 .range(prefix.to_vec()..with_time(prefix, t))
                 .next_back()
             {
                 Some(entry) => {
-                    parse_u64(&entry?.1).ok_or_else(|| StoreError::Corrupt("slo host entry".into()))
+                    parse_i64(&entry?.1).ok_or_else(|| StoreError::Corrupt("slo host entry".into()))
                 }
                 None => Ok(0),
             }
@@ -877,7 +908,10 @@ impl Store for SledStore {
             let bad =
                 running_before(prefix, to_ms)?.saturating_sub(running_before(prefix, from_ms)?);
             if bad > 0 {
-                out.push((String::from_utf8_lossy(&prefix[10..]).into_owned(), bad));
+                out.push((
+                    String::from_utf8_lossy(&prefix[10..]).into_owned(),
+                    bad.unsigned_abs(),
+                ));
             }
             let mut next = prefix.to_vec();
             next.extend_from_slice(&[0xff; 8]);

@@ -5,7 +5,8 @@ Used by the end-to-end tests. Values come from a file (one float per line) so th
 knows exactly what was sent. Clients:
   datadog  -- datadog.DogStatsd (UDP or Unix datagram socket), with tags
   statsd   -- statsd.StatsClient (UDP), plain StatsD without tags
-Kinds: timing (ms), histogram, distribution, increment (counter, value = count), set.
+Kinds: timing (ms), histogram, distribution, increment (counter, value = count), set,
+count_at (datadog: count_with_timestamp; each line is VALUE@UNIX_SECONDS).
 """
 import argparse
 import sys
@@ -19,7 +20,7 @@ def main():
     p.add_argument("--unix", help="Unix datagram socket path (datadog only)")
     p.add_argument("--metric", required=True)
     p.add_argument("--kind", default="timing",
-                   choices=["timing", "histogram", "distribution", "increment", "set"])
+                   choices=["timing", "histogram", "distribution", "increment", "set", "count_at"])
     p.add_argument("--tags", default="", help="comma-separated k:v tags (datadog only)")
     p.add_argument("--values", required=True, help="file with one value per line")
     p.add_argument("--rate", type=float, default=0.0, help="values per second, 0 = flat out")
@@ -48,6 +49,8 @@ def main():
             "distribution": lambda v: client.distribution(args.metric, float(v), tags=tags),
             "increment": lambda v: client.increment(args.metric, int(float(v)), tags=tags),
             "set": lambda v: client.set(args.metric, v, tags=tags),
+            "count_at": lambda v: client.count_with_timestamp(
+                args.metric, int(v.split("@")[0]), timestamp=int(v.split("@")[1]), tags=tags),
         }[args.kind]
     else:
         import statsd

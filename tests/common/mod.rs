@@ -134,6 +134,8 @@ pub struct Fleet {
     pub aggregator: Option<Proc>,
     pub agents: BTreeMap<String, Proc>,
     pub udp_ports: BTreeMap<String, u16>,
+    /// Appended to the aggregator's config (`[[slo]]`, `[drift]`…).
+    pub aggregator_extra: String,
     starts: usize,
 }
 
@@ -152,6 +154,7 @@ impl Fleet {
             dir,
             aggregator: None,
             agents: BTreeMap::new(),
+            aggregator_extra: String::new(),
             starts: 0,
         }
     }
@@ -194,8 +197,8 @@ impl Fleet {
             format!(
                 "[quic]\nlisten = \"127.0.0.1:{}\"\nca = \"{d}/certs/ca.pem\"\n\
                  cert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n\
-                 [http]\nlisten = \"127.0.0.1:{}\"\n[store]\ndir = \"{d}/store\"\n",
-                self.quic_port, self.http_port
+                 [http]\nlisten = \"127.0.0.1:{}\"\n[store]\ndir = \"{d}/store\"\n{}",
+                self.quic_port, self.http_port, self.aggregator_extra
             ),
         )
         .unwrap();

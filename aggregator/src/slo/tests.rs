@@ -355,14 +355,13 @@ fn host_running_sums_survive_late_data_and_pruning() {
         }
     };
     check(&store, &events);
-    // Pruning at 400 days + 20 h drops everything before hour 20 except what the running
-    // sums need: counts from hour 20 on stay exact.
-    let retention = default_resolutions()
-        .last()
-        .expect("coarsest")
-        .retention
-        .as_millis() as i64;
-    store.prune(T0 + 20 * HOUR + retention).expect("prune");
+    // Host entries are kept for the longest SLO window (30 d) and one hour: pruning then
+    // drops everything before hour 20 except what the running sums need, and counts from
+    // hour 20 on stay exact.
+    let removed = store
+        .prune(T0 + 20 * HOUR + 30 * DAY + HOUR)
+        .expect("prune");
+    assert!(removed > 0, "entries before hour 20 went");
     let later: Events = events
         .iter()
         .filter(|e| e.0 >= T0 + 20 * HOUR)
@@ -524,4 +523,78 @@ fn sloth_exposition_names_and_values() {
     assert!(line("slo:time_period:days{").ends_with(" 30"));
     assert!(line("pitot_slo_alert{slo=\"avail\",state=\"page\"}").ends_with(" 1"));
     assert!(!exposition(&reports, false).contains("slo:"));
+}
+
+#[test]
+fn ratio_counters_split_over_batches_count_once_per_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, slos) = store(dir.path(), RATIO);
+    let only = |name: &str, seq: u64, start: i64, v: f64| Batch {
+        series: vec![SeriesSnapshot {
+            key: key(name, "h1", "m"),
+            data: SeriesData::Counter(v),
+        }],
+        ..batch("h1", seq, start, 1_000, 0, 0)
+    };
+    // Good counts for two seconds arrive first, the totals later (DogStatsD timestamps).
+    store
+        .merge_batch(&only("req.ok", 1, T0, 95.0), T0)
+        .expect("merge");
+    store
+        .merge_batch(&only("req.ok", 2, T0 + 1_000, 90.0), T0)
+        .expect("merge");
+    store
+        .merge_batch(&only("req.count", 3, T0, 100.0), T0)
+        .expect("merge");
+    store
+        .merge_batch(&only("req.count", 4, T0 + 1_000, 100.0), T0)
+        .expect("merge");
+    let r = report(&store, &slos[0], T0 + MIN).expect("report");
+    assert_eq!((r.good, r.total), (185, 200));
+    assert_eq!(
+        r.top_hosts,
+        vec![HostBad {
+            host: "h1".into(),
+            bad: 15
+        }]
+    );
+}
+
+#[test]
+fn interleaved_good_and_total_batches_give_each_host_its_net_bad() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, slos) = store(dir.path(), &format!("{RATIO}{LATENCY}"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut net: BTreeMap<String, i64> = BTreeMap::new();
+    for seq in 1..=2_000 {
+        let host = ["a", "b", "c"][rng.random_range(0..3)];
+        // Spread over two hours, in any order: late batches land before later entries.
+        let start = T0 + rng.random_range(0..7_200) * 1_000;
+        let n = rng.random_range(1..5u64);
+        let good = rng.random::<bool>();
+        let name = if good { "req.ok" } else { "req.count" };
+        // Host c sends more good than total: its net is negative and it is not an offender.
+        let n = if host == "c" && good { n + 3 } else { n };
+        *net.entry(host.to_owned()).or_default() += if good { -(n as i64) } else { n as i64 };
+        let b = Batch {
+            series: vec![SeriesSnapshot {
+                key: key(name, host, "m"),
+                data: SeriesData::Counter(n as f64),
+            }],
+            ..batch(host, seq, start, 1_000, 0, 0)
+        };
+        store.merge_batch(&b, T0).expect("merge");
+    }
+    let got: BTreeMap<String, u64> = store
+        .slo_host_bad(slos[0].id, T0, T0 + 2 * HOUR)
+        .expect("hosts")
+        .into_iter()
+        .collect();
+    let want: BTreeMap<String, u64> = net
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(h, n)| (h, n as u64))
+        .collect();
+    assert_eq!(got, want);
+    assert!(!got.contains_key("c"));
 }
