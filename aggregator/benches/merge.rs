@@ -42,24 +42,47 @@ fn batch(seq: u64) -> Batch {
     }
 }
 
+/// 100 latency SLOs, each matching one of the batch's 60 series.
+fn slo_config() -> String {
+    (0..100)
+        .map(|i| {
+            let model = if i % 2 == 0 { "llama3" } else { "mistral" };
+            format!(
+                "[[slo]]\nname = \"s{i}\"\nobjective = 0.99\n[slo.sli]\nkind = \"latency\"\n\
+                 metric = \"request.latency.{}\"\nthreshold_ms = {}\ntags = [\"model:{model}\"]\n",
+                i % 30,
+                100 + i
+            )
+        })
+        .collect()
+}
+
 fn benches(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // The default resolutions and retention, as an empty config file gives them.
-    let defaults = config::parse("", Path::new("defaults")).expect("default config");
-    let store = SledStore::open(dir.path(), defaults.resolutions).expect("store");
     let mut seq = 0;
     let mut g = c.benchmark_group("merge");
     g.throughput(Throughput::Elements(60));
-    g.bench_function("merge_batch_60_series", |b| {
-        b.iter_batched(
-            || {
-                seq += 1;
-                batch(seq)
-            },
-            |batch| store.merge_batch(&batch, 0).expect("merge"),
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    // Without SLOs, then with 100: the cost of keeping SLO counters (cells at 3 resolutions,
+    // a host running sum) at merge time.
+    for (name, slos) in [
+        ("merge_batch_60_series", String::new()),
+        ("merge_batch_60_series_100_slos", slo_config()),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The default resolutions and retention, as a config without them gives them.
+        let config = config::parse(&slos, Path::new("bench")).expect("config");
+        let store = SledStore::open(dir.path(), config.resolutions).expect("store");
+        store.install_slos(&config.slos).expect("install");
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    seq += 1;
+                    batch(seq)
+                },
+                |batch| store.merge_batch(&batch, 0).expect("merge"),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 }
 

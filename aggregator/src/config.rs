@@ -622,6 +622,17 @@ tags = ["model:llama3"]
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/aggregator.toml");
         let c = load(&path).unwrap();
         assert_eq!(c.quic_listen, "0.0.0.0:7443".parse().unwrap());
+        // The commented SLO examples are valid once uncommented.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let examples = &text[text.find("# [[slo]]").unwrap()..];
+        let uncommented: String = examples
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(&uncommented, &path).unwrap();
+        assert_eq!(c.slos.len(), 2);
+        assert_eq!(c.slos[0].service, "chat");
     }
 
     #[test]

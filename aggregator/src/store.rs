@@ -465,6 +465,62 @@ impl SledStore {
         Ok(removed)
     }
 
+    /// Writes SLO cells straight into the store, replacing what is there (bulk loads and
+    /// benchmarks: normally merges write them). `cells` are (bucket start, counts) at `res`.
+    pub fn import_slo_cells(
+        &self,
+        id: u64,
+        res: &Resolution,
+        cells: &[(i64, Counts)],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (start, c) in cells {
+            batch.insert(&cell_key(id, res.code, *start)[..], &counts_value(*c)[..]);
+        }
+        self.slo_cells.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Writes one host's bad events per coarsest bucket straight into the store as running
+    /// sums (bulk loads and benchmarks), replacing that host's entries at those buckets.
+    /// `buckets` must be in time order and start after anything already stored for the host.
+    pub fn import_slo_host(
+        &self,
+        id: u64,
+        host: &str,
+        buckets: &[(i64, u64)],
+    ) -> Result<(), StoreError> {
+        let prefix = host_prefix(id, host);
+        let mut running = match self.slo_hosts.scan_prefix(&prefix).next_back() {
+            Some(entry) => {
+                parse_i64(&entry?.1).ok_or_else(|| StoreError::Corrupt("slo host entry".into()))?
+            }
+            None => 0,
+        };
+        let mut batch = sled::Batch::default();
+        for (start, bad) in buckets {
+            running = running.saturating_add(i64::try_from(*bad).unwrap_or(i64::MAX));
+            batch.insert(with_time(&prefix, *start), &running.to_be_bytes()[..]);
+        }
+        self.slo_hosts.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Writes one bucket of series data straight into the store, replacing what is there
+    /// (bulk loads and benchmarks).
+    pub fn import_bucket(
+        &self,
+        key: &SeriesKey,
+        res: &Resolution,
+        start_ms: i64,
+        data: &SeriesData,
+    ) -> Result<(), StoreError> {
+        let (id, _) = self.series_id(&key.to_bytes(), data.kind())?;
+        self.buckets
+            .insert(bucket_key(res.code, id, start_ms), encode_data(data))?;
+        Ok(())
+    }
+
     /// Removes every counter of an SLO id.
     fn clear_slo(&self, id: u64) -> Result<(), StoreError> {
         for tree in [&self.slo_cells, &self.slo_hosts] {
