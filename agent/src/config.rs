@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pitot_shared::config::OverrideError;
 use pitot_shared::config::{ConfigError, TlsPaths};
 use pitot_shared::series::{MAX_TAG_BYTES, MAX_TAGS};
 use serde::Deserialize;
@@ -409,13 +410,36 @@ pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, LoadError> {
     validate(parse_raw(text, path)?, path)
 }
 
-/// Reads a config file without validating values.
+/// Prefix of environment overrides: `PITOT_AGENT__UPLINK__AGGREGATOR=agg:7443`.
+pub const ENV_PREFIX: &str = "PITOT_AGENT";
+
+/// Parses TOML text with environment overrides applied (see
+/// [`pitot_shared::config::apply_env_overrides`]).
+pub fn parse_raw_with_env(
+    text: &str,
+    path: &Path,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<RawAgentConfig, LoadError> {
+    pitot_shared::config::parse_toml_with_env(text, ENV_PREFIX, vars).map_err(|e| match e {
+        OverrideError::Invalid(source) => LoadError::Invalid {
+            path: path.to_owned(),
+            source,
+        },
+        other => LoadError::Parse {
+            path: path.to_owned(),
+            message: other.to_string(),
+        },
+    })
+}
+
+/// Reads a config file without validating values, with `PITOT_AGENT__*` overrides from the
+/// environment.
 pub fn load_raw(path: &Path) -> Result<RawAgentConfig, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse_raw(&text, path)
+    parse_raw_with_env(&text, path, std::env::vars())
 }
 
 /// Reads and validates a config file.
@@ -467,6 +491,42 @@ mod tests {
         let c = load(&path).unwrap();
         assert_eq!(c.agent_id, "gpu-host-17");
         assert_eq!(c.max_series, 10_000);
+    }
+
+    #[test]
+    fn the_kubernetes_sidecar_config_is_valid() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/kubernetes/vllm-sidecar.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let start = yaml.find("agent.toml: |").unwrap();
+        let block: String = yaml[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+            .collect();
+        let c = parse(&block, &path).unwrap();
+        assert_eq!(c.agent_id, "vllm-llama3-0");
+        assert_eq!(c.scrape_targets, 1);
+    }
+
+    #[test]
+    fn environment_overrides_reach_the_agent_config() {
+        let vars = [
+            ("PITOT_AGENT__AGENT_ID", "from-env"),
+            ("PITOT_AGENT__DOGSTATSD__UDP", "127.0.0.1:9125"),
+            ("PITOT_AGENT_CONFIG", "/not/an/override"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let raw = parse_raw_with_env("agent_id = \"file\"\n", Path::new("t"), vars).unwrap();
+        let c = validate(raw, Path::new("t")).unwrap();
+        assert_eq!(c.agent_id, "from-env");
+        assert_eq!(c.udp, Some("127.0.0.1:9125".parse().unwrap()));
+        let bad = [("PITOT_AGENT__UPLINK__NOPE".to_owned(), "1".to_owned())];
+        let e = parse_raw_with_env("", Path::new("t"), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
     }
 
     #[test]

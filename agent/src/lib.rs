@@ -67,10 +67,45 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let stop = Arc::new(AtomicBool::new(false));
     let mut shards = Vec::new();
     let mut threads = Vec::new();
-    if let Some(addr) = config.udp {
-        let (sock, granted) = socket::bind_udp(addr, config.receive_buffer)
-            .with_context(|| format!("binding DogStatsD UDP on {addr}"))?;
-        info!(%addr, receive_buffer = granted, "DogStatsD listening on UDP.");
+    let mut activated =
+        socket::activated(config.receive_buffer).context("taking sockets from systemd")?;
+    let udp = match (activated.udp.take(), config.udp) {
+        (Some((sock, granted)), _) => {
+            let addr = sock
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map_or_else(|| "?".to_owned(), |a| a.to_string());
+            info!(%addr, receive_buffer = granted, "DogStatsD listening on UDP (socket from systemd).");
+            Some(sock)
+        }
+        (None, Some(addr)) => {
+            let (sock, granted) = socket::bind_udp(addr, config.receive_buffer)
+                .with_context(|| format!("binding DogStatsD UDP on {addr}"))?;
+            info!(%addr, receive_buffer = granted, "DogStatsD listening on UDP.");
+            Some(sock)
+        }
+        (None, None) => None,
+    };
+    let mut own_unix_path = None;
+    let unix = match (activated.unix.take(), &config.unix) {
+        (Some((sock, granted)), _) => {
+            info!(
+                receive_buffer = granted,
+                "DogStatsD listening on Unix socket (socket from systemd)."
+            );
+            Some(sock)
+        }
+        (None, Some(path)) => {
+            let (sock, granted) = socket::bind_unix(path, config.receive_buffer, config.unix_mode)
+                .with_context(|| format!("binding DogStatsD Unix socket at {}", path.display()))?;
+            info!(path = %path.display(), receive_buffer = granted, "DogStatsD listening on Unix socket.");
+            own_unix_path = Some(path.clone());
+            Some(sock)
+        }
+        (None, None) => None,
+    };
+    if let Some(sock) = udp {
         let shard = Arc::new(Shard::new(Arc::clone(&shared), open_start));
         threads.push(socket::spawn_receiver(
             "udp",
@@ -82,10 +117,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         )?);
         shards.push(shard);
     }
-    if let Some(path) = &config.unix {
-        let (sock, granted) = socket::bind_unix(path, config.receive_buffer, config.unix_mode)
-            .with_context(|| format!("binding DogStatsD Unix socket at {}", path.display()))?;
-        info!(path = %path.display(), receive_buffer = granted, "DogStatsD listening on Unix socket.");
+    if let Some(sock) = unix {
         let shard = Arc::new(Shard::new(Arc::clone(&shared), open_start));
         threads.push(socket::spawn_receiver(
             "unix",
@@ -141,7 +173,25 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             .instrument(error_span!("uplink", agent_id = %config.agent_id)),
     );
 
+    // systemd (Type=notify): ready now that the sockets are read and the uplink runs; the
+    // watchdog is fed while the recorder, which closes every interval, is alive.
+    let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+        let alive = recorder_done.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            while !alive.is_cancelled() && !shutdown.is_cancelled() {
+                let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(period / 3).await;
+            }
+        })
+    });
+
     shutdown.cancelled().await;
+    let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     info!("Shutdown: stopping DogStatsD receivers.");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::task::spawn_blocking(move || {
@@ -157,7 +207,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     info!("Shutdown: draining the uplink.");
     uplink_task.await.context("uplink task")??;
     spool.flush().context("flushing the spool")?;
-    if let Some(path) = &config.unix {
+    if let Some(path) = &own_unix_path {
         let _removed = std::fs::remove_file(path);
     }
     info!(spooled_batches = spool.len(), "Pitot agent stopped.");

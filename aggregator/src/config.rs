@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
+use pitot_shared::config::{ConfigError, OverrideError, TlsPaths, parse_duration};
 use pitot_shared::drift::DriftConfig;
 use serde::Deserialize;
 
@@ -536,23 +536,44 @@ pub enum LoadError {
 
 /// Parses TOML text into a validated config.
 pub fn parse(text: &str, path: &Path) -> Result<AggregatorConfig, LoadError> {
-    let raw: RawAggregatorConfig = toml::from_str(text).map_err(|e| LoadError::Parse {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    parse_with_env(text, path, std::iter::empty())
+}
+
+/// Prefix of environment overrides: `PITOT_AGGREGATOR__STORE__DIR=/srv/pitot`.
+pub const ENV_PREFIX: &str = "PITOT_AGGREGATOR";
+
+/// Parses TOML text into a validated config, with environment overrides applied (see
+/// [`pitot_shared::config::apply_env_overrides`]).
+pub fn parse_with_env(
+    text: &str,
+    path: &Path,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<AggregatorConfig, LoadError> {
+    let raw: RawAggregatorConfig =
+        pitot_shared::config::parse_toml_with_env(text, ENV_PREFIX, vars).map_err(|e| match e {
+            OverrideError::Invalid(source) => LoadError::Invalid {
+                path: path.to_owned(),
+                source,
+            },
+            other => LoadError::Parse {
+                path: path.to_owned(),
+                message: other.to_string(),
+            },
+        })?;
     AggregatorConfig::try_from(raw).map_err(|source| LoadError::Invalid {
         path: path.to_owned(),
         source,
     })
 }
 
-/// Reads and validates a config file.
+/// Reads and validates a config file, with `PITOT_AGGREGATOR__*` overrides from the
+/// environment.
 pub fn load(path: &Path) -> Result<AggregatorConfig, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text, path)
+    parse_with_env(&text, path, std::env::vars())
 }
 
 #[cfg(test)]
@@ -615,6 +636,36 @@ tags = ["model:llama3"]
         );
         assert_eq!(c.slos[1].window, SloWindow::Month);
         assert!(matches!(&c.slos[0].sli, Sli::Latency { threshold, .. } if *threshold == 500.0));
+    }
+
+    #[test]
+    fn environment_overrides_apply_and_name_their_key() {
+        let vars = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let c = parse_with_env(
+            "[store]\ndir = \"/var/lib/pitot\"\n",
+            Path::new("t"),
+            vars(&[
+                ("PITOT_AGGREGATOR__STORE__DIR", "/tmp/x"),
+                ("PITOT_AGGREGATOR__HTTP__SLOTH_METRICS", "false"),
+                ("PITOT_AGGREGATOR__RETENTION__10S", "1d"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.store_dir, PathBuf::from("/tmp/x"));
+        assert!(!c.sloth_metrics);
+        assert_eq!(c.resolutions[0].retention, Duration::from_secs(86_400));
+        let e = parse_with_env(
+            "",
+            Path::new("t"),
+            vars(&[("PITOT_AGGREGATOR__HTTP__LISTEN", "nowhere")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("http.listen"), "{e}");
     }
 
     #[test]

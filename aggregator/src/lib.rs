@@ -82,6 +82,18 @@ pub async fn run(
     }
 
     let merges = merge::spawn(Arc::clone(&store), Arc::clone(&stats));
+    // systemd (Type=notify): ready once both listeners and the merge actor are up; the
+    // watchdog is fed while the merge actor (the store's only writer) is alive.
+    let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+        let merges = merges.clone();
+        tokio::spawn(async move {
+            while !merges.is_closed() {
+                let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(period / 3).await;
+            }
+        })
+    });
     let quic_task = tokio::spawn(
         server::serve(endpoint, merges, Arc::clone(&stats), shutdown.clone())
             .instrument(error_span!("quic")),
@@ -122,6 +134,10 @@ pub async fn run(
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await
         .context("HTTP server")?;
+    let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     info!("Shutdown: HTTP closed; closing QUIC.");
     quic_task.await.context("QUIC task")?;
     prune_task.await.context("prune task")?;

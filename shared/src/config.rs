@@ -115,9 +115,136 @@ pub struct TlsPaths {
     pub key: PathBuf,
 }
 
+/// Why a config text with environment overrides could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OverrideError {
+    /// The TOML (or the document after overrides) does not parse into the config type.
+    #[error("{0}")]
+    Parse(String),
+    /// An override names an impossible key.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Deserializes a config file's text after applying the `PREFIX__…` overrides among `vars`
+/// ([`apply_env_overrides`]). Without any override the text is parsed directly, so errors keep
+/// their line and column.
+pub fn parse_toml_with_env<T: serde::de::DeserializeOwned>(
+    text: &str,
+    prefix: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, OverrideError> {
+    let head = format!("{prefix}__");
+    let vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&head))
+        .collect();
+    if vars.is_empty() {
+        return toml::from_str(text).map_err(|e| OverrideError::Parse(e.to_string()));
+    }
+    let mut doc: toml::Table =
+        toml::from_str(text).map_err(|e| OverrideError::Parse(e.to_string()))?;
+    apply_env_overrides(&mut doc, prefix, vars)?;
+    toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            OverrideError::Parse(format!("{e} (after {prefix}__* environment overrides)"))
+        })
+}
+
+/// Sets `path` (table names, then the key) in `table` to `value`, creating tables on the way;
+/// `Err(segment)` when a segment names a value that is not a table.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Ok(()),
+        [key] => {
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [head, rest @ ..] => match table
+            .entry(head.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(inner) => set_path(inner, rest, value),
+            _ => Err(head.clone()),
+        },
+    }
+}
+
+/// Applies environment overrides to a parsed config file. A variable
+/// `PREFIX__SECTION__KEY=value` (e.g. `PITOT_AGENT__UPLINK__AGGREGATOR=agg:7443`) sets
+/// `[section] key`; `PREFIX__KEY` sets a top-level key. Names are lower-cased. The value is read
+/// as a TOML value when it is one (`true`, `8`, `["a:b"]`) and as a string otherwise
+/// (`/run/credentials/x.pem`, `10s`). Other variables are ignored. Returns the dotted keys
+/// set, for the startup log; a variable naming a key inside a non-table value is an error.
+pub fn apply_env_overrides(
+    doc: &mut toml::Table,
+    prefix: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut errors = ConfigError::default();
+    let mut applied = Vec::new();
+    let head = format!("{prefix}__");
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix(&head) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        let key = path.join(".");
+        if path.iter().any(String::is_empty) {
+            errors.push(&key, format!("`{name}`: empty key segment"));
+            continue;
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        match set_path(doc, &path, value) {
+            Ok(()) => applied.push(key),
+            Err(segment) => errors.push(&key, format!("`{name}`: `{segment}` is not a table")),
+        }
+    }
+    errors.finish(applied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_overrides_set_keys_with_typed_values() {
+        let mut doc: toml::Table =
+            toml::from_str("interval = \"10s\"\n[uplink]\nca = \"/etc/ca.pem\"\n").expect("toml");
+        let vars = [
+            (
+                "PITOT_AGENT__UPLINK__CA",
+                "/run/credentials/pitot-agent.service/ca.pem",
+            ),
+            ("PITOT_AGENT__INTERVAL", "1s"),
+            ("PITOT_AGENT__LIMITS__MAX_SERIES", "500"),
+            ("PITOT_AGENT__DOGSTATSD__UDP", "\"\""),
+            ("PITOT_AGENT_CONFIG", "/etc/pitot/agent.toml"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let applied = apply_env_overrides(&mut doc, "PITOT_AGENT", vars).expect("applied");
+        assert_eq!(applied.len(), 4);
+        assert_eq!(
+            doc["uplink"]["ca"].as_str(),
+            Some("/run/credentials/pitot-agent.service/ca.pem")
+        );
+        assert_eq!(doc["interval"].as_str(), Some("1s"));
+        assert_eq!(doc["limits"]["max_series"].as_integer(), Some(500));
+        assert_eq!(doc["dogstatsd"]["udp"].as_str(), Some(""));
+        let bad = apply_env_overrides(
+            &mut doc,
+            "PITOT_AGENT",
+            [("PITOT_AGENT__INTERVAL__X".to_owned(), "1".to_owned())],
+        )
+        .unwrap_err();
+        assert_eq!(bad.problems[0].key, "interval.x");
+    }
 
     #[track_caller]
     fn check_duration(text: &str, want: Option<Duration>) {

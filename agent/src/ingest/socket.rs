@@ -88,6 +88,66 @@ pub fn bind_unix(path: &Path, receive_buffer: usize, mode: u32) -> io::Result<(S
     Ok((socket, granted))
 }
 
+/// DogStatsD sockets handed over by systemd socket activation (`LISTEN_FDS`, from a `.socket`
+/// unit's `ListenDatagram=` lines), so the agent needs no privilege to create them.
+#[derive(Debug, Default)]
+pub struct Activated {
+    /// The UDP socket, if one was passed.
+    pub udp: Option<(Socket, usize)>,
+    /// The Unix datagram socket, if one was passed.
+    pub unix: Option<(Socket, usize)>,
+}
+
+/// Takes the sockets systemd passed, checking each is a UDP or a Unix datagram socket
+/// (listenfd checks the type before it wraps the descriptor), and sets them up like the ones
+/// the agent binds itself. Empty without socket activation.
+pub fn activated(receive_buffer: usize) -> io::Result<Activated> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = Activated::default();
+    let prepare = |socket: Socket| -> io::Result<(Socket, usize)> {
+        // The unit's ReceiveBuffer= may already be larger; never shrink it.
+        let current = socket.recv_buffer_size()?;
+        let granted = if current < receive_buffer {
+            size_receive_buffer(&socket, receive_buffer)?
+        } else {
+            current
+        };
+        socket.set_read_timeout(Some(WAKE))?;
+        Ok((socket, granted))
+    };
+    for i in 0..fds.len() {
+        if let Ok(Some(unix)) = fds.take_unix_datagram(i) {
+            if out.unix.is_some() {
+                return Err(io::Error::other(
+                    "systemd passed more than one Unix datagram socket; the agent takes one",
+                ));
+            }
+            out.unix = Some(prepare(Socket::from(unix))?);
+            continue;
+        }
+        match fds.take_udp_socket(i) {
+            Ok(Some(udp)) if out.udp.is_none() => {
+                let socket = Socket::from(udp);
+                setsockopt(&socket, sockopt::RxqOvfl, &1).map_err(io::Error::from)?;
+                out.udp = Some(prepare(socket)?);
+            }
+            Ok(Some(_)) => {
+                return Err(io::Error::other(
+                    "systemd passed more than one UDP socket; the agent takes one",
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "socket {i} from systemd is neither UDP nor a Unix datagram socket ({e}); \
+                     use ListenDatagram= in pitot-agent.socket"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Bytes received but not yet parsed, at most; past it the receiver pauses and the kernel
 /// queue (with its counted drops) takes over. 4 MiB is about 30 ms of traffic at 2 M lines/s.
 const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
