@@ -50,8 +50,10 @@ fn main() {
     {
         resolutions.truncate(n);
     }
-    let store = SledStore::open(dir.path(), resolutions).expect("store");
     let t0 = 1_790_812_800_000i64;
+    // Marks at t0 (as for a store created just before the simulated day), rollups every 10
+    // simulated seconds as the aggregator's timer asks for them.
+    let store = SledStore::open_at(dir.path(), resolutions, t0 - 1).expect("store");
     let intervals = hours * 360;
     let started = Instant::now();
     let mut x = 12_345u64;
@@ -97,9 +99,15 @@ fn main() {
             series: snapshot,
         };
         store.merge_batch(&batch, 0).expect("merge");
+        store.rollup(t0 + (i as i64 + 1) * 10_000).expect("rollup");
         if i % 360 == 359 {
             store.flush().expect("flush");
         }
+    }
+    for _ in 0..100 {
+        store
+            .rollup(t0 + intervals as i64 * 10_000 + 3_600_000)
+            .expect("rollup");
     }
     store.flush().expect("flush");
     let merged = started.elapsed();

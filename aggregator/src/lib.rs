@@ -28,6 +28,8 @@ use config::AggregatorConfig;
 use store::{SledStore, Store};
 use telemetry::Stats;
 
+/// How often the merge actor is asked to roll finer buckets up into coarser ones.
+const ROLLUP_EVERY: Duration = Duration::from_secs(10);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -82,6 +84,22 @@ pub async fn run(
     }
 
     let merges = merge::spawn(Arc::clone(&store), Arc::clone(&stats));
+    // Rollups run on the merge actor (the store's only writer), asked by this timer.
+    let rollup_task = {
+        let merges = merges.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(ROLLUP_EVERY) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                if merges.send(merge::Job::Rollup).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
     // systemd (Type=notify): ready once both listeners and the merge actor are up; the
     // watchdog is fed while the merge actor (the store's only writer) is alive.
     let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -141,6 +159,7 @@ pub async fn run(
     info!("Shutdown: HTTP closed; closing QUIC.");
     quic_task.await.context("QUIC task")?;
     prune_task.await.context("prune task")?;
+    rollup_task.await.context("rollup task")?;
     store.flush().context("flushing the store")?;
     info!("Pitot aggregator stopped.");
     Ok(())

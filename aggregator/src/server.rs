@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error_span, info, warn};
 
-use crate::merge::MergeRequest;
+use crate::merge::{Job, MergeRequest};
 use crate::store::MergeOutcome;
 use crate::telemetry::Stats;
 
@@ -113,7 +113,7 @@ pub fn bind(addr: SocketAddr, tls: &TlsPaths) -> anyhow::Result<quinn::Endpoint>
 /// Accepts connections until `shutdown` fires.
 pub async fn serve(
     endpoint: quinn::Endpoint,
-    merges: mpsc::Sender<MergeRequest>,
+    merges: mpsc::Sender<Job>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
@@ -142,11 +142,7 @@ pub async fn serve(
     endpoint.close(0u32.into(), b"shutdown");
 }
 
-async fn handle(
-    connection: quinn::Connection,
-    merges: mpsc::Sender<MergeRequest>,
-    stats: Arc<Stats>,
-) {
+async fn handle(connection: quinn::Connection, merges: mpsc::Sender<Job>, stats: Arc<Stats>) {
     let certified = connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -176,7 +172,7 @@ async fn handle(
 async fn drive(
     connection: &quinn::Connection,
     agent: AgentId,
-    merges: mpsc::Sender<MergeRequest>,
+    merges: mpsc::Sender<Job>,
     stats: &Stats,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
@@ -239,11 +235,11 @@ async fn drive(
                             let (reply, answer) = oneshot::channel();
                             stats.merge_queue_pushed.fetch_add(1, Ordering::Relaxed);
                             merges
-                                .send(MergeRequest {
+                                .send(Job::Merge(MergeRequest {
                                     batch,
                                     received_ms: now_ms(),
                                     reply,
-                                })
+                                }))
                                 .await
                                 .context("merge actor gone")?;
                             match answer.await.context("merge actor gone")? {

@@ -6,6 +6,7 @@
 //! "series":  SeriesKey::to_bytes()               → id: u64 BE, kind: u8
 //! "buckets": resolution: u8, id: u64 BE, start   → bincode(SeriesData)
 //!            (start = Unix ms as i64, sign bit flipped, big-endian, so keys sort by time)
+//!            0xFF, "rollup", resolution: u8       → rollup mark: start as a time key
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
 //! "agents":  agent_id                            → bincode(AgentRecord)
 //! "slo_defs":  canonical SLI bytes               → slo id: u64 BE, ready: u8
@@ -22,11 +23,19 @@
 //! overcount. They are written in the merge transaction and kept for the longest SLO window.
 //! [`Store::install_slos`] gives each SLI an id and backfills a new one from the buckets kept.
 //!
-//! [`Store::merge_batch`] runs one sled transaction over all four trees: it checks the batch's
-//! sequence number against the high-water mark of its `(agent, epoch)`, adds every series into
-//! its bucket at every resolution (histograms add, counters add), and moves the mark. So a
-//! batch is merged entirely or not at all, and exactly once; the caller flushes before it
-//! acknowledges. Batches of one epoch arrive in sequence order (one QUIC stream, a FIFO spool),
+//! [`Store::merge_batch`] runs one sled transaction: it checks the batch's sequence number
+//! against the high-water mark of its `(agent, epoch)`, adds every series into its bucket of
+//! the finest resolution (histograms add, counters add), and moves the mark. So a batch is
+//! merged entirely or not at all, and exactly once; the caller flushes before it acknowledges.
+//!
+//! **Rollups.** Coarser buckets are not rewritten at every merge (rewriting an hourly bucket
+//! 360 times an hour left sled gigabytes of garbage per host per day, see docs/OPERATIONS.md).
+//! Each coarser resolution has a *rollup mark*: its buckets that start before the mark are
+//! written, and [`Store::rollup`] writes the next one, once its time has passed, as the sum of
+//! the finer resolution's buckets, moving the mark in the same atomic batch. A late batch for
+//! a bucket already rolled up is merged into it directly. Reads past the mark are answered
+//! from the finer resolution, so nothing merged is ever invisible; pruning keeps finer buckets
+//! until they are rolled up. Batches of one epoch arrive in sequence order (one QUIC stream, a FIFO spool),
 //! which is what makes a single high-water mark per epoch enough.
 
 use std::collections::BTreeMap;
@@ -161,6 +170,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     /// Deletes buckets past their retention; returns how many.
     fn prune(&self, now_ms: i64) -> Result<u64, StoreError>;
+    /// Writes the coarser buckets whose time has passed from the finer ones (see the module
+    /// docs); returns how many. Only the merge actor calls it, between merges.
+    fn rollup(&self, now_ms: i64) -> Result<u64, StoreError>;
     /// The resolutions kept, finest first.
     fn resolutions(&self) -> &[Resolution];
     /// Gives each SLO's SLI a store id, backfills the counters of SLIs it has not seen from
@@ -199,7 +211,20 @@ pub struct SledStore {
     slo_cells: sled::Tree,
     slo_hosts: sled::Tree,
     resolutions: Vec<Resolution>,
+    /// Rollup mark per resolution (index as in `resolutions`; the finest is always written).
+    marks: RwLock<Vec<i64>>,
     slos: RwLock<Vec<InstalledSlo>>,
+}
+
+/// How long after a coarse bucket ends before it is rolled up: batches usually arrive within
+/// an interval or two; later ones are merged into the rolled-up bucket directly.
+pub const ROLLUP_GRACE_MS: i64 = 60_000;
+/// Coarse buckets rolled up per [`Store::rollup`] call at most, so catching up after downtime
+/// does not stall merges.
+const ROLLUP_STEPS: usize = 16;
+
+fn mark_key(res: u8) -> [u8; 8] {
+    [0xFF, b'r', b'o', b'l', b'l', b'u', b'p', res]
 }
 
 fn time_key(t_ms: i64) -> [u8; 8] {
@@ -333,11 +358,26 @@ fn bincode_config() -> impl bincode::config::Config {
 impl SledStore {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, resolutions: Vec<Resolution>) -> Result<Self, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Self::open_at(dir, resolutions, now)
+    }
+
+    /// Opens the store as if the time were `now_ms`: a coarser resolution without a rollup
+    /// mark yet (a new store, or one written before rollups existed) gets one at the first
+    /// bucket boundary after `now_ms`, so a bucket that may already hold direct merges is
+    /// never rolled up over them.
+    pub fn open_at(
+        dir: &Path,
+        resolutions: Vec<Resolution>,
+        now_ms: i64,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
-        Ok(SledStore {
+        let store = SledStore {
             series: db.open_tree("series")?,
             buckets: db.open_tree("buckets")?,
             dedupe: db.open_tree("dedupe")?,
@@ -346,9 +386,94 @@ impl SledStore {
             slo_cells: db.open_tree("slo_cells")?,
             slo_hosts: db.open_tree("slo_hosts")?,
             db,
+            marks: RwLock::new(Vec::new()),
             resolutions,
             slos: RwLock::new(Vec::new()),
-        })
+        };
+        store.with_marks(now_ms)
+    }
+
+    /// Loads the rollup marks, creating the missing ones at the next bucket boundary.
+    fn with_marks(self, now_ms: i64) -> Result<Self, StoreError> {
+        let mut marks = Vec::with_capacity(self.resolutions.len());
+        for (i, res) in self.resolutions.iter().enumerate() {
+            if i == 0 {
+                marks.push(i64::MAX);
+                continue;
+            }
+            let key = mark_key(res.code);
+            let mark = match self.buckets.get(key)? {
+                Some(v) => {
+                    time_from_key(&v).ok_or_else(|| StoreError::Corrupt("rollup mark".into()))?
+                }
+                None => {
+                    let mark = align_down(now_ms, res.bucket_ms()) + res.bucket_ms() as i64;
+                    self.buckets.insert(key, &time_key(mark)[..])?;
+                    mark
+                }
+            };
+            marks.push(mark);
+        }
+        *self.marks.write().unwrap_or_else(|e| e.into_inner()) = marks;
+        self.buckets.flush()?;
+        Ok(self)
+    }
+
+    fn marks(&self) -> Vec<i64> {
+        self.marks.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads `[from_ms, to_ms)` of one resolution as stored (no supplement).
+    fn read_stored(
+        &self,
+        id: u64,
+        res: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        let mut out = Vec::new();
+        if from_ms >= to_ms {
+            return Ok(out);
+        }
+        let lo = bucket_key(res.code, id, from_ms);
+        let hi = bucket_key(res.code, id, to_ms);
+        for entry in self.buckets.range(lo..hi) {
+            let (k, v) = entry?;
+            let start = time_from_key(&k[9..]).unwrap_or(0);
+            let data = decode_data(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((start, data));
+        }
+        Ok(out)
+    }
+
+    /// Reads resolution index `i` over `[from_ms, to_ms)`: stored buckets before its rollup
+    /// mark, and past it the finer resolution's buckets, summed per bucket of this one.
+    fn read_level(
+        &self,
+        id: u64,
+        i: usize,
+        marks: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        let Some(res) = self.resolutions.get(i) else {
+            return Ok(Vec::new());
+        };
+        let mark = marks.get(i).copied().unwrap_or(i64::MAX);
+        let mut out = self.read_stored(id, res, from_ms, to_ms.min(mark))?;
+        if i > 0 && to_ms > mark {
+            let finer = self.read_level(id, i - 1, marks, from_ms.max(mark), to_ms)?;
+            for (start, data) in finer {
+                let start = align_down(start, res.bucket_ms());
+                match out.last_mut() {
+                    Some((last, acc)) if *last == start => {
+                        let _conflict = acc.merge(&data);
+                    }
+                    _ => out.push((start, data)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn plan_host(
@@ -681,6 +806,7 @@ impl Store for SledStore {
         let agent_key = batch.agent_id.0.as_bytes();
         let interval_end = batch.interval_start_ms + batch.interval_ms as i64;
         let slo_plans = self.plan_slos(batch)?;
+        let marks = self.marks();
         let trees = (
             &self.buckets,
             &self.dedupe,
@@ -717,8 +843,11 @@ impl Store for SledStore {
                 MergeOutcome::Duplicate
             } else {
                 for (id, data) in &targets {
-                    for res in &self.resolutions {
+                    for (res, mark) in self.resolutions.iter().zip(&marks) {
                         let start = align_down(batch.interval_start_ms, res.bucket_ms());
+                        if start >= *mark {
+                            continue; // rolled up from the finer buckets later
+                        }
                         let key = bucket_key(res.code, *id, start);
                         let merged = match buckets.get(key)? {
                             Some(old) => {
@@ -798,16 +927,67 @@ impl Store for SledStore {
         };
         let (id, _) =
             parse_series_value(&v).ok_or_else(|| StoreError::Corrupt("series index".into()))?;
-        let lo = bucket_key(resolution.code, id, from_ms);
-        let hi = bucket_key(resolution.code, id, to_ms);
-        let mut out = Vec::new();
-        for entry in self.buckets.range(lo..hi) {
-            let (k, v) = entry?;
-            let start = time_from_key(&k[9..]).unwrap_or(0);
-            let data = decode_data(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push((start, data));
+        let Some(i) = self
+            .resolutions
+            .iter()
+            .position(|r| r.code == resolution.code)
+        else {
+            return Ok(Vec::new());
+        };
+        self.read_level(id, i, &self.marks(), from_ms, to_ms)
+    }
+
+    fn rollup(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let ids: Vec<u64> = self
+            .series
+            .iter()
+            .values()
+            .filter_map(|v| {
+                v.ok()
+                    .and_then(|v| parse_series_value(&v))
+                    .map(|(id, _)| id)
+            })
+            .collect();
+        let mut written = 0;
+        let mut steps = 0;
+        for i in 1..self.resolutions.len() {
+            let (res, src) = (self.resolutions[i], self.resolutions[i - 1]);
+            while steps < ROLLUP_STEPS {
+                let marks = self.marks();
+                let start = marks[i];
+                let end = start + res.bucket_ms() as i64;
+                // Its time has passed, and the finer resolution is itself written that far.
+                if end + ROLLUP_GRACE_MS > now_ms || (i > 1 && marks[i - 1] < end) {
+                    break;
+                }
+                let mut batch = sled::Batch::default();
+                for id in &ids {
+                    let mut sum: Option<SeriesData> = None;
+                    for (_, data) in self.read_stored(*id, &src, start, end)? {
+                        match &mut sum {
+                            Some(acc) => {
+                                let _conflict = acc.merge(&data);
+                            }
+                            None => sum = Some(data),
+                        }
+                    }
+                    let Some(mut sum) = sum else { continue };
+                    let key = bucket_key(res.code, *id, start);
+                    if let Some(old) = self.buckets.get(key)? {
+                        let old =
+                            decode_data(&old).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let _conflict = sum.merge(&old);
+                    }
+                    batch.insert(&key[..], encode_data(&sum));
+                    written += 1;
+                }
+                batch.insert(&mark_key(res.code)[..], &time_key(end)[..]);
+                self.buckets.apply_batch(batch)?;
+                self.marks.write().unwrap_or_else(|e| e.into_inner())[i] = end;
+                steps += 1;
+            }
         }
-        Ok(out)
+        Ok(written)
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
@@ -833,8 +1013,11 @@ impl Store for SledStore {
                     .map(|(id, _)| id)
             })
             .collect();
-        for res in &self.resolutions {
-            let cutoff = now_ms - res.retention.as_millis() as i64;
+        let marks = self.marks();
+        for (i, res) in self.resolutions.iter().enumerate() {
+            // A finer bucket stays until the next resolution has rolled it up.
+            let rolled = marks.get(i + 1).copied().unwrap_or(i64::MAX);
+            let cutoff = (now_ms - res.retention.as_millis() as i64).min(rolled);
             for id in &ids {
                 let lo = bucket_key(res.code, *id, i64::MIN);
                 let hi = bucket_key(res.code, *id, cutoff);

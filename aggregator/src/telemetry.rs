@@ -33,6 +33,8 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Buckets pruned by retention.
     pub buckets_pruned: AtomicU64,
+    /// Coarser buckets written by rollups.
+    pub buckets_rolled_up: AtomicU64,
     /// Merge requests pushed to the merge actor.
     pub merge_queue_pushed: AtomicU64,
     /// Merge requests popped by the merge actor.
@@ -44,7 +46,7 @@ pub struct Stats {
 impl Stats {
     /// Prometheus text exposition of the counters.
     pub fn exposition(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 10] = [
+        let rows: [(&str, &str, &AtomicU64); 11] = [
             (
                 "pitot_aggregator_connections_total",
                 "QUIC connections accepted.",
@@ -84,6 +86,11 @@ impl Stats {
                 "pitot_aggregator_pruned_buckets_total",
                 "Buckets deleted by retention.",
                 &self.buckets_pruned,
+            ),
+            (
+                "pitot_aggregator_rolled_up_buckets_total",
+                "Coarser buckets written from finer ones by rollups.",
+                &self.buckets_rolled_up,
             ),
             (
                 "pitot_aggregator_merge_queue_pushed_total",

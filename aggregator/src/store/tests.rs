@@ -140,3 +140,120 @@ fn series_lookup_by_name_prefix_and_tags() {
     let reopened = SledStore::open(dir.path(), resolutions()).unwrap();
     assert_eq!(reopened.series(None, &[]).unwrap().len(), 2);
 }
+
+/// The default resolutions (10 s for 1 h here, 1 min, 1 h) for rollup tests.
+fn three_resolutions() -> Vec<Resolution> {
+    vec![
+        Resolution {
+            code: 0,
+            bucket: Duration::from_secs(10),
+            retention: Duration::from_secs(3600),
+        },
+        Resolution {
+            code: 1,
+            bucket: Duration::from_secs(60),
+            retention: Duration::from_secs(86_400),
+        },
+        Resolution {
+            code: 2,
+            bucket: Duration::from_secs(3600),
+            retention: Duration::from_secs(30 * 86_400),
+        },
+    ]
+}
+
+fn stored_buckets(store: &SledStore, res: usize) -> usize {
+    let r = store.resolutions()[res];
+    store
+        .buckets
+        .scan_prefix([r.code])
+        .filter(|e| e.as_ref().is_ok_and(|(k, _)| k.len() == 17))
+        .count()
+}
+
+#[test]
+fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_800_000_000_000; // 2027-01-15T08:00:00Z, on an hour boundary
+    // Opened a little before t0: the marks fall on the next boundaries (t0 for both).
+    let store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
+    // Two hours of 10 s batches, two values each.
+    let mut seq = 0;
+    for i in 0..720 {
+        seq += 1;
+        store
+            .merge_batch(&batch("a", 1, seq, t0 + i * 10_000, &[1.0, 2.0]), 0)
+            .unwrap();
+    }
+    // Nothing coarse is written at merge time, but every resolution reads all 1 440 values.
+    assert_eq!(stored_buckets(&store, 1), 0);
+    assert_eq!(stored_buckets(&store, 2), 0);
+    for res in 0..3 {
+        assert_eq!(
+            count(&store, res, "a", t0, t0 + 7_200_000),
+            1_440,
+            "resolution {res}"
+        );
+    }
+    let hourly = store
+        .read(&key("a"), &store.resolutions()[2], t0, t0 + 7_200_000)
+        .unwrap();
+    assert_eq!(
+        hourly.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![t0, t0 + 3_600_000]
+    );
+    // Rolling up at t0 + 2 h + grace: 120 minutes, then the two hours (16 steps per call).
+    let now = t0 + 7_200_000 + ROLLUP_GRACE_MS;
+    let mut written = 0;
+    for _ in 0..20 {
+        written += store.rollup(now).unwrap();
+    }
+    assert_eq!(written, 120 + 2);
+    assert_eq!(stored_buckets(&store, 1), 120);
+    assert_eq!(stored_buckets(&store, 2), 2);
+    assert_eq!(store.rollup(now).unwrap(), 0, "nothing is rolled up twice");
+    for res in 0..3 {
+        assert_eq!(
+            count(&store, res, "a", t0, t0 + 7_200_000),
+            1_440,
+            "resolution {res}"
+        );
+    }
+    // A late batch for a rolled-up minute and hour is merged into them directly.
+    seq += 1;
+    store
+        .merge_batch(&batch("a", 1, seq, t0 + 30_000, &[3.0]), 0)
+        .unwrap();
+    for res in 0..3 {
+        assert_eq!(
+            count(&store, res, "a", t0, t0 + 7_200_000),
+            1_441,
+            "resolution {res}"
+        );
+    }
+    // The marks survive a restart.
+    drop(store);
+    let store = SledStore::open_at(dir.path(), three_resolutions(), now + 86_400_000).unwrap();
+    assert_eq!(store.rollup(now).unwrap(), 0);
+    assert_eq!(count(&store, 2, "a", t0, t0 + 7_200_000), 1_441);
+}
+
+#[test]
+fn pruning_keeps_finer_buckets_until_they_are_rolled_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_800_000_000_000; // on an hour boundary
+    let store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
+    store.merge_batch(&batch("a", 1, 1, t0, &[1.0]), 0).unwrap();
+    // Two hours later the 10 s bucket is past its retention, but no rollup ran: it stays.
+    store.prune(t0 + 7_200_000).unwrap();
+    assert_eq!(count(&store, 0, "a", t0, t0 + 60_000), 1);
+    assert_eq!(count(&store, 2, "a", t0, t0 + 3_600_000), 1);
+    // After the rollups it may go, and the coarser buckets still hold the value.
+    for _ in 0..10 {
+        store.rollup(t0 + 7_200_000).unwrap();
+    }
+    store.prune(t0 + 7_200_000).unwrap();
+    assert_eq!(count(&store, 0, "a", t0, t0 + 60_000), 0);
+    assert_eq!(count(&store, 1, "a", t0, t0 + 60_000), 1);
+    assert_eq!(count(&store, 2, "a", t0, t0 + 3_600_000), 1);
+}
