@@ -279,16 +279,38 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
     let total_req = (req_a.len() + req_b.len()) as u64;
     let client = fleet.client();
     let at = at_s.to_string();
-    let reports = wait_for(
-        "every event in the SLO counters",
-        Duration::from_secs(60),
-        || {
-            let r = client.get("/api/v1/slo", &[("at", at.clone())]).ok()?;
-            let slos = r["slos"].as_array()?.clone();
-            (slos[0]["total"].as_u64()? == total_lat && slos[1]["total"].as_u64()? == total_req)
-                .then_some(slos)
-        },
-    );
+    let mut last = Value::Null;
+    let complete = common::poll_until(Duration::from_secs(60), || {
+        let Ok(r) = client.get("/api/v1/slo", &[("at", at.clone())]) else {
+            return false;
+        };
+        last = r;
+        last["slos"][0]["total"].as_u64() == Some(total_lat)
+            && last["slos"][1]["total"].as_u64() == Some(total_req)
+    });
+    if !complete {
+        // Say what arrived and what the agents counted as lost, to tell loss from a bug.
+        let counters = |metric: &str| {
+            client.get(
+                "/api/v1/counters",
+                &[
+                    ("metric", metric.to_owned()),
+                    ("from", "now-1h".to_owned()),
+                    ("group_by", "host,reason".to_owned()),
+                ],
+            )
+        };
+        panic!(
+            "SLO totals never reached latency {total_lat} / requests {total_req}: last report \
+             {} / {}; agent drops {:?}; kernel drops {:?}; logs:\n{}",
+            last["slos"][0]["total"],
+            last["slos"][1]["total"],
+            counters("pitot.agent.dogstatsd.dropped"),
+            counters("pitot.agent.dogstatsd.kernel_drops"),
+            fleet.logs()
+        );
+    }
+    let reports = last["slos"].as_array().unwrap().clone();
     check(
         &reports[0],
         0.99,

@@ -26,10 +26,71 @@ pub struct RawAgentConfig {
     pub dogstatsd: RawDogStatsD,
     /// Ingestion limits.
     pub limits: RawLimits,
-    /// Prometheus scrape targets (accepted; scraping arrives with its own issue).
-    pub scrape: Vec<toml::Value>,
-    /// Watched model processes (accepted; sampling arrives with its own issue).
-    pub process: Vec<toml::Value>,
+    /// How often host, process and GPU use is sampled. Default `"1s"`.
+    pub sample_interval: String,
+    /// Host (CPU, memory, swap, network, disk) sampling. Default true.
+    pub sample_host: bool,
+    /// GPU sampling through NVML when the library and a GPU are present. Default true.
+    pub sample_gpu: bool,
+    /// Prometheus scrape targets.
+    pub scrape: Vec<RawScrape>,
+    /// Watched model processes.
+    pub process: Vec<RawProcess>,
+}
+
+/// One `[[scrape]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScrape {
+    /// `http://host:port/metrics`.
+    pub url: String,
+    /// `k:v` tags added to every series (a label of the same name wins).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// How often. Default `"10s"`.
+    #[serde(default = "default_scrape_interval")]
+    pub interval: String,
+    /// Per-request timeout. Default `"2s"`.
+    #[serde(default = "default_scrape_timeout")]
+    pub timeout: String,
+    /// Largest response read. Default `"4MiB"`.
+    #[serde(default = "default_scrape_max_bytes")]
+    pub max_bytes: String,
+}
+
+fn default_scrape_interval() -> String {
+    "10s".into()
+}
+
+fn default_scrape_timeout() -> String {
+    "2s".into()
+}
+
+fn default_scrape_max_bytes() -> String {
+    "4MiB".into()
+}
+
+/// One `[[process]]`: which processes, by one or more matchers (any match counts).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    /// Rule name: the `process` tag. Also matches the executable name unless a matcher is set.
+    pub name: String,
+    /// Substring of the command line.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// File holding the pid.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+    /// systemd unit whose cgroup holds the processes (`vllm.service`).
+    #[serde(default)]
+    pub systemd_unit: Option<String>,
+    /// cgroup path (under /sys/fs/cgroup) holding the processes, e.g. a container's.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// `k:v` tags (`model:llama3`).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 impl Default for RawAgentConfig {
@@ -41,6 +102,9 @@ impl Default for RawAgentConfig {
             spool: RawSpool::default(),
             dogstatsd: RawDogStatsD::default(),
             limits: RawLimits::default(),
+            sample_interval: "1s".into(),
+            sample_host: true,
+            sample_gpu: true,
             scrape: Vec::new(),
             process: Vec::new(),
         }
@@ -188,10 +252,126 @@ pub struct AgentConfig {
     pub max_tags: usize,
     /// Tag length.
     pub max_tag_length: usize,
-    /// Scrape targets configured (not yet served).
-    pub scrape_targets: usize,
-    /// Process rules configured (not yet served).
-    pub process_rules: usize,
+    /// Sampling period for host, processes and GPUs.
+    pub sample_interval: Duration,
+    /// Sample the host.
+    pub sample_host: bool,
+    /// Sample GPUs.
+    pub sample_gpu: bool,
+    /// Prometheus scrape targets.
+    pub scrapes: Vec<ScrapeTarget>,
+    /// Process rules.
+    pub processes: Vec<ProcessRule>,
+}
+
+/// A validated `[[scrape]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeTarget {
+    /// URL.
+    pub url: String,
+    /// Tags added to every series.
+    pub tags: Vec<(String, String)>,
+    /// Period.
+    pub interval: Duration,
+    /// Request timeout.
+    pub timeout: Duration,
+    /// Largest response.
+    pub max_bytes: u64,
+}
+
+/// A validated `[[process]]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProcessRule {
+    /// Name (the `process` tag).
+    pub name: String,
+    /// Command-line substring.
+    pub cmdline: Option<String>,
+    /// Pid file.
+    pub pid_file: Option<PathBuf>,
+    /// systemd unit.
+    pub systemd_unit: Option<String>,
+    /// cgroup path.
+    pub cgroup: Option<String>,
+    /// Tags.
+    pub tags: Vec<(String, String)>,
+}
+
+fn tag_list(e: &mut ConfigError, key: &str, tags: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in tags {
+        match t.split_once(':') {
+            Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
+            _ => e.push(
+                key,
+                format!("tag `{t}` must be key:value, e.g. \"model:llama3\""),
+            ),
+        }
+    }
+    out
+}
+
+fn validate_scrapes(e: &mut ConfigError, raw: &[RawScrape]) -> Vec<ScrapeTarget> {
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |f: &str| format!("scrape[{i}].{f}");
+        if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+            e.push(
+                &key("url"),
+                format!(
+                    "`{}` must be an http(s) URL, e.g. \"http://127.0.0.1:8000/metrics\"",
+                    r.url
+                ),
+            );
+        }
+        let interval = e.duration(&key("interval"), &r.interval);
+        let timeout = e.duration(&key("timeout"), &r.timeout);
+        let max_bytes = e.bytes(&key("max_bytes"), &r.max_bytes);
+        let tags = tag_list(e, &key("tags"), &r.tags);
+        if let (Some(interval), Some(timeout), Some(max_bytes)) = (interval, timeout, max_bytes) {
+            if interval < Duration::from_millis(100) {
+                e.push(&key("interval"), "must be at least \"100ms\"");
+            }
+            if timeout > interval {
+                e.push(&key("timeout"), "must not be longer than the interval");
+            }
+            out.push(ScrapeTarget {
+                url: r.url.clone(),
+                tags,
+                interval,
+                timeout,
+                max_bytes,
+            });
+        }
+    }
+    out
+}
+
+fn validate_processes(e: &mut ConfigError, raw: &[RawProcess]) -> Vec<ProcessRule> {
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |f: &str| format!("process[{i}].{f}");
+        if r.name.is_empty() {
+            e.push(
+                &key("name"),
+                "name the rule, e.g. \"vllm\" (it becomes the `process` tag)",
+            );
+        }
+        if r.cmdline.as_deref() == Some("") {
+            e.push(
+                &key("cmdline"),
+                "must not be empty; leave it out to match by name",
+            );
+        }
+        out.push(ProcessRule {
+            name: r.name.clone(),
+            cmdline: r.cmdline.clone(),
+            pid_file: r.pid_file.clone(),
+            systemd_unit: r.systemd_unit.clone(),
+            cgroup: r.cgroup.clone(),
+            tags: tag_list(e, &key("tags"), &r.tags),
+        });
+    }
+    out
 }
 
 fn default_agent_id() -> String {
@@ -313,7 +493,19 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
                 format!("must be between 1 and {MAX_TAG_BYTES}"),
             );
         }
+        let sample_interval = e.duration("sample_interval", &raw.sample_interval);
+        if let Some(d) = sample_interval
+            && d < Duration::from_millis(100)
+        {
+            e.push(
+                "sample_interval",
+                "must be at least \"100ms\" (default \"1s\")",
+            );
+        }
+        let scrapes = validate_scrapes(&mut e, &raw.scrape);
+        let processes = validate_processes(&mut e, &raw.process);
         let (
+            Some(sample_interval),
             Some(interval),
             Some(backoff_max),
             Some(shutdown_grace),
@@ -321,6 +513,7 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
             Some(receive_buffer),
             Some(max_datagram),
         ) = (
+            sample_interval,
             interval,
             backoff_max,
             shutdown_grace,
@@ -353,8 +546,11 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
             max_series: raw.limits.max_series,
             max_tags: raw.limits.max_tags,
             max_tag_length: raw.limits.max_tag_length,
-            scrape_targets: raw.scrape.len(),
-            process_rules: raw.process.len(),
+            sample_interval,
+            sample_host: raw.sample_host,
+            sample_gpu: raw.sample_gpu,
+            scrapes,
+            processes,
         })
     }
 }
@@ -507,7 +703,8 @@ mod tests {
             .collect();
         let c = parse(&block, &path).unwrap();
         assert_eq!(c.agent_id, "vllm-llama3-0");
-        assert_eq!(c.scrape_targets, 1);
+        assert_eq!(c.scrapes.len(), 1);
+        assert_eq!(c.scrapes[0].url, "http://localhost:8000/metrics");
     }
 
     #[test]

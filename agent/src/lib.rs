@@ -13,6 +13,8 @@
 pub mod config;
 pub mod ingest;
 pub mod recorder;
+pub mod samples;
+pub mod scrape;
 pub mod spool;
 pub mod telemetry;
 pub mod uplink;
@@ -24,7 +26,7 @@ use anyhow::Context as _;
 use pitot_shared::window::align_down;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, error_span, info, warn};
+use tracing::{Instrument as _, error_span, info};
 
 use config::AgentConfig;
 use ingest::{IngestLimits, IngestShared, Shard, socket};
@@ -49,13 +51,6 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         spooled_batches = spool.len(),
         "Pitot agent starting."
     );
-    if config.scrape_targets > 0 || config.process_rules > 0 {
-        warn!(
-            scrape = config.scrape_targets,
-            process = config.process_rules,
-            "[[scrape]] and [[process]] are accepted but not served by this version."
-        );
-    }
     let shared = IngestShared::new(IngestLimits {
         host: config.agent_id.clone(),
         max_series: config.max_series,
@@ -130,6 +125,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         shards.push(shard);
     }
 
+    // Collectors: Prometheus scrapes (one thread per target).
+    let samples = samples::Samples::new(Arc::clone(&shared));
+    let mut collectors = Vec::new();
+    for target in &config.scrapes {
+        collectors.push(
+            scrape::spawn(target.clone(), Arc::clone(&samples), Arc::clone(&stop))
+                .context("starting a scrape thread")?,
+        );
+    }
+
     let uplink_stats = Arc::new(UplinkStats::default());
     let spooled = Arc::new(Notify::new());
     let ingest_stopped = CancellationToken::new();
@@ -138,6 +143,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         agent_id: config.agent_id.clone(),
         interval_ms,
         shards,
+        samples: Arc::clone(&samples),
         ingest: Arc::clone(&shared),
         spool: spool.clone(),
         uplink: Arc::clone(&uplink_stats),
@@ -196,6 +202,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::task::spawn_blocking(move || {
         for t in threads {
+            let _joined = t.join();
+        }
+        for t in collectors {
             let _joined = t.join();
         }
     })

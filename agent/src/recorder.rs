@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::ingest::{Drained, IngestShared, Shard};
+use crate::samples::Samples;
 use crate::spool::Spool;
 use crate::telemetry::{SelfMetrics, UplinkStats};
 
@@ -37,6 +38,8 @@ pub struct Recorder {
     pub interval_ms: u64,
     /// The shards to drain.
     pub shards: Vec<Arc<Shard>>,
+    /// Collector series (scrapes, sampling) to drain.
+    pub samples: Arc<Samples>,
     /// Shared ingest state (limits, counters).
     pub ingest: Arc<IngestShared>,
     /// Where batches go.
@@ -72,6 +75,7 @@ impl Recorder {
             shard.drain(next_start_ms, &mut drained);
         }
         let closed_start = next_start_ms - self.interval_ms as i64;
+        self.samples.drain(closed_start, &mut drained);
         let own = metrics.collect(
             &self.agent_id,
             &self.ingest,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use pitot_shared::batch::SeriesData;
+use pitot_shared::buckets::BucketHistogram;
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::Kind;
 use pitot_shared::window::align_down;
@@ -64,6 +65,16 @@ pub struct HistogramSummary {
     pub mean: Option<f64>,
     /// Quantile → value, keys as asked.
     pub quantiles: BTreeMap<String, Option<f64>>,
+    /// Classic (scraped) histograms only: the quantiles are estimates inside the bucket that
+    /// must hold them, given here as `[lo, hi]` per quantile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile_bounds: Option<BTreeMap<String, Option<(f64, f64)>>>,
+    /// Classic histograms only: their bucket layouts and counts, as scraped and merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<pitot_shared::buckets::Layout>>,
+    /// True when the quantiles are bucket-bounded estimates (classic histograms).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub approximate: bool,
 }
 
 /// `GET /api/v1/quantiles`.
@@ -192,7 +203,7 @@ fn load_kind(store: &dyn Store, q: &MetricQuery, want: Kind) -> Result<Loaded, R
             if *kind == Kind::Counter {
                 "counters"
             } else {
-                "quantiles"
+                "quantiles (histogram and buckets series)"
             }
         )));
     }
@@ -230,7 +241,82 @@ fn summarize(
             .iter()
             .map(|(label, q)| (label.clone(), h.quantile(*q)))
             .collect(),
+        quantile_bounds: None,
+        buckets: None,
+        approximate: false,
     }
+}
+
+fn summarize_buckets(
+    h: &BucketHistogram,
+    qs: &[(String, f64)],
+    tags: BTreeMap<String, String>,
+) -> HistogramSummary {
+    let count = h.count();
+    type Answer = Option<(f64, f64, f64)>;
+    let answers: Vec<(String, Answer)> = qs
+        .iter()
+        .map(|(label, q)| (label.clone(), h.quantile(*q)))
+        .collect();
+    HistogramSummary {
+        tags,
+        count,
+        sum: h.sum(),
+        min: None,
+        max: None,
+        mean: (count > 0).then(|| h.sum() / count as f64),
+        quantiles: answers
+            .iter()
+            .map(|(l, a)| (l.clone(), a.map(|(e, _, _)| e)))
+            .collect(),
+        quantile_bounds: Some(
+            answers
+                .iter()
+                .map(|(l, a)| (l.clone(), a.map(|(_, lo, hi)| (lo, hi))))
+                .collect(),
+        ),
+        buckets: Some(h.layouts().to_vec()),
+        approximate: true,
+    }
+}
+
+/// Quantiles of classic (scraped) histograms: bucket-bounded estimates.
+fn bucket_quantiles(
+    store: &dyn Store,
+    q: &MetricQuery,
+    qs: &[(String, f64)],
+) -> Result<QuantileReport, ReportError> {
+    let Loaded {
+        resolution: res,
+        groups,
+        series,
+    } = load_kind(store, q, Kind::Buckets)?;
+    let mut fleet = BucketHistogram::default();
+    let mut out = Vec::new();
+    for (group, datas) in groups {
+        let mut h = BucketHistogram::default();
+        for d in datas {
+            if let SeriesData::Buckets(x) = d {
+                h.merge(&x)
+                    .map_err(|e| ReportError::BadRequest(e.to_string()))?;
+            }
+        }
+        fleet
+            .merge(&h)
+            .map_err(|e| ReportError::BadRequest(e.to_string()))?;
+        if !q.group_by.is_empty() {
+            out.push(summarize_buckets(&h, qs, group_tags(&q.group_by, &group)));
+        }
+    }
+    Ok(QuantileReport {
+        metric: q.metric.clone(),
+        from: rfc3339(q.from_ms),
+        to: rfc3339(q.to_ms),
+        resolution: res.label(),
+        series,
+        fleet: summarize_buckets(&fleet, qs, BTreeMap::new()),
+        groups: out,
+    })
 }
 
 /// Merged quantiles per group and fleet-wide.
@@ -239,6 +325,13 @@ pub fn quantiles(
     q: &MetricQuery,
     qs: &[(String, f64)],
 ) -> Result<QuantileReport, ReportError> {
+    if store
+        .series(Some(&q.metric), &q.filters)?
+        .first()
+        .is_some_and(|(_, k)| *k == Kind::Buckets)
+    {
+        return bucket_quantiles(store, q, qs);
+    }
     let Loaded {
         resolution: res,
         groups,

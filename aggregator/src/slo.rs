@@ -111,6 +111,18 @@ pub fn series_counts(sli: &Sli, key: &SeriesKey, data: &SeriesData) -> Option<Co
             good: h.count_at_or_below(*threshold),
             total: h.count(),
         }),
+        (
+            Sli::Latency {
+                metric,
+                threshold,
+                tags,
+            },
+            SeriesData::Buckets(b),
+        ) if key.name() == metric && key.matches(tags) => Some(Counts {
+            // Buckets wholly at or under the threshold: never optimistic.
+            good: b.count_at_or_below(*threshold).0,
+            total: b.count(),
+        }),
         (Sli::Ratio { good, total, tags }, SeriesData::Counter(v)) if key.matches(tags) => {
             if key.name() == good {
                 Some(Counts {

@@ -249,6 +249,7 @@ fn kind_code(kind: Kind) -> u8 {
         Kind::Histogram => 1,
         Kind::Counter => 2,
         Kind::Categorical => 3,
+        Kind::Buckets => 4,
         _ => 0,
     }
 }
@@ -258,6 +259,7 @@ fn kind_from_code(code: u8) -> Option<Kind> {
         1 => Some(Kind::Histogram),
         2 => Some(Kind::Counter),
         3 => Some(Kind::Categorical),
+        4 => Some(Kind::Buckets),
         _ => None,
     }
 }
@@ -391,6 +393,19 @@ impl SledStore {
             slos: RwLock::new(Vec::new()),
         };
         store.with_marks(now_ms)
+    }
+
+    /// Every series id (unreadable index entries are skipped).
+    fn series_ids(&self) -> Vec<u64> {
+        self.series
+            .iter()
+            .values()
+            .filter_map(|v| {
+                v.ok()
+                    .and_then(|v| parse_series_value(&v))
+                    .map(|(id, _)| id)
+            })
+            .collect()
     }
 
     /// Loads the rollup marks, creating the missing ones at the next bucket boundary.
@@ -938,16 +953,7 @@ impl Store for SledStore {
     }
 
     fn rollup(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let ids: Vec<u64> = self
-            .series
-            .iter()
-            .values()
-            .filter_map(|v| {
-                v.ok()
-                    .and_then(|v| parse_series_value(&v))
-                    .map(|(id, _)| id)
-            })
-            .collect();
+        let ids = self.series_ids();
         let mut written = 0;
         let mut steps = 0;
         for i in 1..self.resolutions.len() {
@@ -1003,16 +1009,7 @@ impl Store for SledStore {
 
     fn prune(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut removed = 0;
-        let ids: Vec<u64> = self
-            .series
-            .iter()
-            .values()
-            .filter_map(|v| {
-                v.ok()
-                    .and_then(|v| parse_series_value(&v))
-                    .map(|(id, _)| id)
-            })
-            .collect();
+        let ids = self.series_ids();
         let marks = self.marks();
         for (i, res) in self.resolutions.iter().enumerate() {
             // A finer bucket stays until the next resolution has rolled it up.

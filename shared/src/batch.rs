@@ -5,6 +5,7 @@
 //!         agent_version, spool_bytes: u64, series: [SeriesSnapshot] }
 //! SeriesSnapshot { key: SeriesKey, data: SeriesData }
 //! SeriesData = Histogram(ValueHistogram) | Counter(f64) | Categorical(Categorical)
+//!            | Buckets(BucketHistogram)        (appended in 0.1: old batches still decode)
 //! ```
 //!
 //! `epoch` is chosen at random when an agent's spool is created; `seq` counts up from 1
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::buckets::{BucketError, BucketHistogram};
 use crate::categorical::{self, Categorical};
 use crate::histogram::{MergeError, ValueHistogram};
 use crate::series::{AgentId, Kind, SeriesKey};
@@ -29,6 +31,8 @@ pub enum SeriesData {
     Counter(f64),
     /// Counts per category value.
     Categorical(Categorical),
+    /// A classic histogram in its own bucket layout (Prometheus scrapes).
+    Buckets(BucketHistogram),
 }
 
 impl SeriesData {
@@ -38,6 +42,7 @@ impl SeriesData {
             SeriesData::Histogram(_) => Kind::Histogram,
             SeriesData::Counter(_) => Kind::Counter,
             SeriesData::Categorical(_) => Kind::Categorical,
+            SeriesData::Buckets(_) => Kind::Buckets,
         }
     }
 
@@ -53,6 +58,7 @@ impl SeriesData {
                 a.merge(b, categorical::DEFAULT_LIMIT);
                 Ok(())
             }
+            (SeriesData::Buckets(a), SeriesData::Buckets(b)) => Ok(a.merge(b)?),
             (a, b) => Err(DataMergeError::KindMismatch {
                 existing: a.kind(),
                 incoming: b.kind(),
@@ -76,6 +82,9 @@ pub enum DataMergeError {
     /// Histogram totals overflowed.
     #[error(transparent)]
     Histogram(#[from] MergeError),
+    /// Too many bucket layouts for one series.
+    #[error(transparent)]
+    Buckets(#[from] BucketError),
 }
 
 /// One series' data in a batch.

@@ -1,7 +1,8 @@
 //! `pitot-shared`: the pure core of Pitot, shared by the agent, the aggregator and the CLI.
 //!
 //! What lives here: series identity ([`series`]), the signed value histogram and the
-//! categorical summary ([`histogram`], [`categorical`]), the per-interval batch an agent
+//! categorical summary ([`histogram`], [`categorical`]), classic Prometheus histograms in their
+//! own bucket layout ([`buckets`]), the per-interval batch an agent
 //! ships ([`batch`]), the wire frames and their codec ([`wire`]), the sans-IO protocol
 //! sessions for both ends ([`protocol`]), wall-clock window alignment ([`window`]) and the
 //! configuration pieces both binaries parse ([`config`]).
@@ -12,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod buckets;
 pub mod categorical;
 pub mod config;
 pub mod drift;

@@ -42,6 +42,8 @@ pub enum Kind {
     Counter,
     /// Exact counts per category value, bounded (DogStatsD sets).
     Categorical,
+    /// A classic (Prometheus) histogram in its own bucket layout.
+    Buckets,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             Kind::Histogram => "histogram",
             Kind::Counter => "counter",
             Kind::Categorical => "categorical",
+            Kind::Buckets => "buckets",
         }
     }
 }

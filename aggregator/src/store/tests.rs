@@ -141,25 +141,15 @@ fn series_lookup_by_name_prefix_and_tags() {
     assert_eq!(reopened.series(None, &[]).unwrap().len(), 2);
 }
 
-/// The default resolutions (10 s for 1 h here, 1 min, 1 h) for rollup tests.
+/// Three resolutions (10 s for 1 h here, 1 min for a day, 1 h for 30 days) for rollup tests.
 fn three_resolutions() -> Vec<Resolution> {
-    vec![
-        Resolution {
-            code: 0,
-            bucket: Duration::from_secs(10),
-            retention: Duration::from_secs(3600),
-        },
-        Resolution {
-            code: 1,
-            bucket: Duration::from_secs(60),
-            retention: Duration::from_secs(86_400),
-        },
-        Resolution {
-            code: 2,
-            bucket: Duration::from_secs(3600),
-            retention: Duration::from_secs(30 * 86_400),
-        },
-    ]
+    let mut r = resolutions();
+    r.push(Resolution {
+        code: 2,
+        bucket: Duration::from_secs(3600),
+        retention: Duration::from_secs(30 * 86_400),
+    });
+    r
 }
 
 fn stored_buckets(store: &SledStore, res: usize) -> usize {
