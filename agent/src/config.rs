@@ -50,9 +50,9 @@ pub struct RawScrape {
     /// How often. Default `"10s"`.
     #[serde(default = "default_scrape_interval")]
     pub interval: String,
-    /// Per-request timeout. Default `"2s"`.
-    #[serde(default = "default_scrape_timeout")]
-    pub timeout: String,
+    /// Per-request timeout. Default `"2s"`, or the interval when that is shorter.
+    #[serde(default)]
+    pub timeout: Option<String>,
     /// Largest response read. Default `"4MiB"`.
     #[serde(default = "default_scrape_max_bytes")]
     pub max_bytes: String,
@@ -60,10 +60,6 @@ pub struct RawScrape {
 
 fn default_scrape_interval() -> String {
     "10s".into()
-}
-
-fn default_scrape_timeout() -> String {
-    "2s".into()
 }
 
 fn default_scrape_max_bytes() -> String {
@@ -324,7 +320,10 @@ fn validate_scrapes(e: &mut ConfigError, raw: &[RawScrape]) -> Vec<ScrapeTarget>
             );
         }
         let interval = e.duration(&key("interval"), &r.interval);
-        let timeout = e.duration(&key("timeout"), &r.timeout);
+        let timeout = match &r.timeout {
+            Some(t) => e.duration(&key("timeout"), t),
+            None => interval.map(|i| i.min(Duration::from_secs(2))),
+        };
         let max_bytes = e.bytes(&key("max_bytes"), &r.max_bytes);
         let tags = tag_list(e, &key("tags"), &r.tags);
         if let (Some(interval), Some(timeout), Some(max_bytes)) = (interval, timeout, max_bytes) {

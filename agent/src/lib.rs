@@ -11,8 +11,10 @@
 //! the uplink drain for `shutdown_grace`, flush the spool.
 
 pub mod config;
+pub mod gpu;
 pub mod ingest;
 pub mod recorder;
+pub mod sampler;
 pub mod samples;
 pub mod scrape;
 pub mod spool;
@@ -133,6 +135,26 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             scrape::spawn(target.clone(), Arc::clone(&samples), Arc::clone(&stop))
                 .context("starting a scrape thread")?,
         );
+    }
+
+    // Host, process and GPU sampling (one thread).
+    if config.sample_host || !config.processes.is_empty() || config.sample_gpu {
+        match sampler::Sampler::new(
+            config.sample_host,
+            config.processes.clone(),
+            sampler::gpus(config.sample_gpu),
+        ) {
+            Ok(sampler) => collectors.push(
+                sampler::spawn(
+                    sampler,
+                    config.sample_interval,
+                    Arc::clone(&samples),
+                    Arc::clone(&stop),
+                )
+                .context("starting the sampler thread")?,
+            ),
+            Err(why) => tracing::warn!(%why, "No host or process sampling."),
+        }
     }
 
     let uplink_stats = Arc::new(UplinkStats::default());

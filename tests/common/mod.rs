@@ -136,6 +136,8 @@ pub struct Fleet {
     pub udp_ports: BTreeMap<String, u16>,
     /// Appended to the aggregator's config (`[[slo]]`, `[drift]`…).
     pub aggregator_extra: String,
+    /// Appended to every agent's config (`[[scrape]]`, `[[process]]`…).
+    pub agent_extra: String,
     starts: usize,
 }
 
@@ -155,6 +157,7 @@ impl Fleet {
             aggregator: None,
             agents: BTreeMap::new(),
             aggregator_extra: String::new(),
+            agent_extra: String::new(),
             starts: 0,
         }
     }
@@ -249,8 +252,8 @@ impl Fleet {
                  ca = \"{d}/certs/ca.pem\"\ncert = \"{d}/certs/{name}.pem\"\n\
                  key = \"{d}/certs/{name}.key\"\nbackoff_max = \"1s\"\n\
                  [spool]\ndir = \"{d}/spool-{name}\"\n\
-                 [dogstatsd]\nudp = \"127.0.0.1:{}\"\nunix = \"{d}/{name}.sock\"\n",
-                self.quic_port, self.udp_ports[name]
+                 [dogstatsd]\nudp = \"127.0.0.1:{}\"\nunix = \"{d}/{name}.sock\"\n{}",
+                self.quic_port, self.udp_ports[name], self.agent_extra
             ),
         )
         .unwrap();
