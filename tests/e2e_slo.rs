@@ -300,13 +300,36 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
                 ],
             )
         };
+        let per_host = client.get(
+            "/api/v1/quantiles",
+            &[
+                ("metric", "request.latency".to_owned()),
+                ("from", "now-1h".to_owned()),
+                ("group_by", "host".to_owned()),
+            ],
+        );
+        let metrics = ureq::get(&format!("{}/metrics", fleet.url()))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        let own: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("pitot_aggregator_") && !l.starts_with('#'))
+            .collect();
         panic!(
             "SLO totals never reached latency {total_lat} / requests {total_req}: last report \
-             {} / {}; agent drops {:?}; kernel drops {:?}; logs:\n{}",
+             {} / {}; stored latency per host {:?}; agents {:?}; aggregator {own:?}; \
+             agent drops {:?}; kernel drops {:?}; logs:\n{}",
             last["slos"][0]["total"],
             last["slos"][1]["total"],
-            counters("pitot.agent.dogstatsd.dropped"),
-            counters("pitot.agent.dogstatsd.kernel_drops"),
+            per_host.map(|r| r["groups"].as_array().map(|g| g
+                .iter()
+                .map(|x| (x["tags"]["host"].clone(), x["count"].clone()))
+                .collect::<Vec<_>>())),
+            client.get("/api/v1/agents", &[]).map(|a| a.to_string()),
+            counters("pitot.agent.dogstatsd.dropped").map(|c| c.to_string()),
+            counters("pitot.agent.dogstatsd.kernel_drops").map(|c| c.to_string()),
             fleet.logs()
         );
     }

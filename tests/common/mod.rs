@@ -364,7 +364,13 @@ impl Fleet {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "log") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                // The last lines that are not per-batch debug chatter.
+                let tail: Vec<&str> = text
+                    .lines()
+                    .rev()
+                    .filter(|l| !l.contains("Batch spooled."))
+                    .take(15)
+                    .collect();
                 out.push_str(&format!("== {}\n", path.display()));
                 for l in tail.into_iter().rev() {
                     out.push_str(l);
