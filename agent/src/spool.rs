@@ -67,6 +67,7 @@ struct Inner {
     /// handed out.
     lock: Mutex<()>,
     coarsened: AtomicU64,
+    append_failures: AtomicU64,
 }
 
 fn be(bytes: &[u8]) -> Option<u64> {
@@ -107,6 +108,7 @@ impl Spool {
                 handed_out: AtomicU64::new(0),
                 lock: Mutex::new(()),
                 coarsened: AtomicU64::new(0),
+                append_failures: AtomicU64::new(0),
             }),
         })
     }
@@ -136,8 +138,22 @@ impl Spool {
         self.inner.coarsened.load(Ordering::Relaxed)
     }
 
-    /// Assigns the next sequence number to `batch`, stores it durably, and returns its id.
-    pub fn append(&self, mut batch: Batch) -> Result<SpoolId, SpoolError> {
+    /// Batches that could not be stored (a full or failing disk), since start.
+    pub fn append_failures(&self) -> u64 {
+        self.inner.append_failures.load(Ordering::Relaxed)
+    }
+
+    /// Assigns the next sequence number to `batch`, stores it durably, and returns its id. A
+    /// failure is counted ([`Spool::append_failures`]).
+    pub fn append(&self, batch: Batch) -> Result<SpoolId, SpoolError> {
+        let result = self.append_inner(batch);
+        if result.is_err() {
+            self.inner.append_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn append_inner(&self, mut batch: Batch) -> Result<SpoolId, SpoolError> {
         let inner = &*self.inner;
         let _guard = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
         let seq = inner

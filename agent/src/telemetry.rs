@@ -13,6 +13,7 @@
 //! | `pitot.agent.series` | histogram | series held (sampled once per interval) |
 //! | `pitot.agent.spool.bytes` | histogram | spool size (sampled once per interval) |
 //! | `pitot.agent.spool.coarsened` | counter | batches merged to respect the spool bound |
+//! | `pitot.agent.spool.append_failures` | counter | batches that could not be spooled (disk full or failing): lost |
 //! | `pitot.agent.uplink.acked`, `…rejected`, `…reconnects` | counter | uplink outcomes |
 //! | `pitot.agent.uplink.lag_seconds` | histogram | age of the newest acknowledged interval's end |
 
@@ -104,6 +105,11 @@ impl SelfMetrics {
                 stats.service_checks.load(Ordering::Relaxed),
             ),
             ("pitot.agent.spool.coarsened", "", spool.coarsened()),
+            (
+                "pitot.agent.spool.append_failures",
+                "",
+                spool.append_failures(),
+            ),
             (
                 "pitot.agent.uplink.acked",
                 "",
