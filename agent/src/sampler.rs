@@ -51,6 +51,8 @@ pub struct Sampler {
     seen: Vec<Option<BTreeSet<u32>>>,
     unmatched_logged: Vec<Option<Instant>>,
     gpus: Option<Box<dyn Gpus>>,
+    /// Where cgroup v2 is mounted (`/sys/fs/cgroup`).
+    cgroup_root: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -134,6 +136,7 @@ impl Sampler {
             seen: vec![None; n],
             unmatched_logged: vec![None; n],
             gpus,
+            cgroup_root: "/sys/fs/cgroup".into(),
         })
     }
 
@@ -175,15 +178,12 @@ impl Sampler {
         }
         if let Some(unit) = &rule.systemd_unit {
             for slice in ["system.slice", "user.slice"] {
-                cgroup_pids(
-                    &Path::new("/sys/fs/cgroup").join(slice).join(unit),
-                    &mut pids,
-                );
+                cgroup_pids(&self.cgroup_root.join(slice).join(unit), &mut pids);
             }
         }
         if let Some(cg) = &rule.cgroup {
             cgroup_pids(
-                &Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/')),
+                &self.cgroup_root.join(cg.trim_start_matches('/')),
                 &mut pids,
             );
         }
@@ -382,10 +382,15 @@ pub fn gpus(wanted: bool) -> Option<Box<dyn Gpus>> {
 #[cfg(test)]
 mod tests;
 
-/// Per-rule state for tests.
+/// Per-rule state and the cgroup mount, for tests.
 #[cfg(test)]
 impl Sampler {
     fn seen_pids(&self, rule: usize) -> Option<&BTreeSet<u32>> {
         self.seen.get(rule).and_then(Option::as_ref)
+    }
+
+    fn with_cgroup_root(mut self, root: &Path) -> Self {
+        self.cgroup_root = root.to_owned();
+        self
     }
 }

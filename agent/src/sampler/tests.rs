@@ -185,3 +185,59 @@ fn a_child_process_is_measured_by_command_line_and_pid_file() {
     assert_eq!(sampler.seen_pids(0).map(|p| p.contains(&old)), Some(false));
     drop(replacement);
 }
+
+#[test]
+fn systemd_units_and_cgroups_match_through_cgroup_procs() {
+    let child = burner(&format!("pitot-cgroup-test-{}", std::process::id()));
+    let pid = child.0.id();
+    // A cgroup v2 tree as systemd and a container runtime lay it out, holding the child.
+    let root = tempfile::tempdir().expect("tempdir");
+    let unit = root.path().join("system.slice/vllm.service");
+    let pod = root.path().join("kubepods.slice/pod-1/ctr-a");
+    for dir in [&unit, &pod] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    std::fs::write(unit.join("cgroup.procs"), format!("{pid}\n")).expect("write");
+    std::fs::write(root.path().join("kubepods.slice/pod-1/cgroup.procs"), "").expect("write");
+    std::fs::write(pod.join("cgroup.procs"), format!("{pid}\n")).expect("write");
+    let rules = vec![
+        ProcessRule {
+            name: "by-unit".into(),
+            systemd_unit: Some("vllm.service".into()),
+            ..ProcessRule::default()
+        },
+        ProcessRule {
+            name: "by-cgroup".into(),
+            // The pod's cgroup: its containers' processes are found below it.
+            cgroup: Some("/kubepods.slice/pod-1".into()),
+            ..ProcessRule::default()
+        },
+        ProcessRule {
+            name: "other-unit".into(),
+            systemd_unit: Some("tgi.service".into()),
+            ..ProcessRule::default()
+        },
+    ];
+    let mut sampler = Sampler::new(false, rules, None)
+        .expect("sampler")
+        .with_cgroup_root(root.path());
+    let s = samples();
+    sampler.sample(&s);
+    let m = taken(&s);
+    assert_eq!(histogram(&m, "process.count", "by-unit").max(), Some(1.0));
+    assert_eq!(histogram(&m, "process.count", "by-cgroup").max(), Some(1.0));
+    assert_eq!(
+        histogram(&m, "process.count", "other-unit").max(),
+        Some(0.0)
+    );
+    assert!(
+        histogram(&m, "process.memory.usage", "by-unit")
+            .max()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(
+        !m.contains_key("system.cpu.utilization"),
+        "host sampling was off"
+    );
+}
