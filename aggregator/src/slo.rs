@@ -215,6 +215,12 @@ pub struct Indicator {
     pub total: Option<String>,
     /// Tag filters.
     pub tags: BTreeMap<String, String>,
+    /// Latency over scraped classic histograms (`buckets` series): good counts take the buckets
+    /// wholly at or under the threshold in each series' own layout, so they are exact only when
+    /// the threshold is an edge of every layout, and never optimistic; `threshold_used` is then
+    /// the HdrHistogram edge, which applies to histogram series only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bucket_layouts: bool,
 }
 
 /// A host and its bad events in the window.
@@ -282,6 +288,7 @@ fn indicator(sli: &Sli) -> Indicator {
             good: None,
             total: None,
             tags: tags(t),
+            bucket_layouts: false,
         },
         Sli::Ratio {
             good,
@@ -295,6 +302,7 @@ fn indicator(sli: &Sli) -> Indicator {
             good: Some(good.clone()),
             total: Some(total.clone()),
             tags: tags(t),
+            bucket_layouts: false,
         },
     }
 }
@@ -369,6 +377,13 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
         }
     }
     let e = evaluate_counts(def.objective, scale_len, in_window, &lookbacks);
+    let mut indicator = indicator(&def.sli);
+    if let Sli::Latency { metric, tags, .. } = &def.sli {
+        indicator.bucket_layouts = store
+            .series(Some(metric), tags)?
+            .iter()
+            .any(|(_, kind)| *kind == pitot_shared::series::Kind::Buckets);
+    }
     let host_bucket = store.host_bucket_ms();
     let hosts_from = align_up(window_from, host_bucket);
     let top = slo::top_hosts(store.slo_host_bad(slo.id, hosts_from, now_ms)?, TOP_HOSTS);
@@ -377,7 +392,7 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
         service: def.service.clone(),
         objective: def.objective,
         window: def.window.label(),
-        indicator: indicator(&def.sli),
+        indicator,
         at: rfc3339(now_ms),
         from: rfc3339(align_up(window_from, window_res.bucket_ms())),
         to: rfc3339(now_ms),

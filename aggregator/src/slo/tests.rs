@@ -241,6 +241,7 @@ fn latency_good_counts_are_never_optimistic() {
     // 500.0 itself shares a bucket with values above 500 and so cannot be called good.
     assert_eq!((r.good, r.total), (2, 5));
     assert_eq!(r.indicator.threshold_used, Some(edge));
+    assert!(!r.indicator.bucket_layouts, "HdrHistogram series only");
     assert_eq!(
         r.top_hosts,
         vec![HostBad {
@@ -597,4 +598,37 @@ fn interleaved_good_and_total_batches_give_each_host_its_net_bad() {
         .collect();
     assert_eq!(got, want);
     assert!(!got.contains_key("c"));
+}
+
+#[test]
+fn latency_slos_over_scraped_buckets_count_whole_buckets_and_say_so() {
+    use pitot_shared::buckets::{BucketHistogram, Layout};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, slos) = store(dir.path(), LATENCY);
+    // vLLM-style layout in ms: 4 under 250, 3 in (250, 1000] (straddling 500), 1 above.
+    let layout = Layout {
+        bounds: vec![250.0, 1000.0, f64::INFINITY],
+        counts: vec![4, 3, 1],
+        sum: 4000.0,
+        count: 8,
+    };
+    let b = Batch {
+        series: vec![SeriesSnapshot {
+            key: key("req.latency", "h1", "m"),
+            data: SeriesData::Buckets(BucketHistogram::new(layout).expect("layout")),
+        }],
+        ..batch("h1", 1, T0, 10_000, 0, 0)
+    };
+    store.merge_batch(&b, T0).expect("merge");
+    let r = report(&store, &slos[0], T0 + MIN).expect("report");
+    // Only the bucket wholly under 500 ms is good: never optimistic.
+    assert_eq!((r.good, r.total), (4, 8));
+    assert!(r.indicator.bucket_layouts);
+    assert_eq!(
+        r.top_hosts,
+        vec![HostBad {
+            host: "h1".into(),
+            bad: 4
+        }]
+    );
 }
