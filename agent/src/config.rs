@@ -292,20 +292,6 @@ pub struct ProcessRule {
     pub tags: Vec<(String, String)>,
 }
 
-fn tag_list(e: &mut ConfigError, key: &str, tags: &[String]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for t in tags {
-        match t.split_once(':') {
-            Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
-            _ => e.push(
-                key,
-                format!("tag `{t}` must be key:value, e.g. \"model:llama3\""),
-            ),
-        }
-    }
-    out
-}
-
 fn validate_scrapes(e: &mut ConfigError, raw: &[RawScrape]) -> Vec<ScrapeTarget> {
     let mut out = Vec::new();
     for (i, r) in raw.iter().enumerate() {
@@ -325,7 +311,7 @@ fn validate_scrapes(e: &mut ConfigError, raw: &[RawScrape]) -> Vec<ScrapeTarget>
             None => interval.map(|i| i.min(Duration::from_secs(2))),
         };
         let max_bytes = e.bytes(&key("max_bytes"), &r.max_bytes);
-        let tags = tag_list(e, &key("tags"), &r.tags);
+        let tags = e.tags(&key("tags"), &r.tags);
         if let (Some(interval), Some(timeout), Some(max_bytes)) = (interval, timeout, max_bytes) {
             if interval < Duration::from_millis(100) {
                 e.push(&key("interval"), "must be at least \"100ms\"");
@@ -367,7 +353,7 @@ fn validate_processes(e: &mut ConfigError, raw: &[RawProcess]) -> Vec<ProcessRul
             pid_file: r.pid_file.clone(),
             systemd_unit: r.systemd_unit.clone(),
             cgroup: r.cgroup.clone(),
-            tags: tag_list(e, &key("tags"), &r.tags),
+            tags: e.tags(&key("tags"), &r.tags),
         });
     }
     out

@@ -145,20 +145,6 @@ impl SloWindow {
     }
 }
 
-fn parse_tag_filters(e: &mut ConfigError, key: &str, tags: &[String]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for t in tags {
-        match t.split_once(':') {
-            Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
-            _ => e.push(
-                key,
-                format!("tag `{t}` must be key:value, e.g. \"model:llama3\""),
-            ),
-        }
-    }
-    out
-}
-
 fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
     let mut out: Vec<SloDefinition> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
@@ -229,7 +215,7 @@ fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
                 Sli::Latency {
                     metric: metric.clone(),
                     threshold: *threshold_ms,
-                    tags: parse_tag_filters(e, &key("sli.tags"), tags),
+                    tags: e.tags(&key("sli.tags"), tags),
                 }
             }
             RawSli::Ratio { good, total, tags } => {
@@ -239,7 +225,7 @@ fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
                 Sli::Ratio {
                     good: good.clone(),
                     total: total.clone(),
-                    tags: parse_tag_filters(e, &key("sli.tags"), tags),
+                    tags: e.tags(&key("sli.tags"), tags),
                 }
             }
         };

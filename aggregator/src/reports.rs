@@ -182,12 +182,15 @@ fn group_tags(group_by: &[String], values: &[String]) -> BTreeMap<String, String
 
 /// Series data of one query, loaded and summed per series, grouped by `group_by` values.
 struct Loaded {
+    /// The kind every matched series has.
+    kind: Kind,
     resolution: Resolution,
     groups: BTreeMap<Vec<String>, Vec<SeriesData>>,
     series: usize,
 }
 
-fn load_kind(store: &dyn Store, q: &MetricQuery, want: Kind) -> Result<Loaded, ReportError> {
+/// Loads the series of `q`, which must all have one kind among `want`.
+fn load_kind(store: &dyn Store, q: &MetricQuery, want: &[Kind]) -> Result<Loaded, ReportError> {
     let series = store.series(Some(&q.metric), &q.filters)?;
     if series.is_empty() {
         return Err(ReportError::NotFound(format!(
@@ -195,7 +198,11 @@ fn load_kind(store: &dyn Store, q: &MetricQuery, want: Kind) -> Result<Loaded, R
             q.metric
         )));
     }
-    if let Some((_, kind)) = series.iter().find(|(_, k)| *k != want) {
+    let first = series[0].1;
+    if let Some((_, kind)) = series
+        .iter()
+        .find(|(_, k)| *k != first || !want.contains(k))
+    {
         return Err(ReportError::BadRequest(format!(
             "`{}` is a {} series; use the {} endpoint",
             q.metric,
@@ -219,6 +226,7 @@ fn load_kind(store: &dyn Store, q: &MetricQuery, want: Kind) -> Result<Loaded, R
         }
     }
     Ok(Loaded {
+        kind: first,
         resolution: res,
         groups,
         series: count,
@@ -280,78 +288,50 @@ fn summarize_buckets(
     }
 }
 
-/// Quantiles of classic (scraped) histograms: bucket-bounded estimates.
-fn bucket_quantiles(
-    store: &dyn Store,
-    q: &MetricQuery,
-    qs: &[(String, f64)],
-) -> Result<QuantileReport, ReportError> {
-    let Loaded {
-        resolution: res,
-        groups,
-        series,
-    } = load_kind(store, q, Kind::Buckets)?;
-    let mut fleet = BucketHistogram::default();
-    let mut out = Vec::new();
-    for (group, datas) in groups {
-        let mut h = BucketHistogram::default();
-        for d in datas {
-            if let SeriesData::Buckets(x) = d {
-                h.merge(&x)
-                    .map_err(|e| ReportError::BadRequest(e.to_string()))?;
-            }
-        }
-        fleet
-            .merge(&h)
-            .map_err(|e| ReportError::BadRequest(e.to_string()))?;
-        if !q.group_by.is_empty() {
-            out.push(summarize_buckets(&h, qs, group_tags(&q.group_by, &group)));
+/// Adds `d` into `acc` (histograms, or bucket layouts, add).
+fn add(acc: &mut Option<SeriesData>, d: SeriesData) -> Result<(), ReportError> {
+    match acc {
+        Some(a) => a
+            .merge(&d)
+            .map_err(|e| ReportError::BadRequest(e.to_string())),
+        None => {
+            *acc = Some(d);
+            Ok(())
         }
     }
-    Ok(QuantileReport {
-        metric: q.metric.clone(),
-        from: rfc3339(q.from_ms),
-        to: rfc3339(q.to_ms),
-        resolution: res.label(),
-        series,
-        fleet: summarize_buckets(&fleet, qs, BTreeMap::new()),
-        groups: out,
-    })
 }
 
-/// Merged quantiles per group and fleet-wide.
+/// Merged quantiles per group and fleet-wide: exact for histogram series, bucket-bounded
+/// estimates for classic (scraped) histograms.
 pub fn quantiles(
     store: &dyn Store,
     q: &MetricQuery,
     qs: &[(String, f64)],
 ) -> Result<QuantileReport, ReportError> {
-    if store
-        .series(Some(&q.metric), &q.filters)?
-        .first()
-        .is_some_and(|(_, k)| *k == Kind::Buckets)
-    {
-        return bucket_quantiles(store, q, qs);
-    }
     let Loaded {
+        kind,
         resolution: res,
         groups,
         series,
-    } = load_kind(store, q, Kind::Histogram)?;
-    let mut fleet = ValueHistogram::new();
+    } = load_kind(store, q, &[Kind::Histogram, Kind::Buckets])?;
+    let summary = |d: Option<&SeriesData>, tags: BTreeMap<String, String>| match d {
+        Some(SeriesData::Buckets(b)) => summarize_buckets(b, qs, tags),
+        Some(SeriesData::Histogram(h)) => summarize(h, qs, tags),
+        _ if kind == Kind::Buckets => summarize_buckets(&BucketHistogram::default(), qs, tags),
+        _ => summarize(&ValueHistogram::new(), qs, tags),
+    };
+    let mut fleet = None;
     let mut out = Vec::new();
     for (group, datas) in groups {
-        let mut h = ValueHistogram::new();
+        let mut acc = None;
         for d in datas {
-            if let SeriesData::Histogram(x) = d {
-                h.merge(&x)
-                    .map_err(|e| ReportError::BadRequest(e.to_string()))?;
-            }
+            add(&mut acc, d)?;
         }
-        fleet
-            .merge(&h)
-            .map_err(|e| ReportError::BadRequest(e.to_string()))?;
+        if let Some(a) = &acc {
+            add(&mut fleet, a.clone())?;
+        }
         if !q.group_by.is_empty() {
-            out.push(summarize(&h, qs, group_tags(&q.group_by, &group)));
+            out.push(summary(acc.as_ref(), group_tags(&q.group_by, &group)));
         }
     }
     Ok(QuantileReport {
@@ -360,7 +340,7 @@ pub fn quantiles(
         to: rfc3339(q.to_ms),
         resolution: res.label(),
         series,
-        fleet: summarize(&fleet, qs, BTreeMap::new()),
+        fleet: summary(fleet.as_ref(), BTreeMap::new()),
         groups: out,
     })
 }
@@ -371,7 +351,8 @@ pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, Rep
         resolution: res,
         groups,
         series,
-    } = load_kind(store, q, Kind::Counter)?;
+        ..
+    } = load_kind(store, q, &[Kind::Counter])?;
     let seconds = ((q.to_ms - q.from_ms) as f64 / 1000.0).max(0.001);
     let mut fleet_total = 0.0;
     let mut out = Vec::new();

@@ -69,6 +69,21 @@ impl ConfigError {
         }
     }
 
+    /// Parses `k:v` tags (`["model:llama3"]`), recording a problem for each that is not one.
+    pub fn tags(&mut self, key: &str, tags: &[String]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for t in tags {
+            match t.split_once(':') {
+                Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
+                _ => self.push(
+                    key,
+                    format!("tag `{t}` must be key:value, e.g. \"model:llama3\""),
+                ),
+            }
+        }
+        out
+    }
+
     /// Parses a byte size like `256MiB` or `1GB`, recording a problem on failure.
     pub fn bytes(&mut self, key: &str, text: &str) -> Option<u64> {
         match parse_bytes(text) {
