@@ -69,12 +69,7 @@ fn kills_and_restarts_lose_nothing_and_duplicate_nothing() {
     // Take the aggregator away, let gpu-a close the intervals that hold its last timings into
     // its spool, then SIGKILL gpu-a with those batches unsent.
     fleet.kill_aggregator();
-    let spooled = fleet.spooled_batches("gpu-a");
-    wait_for(
-        "gpu-a to spool two more intervals",
-        Duration::from_secs(20),
-        || (fleet.spooled_batches("gpu-a") >= spooled + 2).then_some(()),
-    );
+    fleet.wait_spooled_past_now("gpu-a");
     fleet.kill_agent("gpu-a");
 
     fleet.start_aggregator();

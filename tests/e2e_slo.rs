@@ -248,12 +248,7 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
     }
     // gpu-b is SIGKILLed with batches in its spool that the aggregator never saw.
     fleet.kill_aggregator();
-    let spooled = fleet.spooled_batches("gpu-b");
-    wait_for(
-        "gpu-b to spool two more intervals",
-        Duration::from_secs(20),
-        || (fleet.spooled_batches("gpu-b") >= spooled + 2).then_some(()),
-    );
+    fleet.wait_spooled_past_now("gpu-b");
     fleet.kill_agent("gpu-b");
     fleet.start_aggregator();
     fleet.start_agent("gpu-b");
@@ -267,12 +262,16 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
             .collect()
     };
     // Latencies arrive with the agent's clock; evaluate well after, at a fixed instant, and
-    // give them a time inside every window (the oracle only needs their bucket).
-    let at_s = SystemTime::now()
+    // give them a time inside every window (the oracle only needs their bucket). The instant is
+    // at least 60 s after the first request, so the 5 min window misses the oldest requests
+    // (stamped up to 289 s before it) however fast this machine ran the senders, and still
+    // holds every latency (recorded after `now_s`).
+    let at_s = (SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-        + 5;
+        + 5)
+    .max(now_s + 60);
     let ev_a = lat_events(&lat_a, at_s - 30);
     let ev_b = lat_events(&lat_b, at_s - 30);
     let total_lat = (lat_a.len() + lat_b.len()) as u64;

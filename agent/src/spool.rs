@@ -13,8 +13,9 @@
 //!
 //! Bound: when the spool exceeds `max_bytes`, the two oldest batches that were never handed to
 //! the uplink are merged into one (histograms add, the interval widens) until it fits. A batch
-//! that may have reached the aggregator is never rewritten: merging it could count its data
-//! twice. If only such batches remain, the spool stays over its bound and says so.
+//! that may have reached the aggregator (handed out in this run, or left by an earlier one) is
+//! never rewritten: merging it could count its data twice, or hide new data behind a sequence
+//! number already merged. If only such batches remain, the spool stays over its bound and says so.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,9 +94,11 @@ impl Spool {
             }
         };
         let mut bytes = 0u64;
+        let mut last_seq = 0u64;
         for entry in batches.iter() {
-            let (_, v) = entry?;
+            let (k, v) = entry?;
             bytes += v.len() as u64;
+            last_seq = last_seq.max(be(&k).unwrap_or(0));
         }
         Ok(Spool {
             inner: Arc::new(Inner {
@@ -105,7 +108,10 @@ impl Spool {
                 epoch,
                 max_bytes,
                 bytes: AtomicU64::new(bytes),
-                handed_out: AtomicU64::new(0),
+                // A previous run may have sent any batch it left behind (its acks are not
+                // flushed): none of them may be coarsened, or an already merged batch would
+                // carry new data under a sequence number the aggregator calls a duplicate.
+                handed_out: AtomicU64::new(last_seq),
                 lock: Mutex::new(()),
                 coarsened: AtomicU64::new(0),
                 append_failures: AtomicU64::new(0),
@@ -338,5 +344,32 @@ mod tests {
         let total: u64 = held.iter().map(|s| count(&s.payload)).sum();
         assert_eq!(total, 1 + 9 * 2, "coarsening loses nothing");
         assert!(held.len() < 10);
+    }
+
+    #[test]
+    fn batches_left_by_an_earlier_run_are_never_coarsened() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = encode_batch(&batch(0, &[1.0])).len() as u64;
+        {
+            let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+            for i in 0..4 {
+                // The earlier run sent these; their acks never reached the disk.
+                spool.append(batch(i * 1000, &[1.0])).unwrap();
+            }
+            assert_eq!(spool.peek_after(None, 10).unwrap().len(), 4);
+        }
+        let spool = Spool::open(dir.path(), one * 3).unwrap();
+        for i in 4..10 {
+            spool.append(batch(i * 1000, &[2.0, 3.0])).unwrap();
+        }
+        assert!(spool.coarsened() > 0);
+        let held = spool.peek_after(None, 100).unwrap();
+        let ids: Vec<u64> = held.iter().map(|s| s.id.0).collect();
+        assert_eq!(&ids[..4], &[1, 2, 3, 4], "{ids:?}");
+        for s in &held[..4] {
+            assert_eq!(count(&s.payload), 1, "batch {} rewritten", s.id.0);
+        }
+        let total: u64 = held.iter().map(|s| count(&s.payload)).sum();
+        assert_eq!(total, 4 + 6 * 2);
     }
 }

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -281,22 +281,50 @@ impl Fleet {
         self.agents.remove(name).expect("agent running").terminate()
     }
 
-    /// Counts `Batch spooled.` lines in every log of agent `name` so far.
-    pub fn spooled_batches(&self, name: &str) -> usize {
-        let mut n = 0;
+    /// The latest interval start (Unix ms) among the `Batch spooled.` lines in every log of
+    /// agent `name` so far.
+    pub fn last_spooled_start(&self, name: &str) -> Option<i64> {
+        let tag = format!("agent_id={name}");
+        let mut last = None;
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
             let path = entry.unwrap().path();
             let file = path.file_name().unwrap().to_string_lossy().to_string();
             if file.starts_with("pitot-agent.") && file.ends_with(".log") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let tag = format!("agent_id={name}");
-                n += text
+                for line in text
                     .lines()
                     .filter(|l| l.contains("Batch spooled.") && l.contains(&tag))
-                    .count();
+                {
+                    let start = line
+                        .split(" start=")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .and_then(|n| n.parse::<i64>().ok());
+                    last = last.max(start);
+                }
             }
         }
-        n
+        last
+    }
+
+    /// Waits until agent `name` has spooled an interval that starts a full interval (1 s)
+    /// after now: then every interval holding a value sent before now is in its spool, however
+    /// its log lines were timed. Counting "Batch spooled." lines is not enough: one close can
+    /// spool several batches (late `|T` intervals), and the interval holding the last values
+    /// may still be open.
+    pub fn wait_spooled_past_now(&self, name: &str) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        wait_for(
+            &format!("{name} to spool the intervals up to now"),
+            Duration::from_secs(20),
+            || {
+                self.last_spooled_start(name)
+                    .filter(|s| *s >= now_ms + 1_000)
+            },
+        );
     }
 
     /// `/api/v1/quantiles` for `metric`, or `None` on error.
