@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Fleet, bin, latencies, python_sender, values_file, wait_for};
+use common::{Fleet, bin, latencies, python_sender, values_file};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
