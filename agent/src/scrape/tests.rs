@@ -175,3 +175,101 @@ fn known_servers_are_recorded_twice_and_scaled() {
         other => panic!("{other:?}"),
     }
 }
+
+/// One `/metrics` page in the shape Text Generation Inference serves it: its router exports
+/// through the `metrics-exporter-prometheus` crate, so counters carry no `_total`, and every
+/// `*duration` histogram has TGI's 35 geometric buckets (1.5e-5 s × 1.5ⁿ). No real capture is in
+/// the shared fixtures; this page is built from TGI's bucket rule and metric names, with
+/// `requests` requests so far, `slow` of them over 1 s.
+fn tgi_page(requests: u64, slow: u64, queue: u64) -> String {
+    let mut bounds = Vec::new();
+    let mut v = 0.00001f64;
+    for _ in 0..35 {
+        v *= 1.5;
+        bounds.push(v);
+    }
+    let mut s = String::from(
+        "# TYPE tgi_request_count counter\n\
+         tgi_request_count {requests}\n\
+         # TYPE tgi_queue_size gauge\n\
+         tgi_queue_size {queue}\n\
+         # TYPE tgi_request_duration histogram\n",
+    )
+    .replace("{requests}", &requests.to_string())
+    .replace("{queue}", &queue.to_string());
+    for b in &bounds {
+        let below = if *b < 1.0 { requests - slow } else { requests };
+        // The crate prints bounds with Rust's shortest round-trip formatting.
+        s.push_str(&format!(
+            "tgi_request_duration_bucket{{le=\"{b}\"}} {below}\n"
+        ));
+    }
+    s.push_str(&format!(
+        "tgi_request_duration_bucket{{le=\"+Inf\"}} {requests}\n\
+         tgi_request_duration_sum {}\n\
+         tgi_request_duration_count {requests}\n",
+        0.5 * (requests - slow) as f64 + 2.0 * slow as f64
+    ));
+    s
+}
+
+#[test]
+fn tgi_pages_become_gen_ai_series() {
+    let shared = crate::ingest::IngestShared::new(crate::ingest::IngestLimits {
+        host: "h".into(),
+        max_series: 100,
+        max_tags: 16,
+        max_tag_bytes: 200,
+        interval_ms: 10_000,
+    });
+    let samples = Samples::new(shared);
+    let mut d = Deltas::default();
+    let first = d.update(&parse::parse(&tgi_page(100, 10, 2)), &[]);
+    record(&samples, first);
+    let mut out = crate::ingest::Drained::new();
+    samples.drain(0, &mut out);
+    // 40 more requests, 4 of them slow; 7 waiting now.
+    let second = d.update(&parse::parse(&tgi_page(140, 14, 7)), &[]);
+    assert_eq!(record(&samples, second), 0);
+    let mut out = crate::ingest::Drained::new();
+    samples.drain(0, &mut out);
+    let series = &out[&0];
+    let get = |name: &str| {
+        series
+            .iter()
+            .find(|(k, _)| k.name() == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", series.keys().collect::<Vec<_>>()))
+    };
+    let (key, duration) = get("gen_ai.server.request.duration");
+    assert_eq!(key.tag("server"), Some("tgi"));
+    match duration {
+        SeriesData::Buckets(b) => {
+            let layout = &b.layouts()[0];
+            assert_eq!(layout.bounds.len(), 36, "35 bounds and +Inf");
+            assert_eq!(layout.counts.iter().sum::<u64>(), 40);
+            // The 4 slow requests sit above the last bound under 1 s.
+            let over_1s: u64 = layout
+                .bounds
+                .iter()
+                .zip(&layout.counts)
+                .filter(|(b, _)| **b > 1.0)
+                .map(|(_, c)| c)
+                .sum();
+            assert_eq!(over_1s, 4);
+            assert!((b.sum() - (0.5 * 36.0 + 2.0 * 4.0)).abs() < 1e-9);
+        }
+        other => panic!("{other:?}"),
+    }
+    match get("gen_ai.server.requests.waiting").1 {
+        SeriesData::Histogram(h) => assert_eq!(h.max(), Some(7.0)),
+        other => panic!("{other:?}"),
+    }
+    match get("tgi_request_count").1 {
+        SeriesData::Counter(c) => assert_eq!(*c, 40.0),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        get("tgi_request_duration").1,
+        SeriesData::Buckets(_)
+    ));
+}
