@@ -178,9 +178,9 @@ fn known_servers_are_recorded_twice_and_scaled() {
 
 /// One `/metrics` page in the shape Text Generation Inference serves it: its router exports
 /// through the `metrics-exporter-prometheus` crate, so counters carry no `_total`, and every
-/// `*duration` histogram has TGI's 35 geometric buckets (1.5e-5 s × 1.5ⁿ). No real capture is in
-/// the shared fixtures; this page is built from TGI's bucket rule and metric names, with
-/// `requests` requests so far, `slow` of them over 1 s.
+/// `*duration` histogram has TGI's 35 geometric buckets (1e-5 s × 1.5ⁿ, n = 1..35). No real
+/// capture is in the shared fixtures; this page is built from TGI's bucket rule and metric
+/// names, with `requests` requests so far, `slow` of them over 1 s.
 fn tgi_page(requests: u64, slow: u64, queue: u64) -> String {
     let mut bounds = Vec::new();
     let mut v = 0.00001f64;
