@@ -298,6 +298,14 @@ pub fn slo_table(report: &Value) -> String {
         .map(|s| {
             let ind = &s["indicator"];
             let what = match ind["kind"].as_str() {
+                // Scraped layouts: whole buckets under the configured threshold.
+                Some("latency") if ind["bucket_layouts"] == true => format!(
+                    "{} <= {} (buckets)",
+                    ind["metric"].as_str().unwrap_or(""),
+                    ind["threshold"]
+                        .as_f64()
+                        .map_or("-".into(), |t| format!("{t}"))
+                ),
                 Some("latency") => format!(
                     "{} <= {}",
                     ind["metric"].as_str().unwrap_or(""),
@@ -327,7 +335,11 @@ pub fn slo_table(report: &Value) -> String {
                     s["window"].as_str().unwrap_or("")
                 ),
                 pct(&s["sli"], 3),
-                format!("{}/{}", s["good"], s["total"]),
+                match s["uncertain"].as_u64() {
+                    // Up to that many bad events may be good (buckets straddle the threshold).
+                    Some(u) if u > 0 => format!("{}(+{u}?)/{}", s["good"], s["total"]),
+                    _ => format!("{}/{}", s["good"], s["total"]),
+                },
                 pct(&s["error_budget"]["remaining"], 1),
             ];
             row.extend(windows.iter().map(|w| burn(&s["burn_rates"][*w])));
@@ -388,7 +400,12 @@ mod tests {
             {"name": "hot", "alert": "page", "objective": 0.99, "window": "30d", "sli": 0.5,
              "good": 5, "total": 10, "error_budget": {"remaining": -49.0},
              "indicator": {"kind": "latency", "metric": "lat", "threshold_used": 499.7},
-             "burn_rates": {"5m": 50.0}, "top_hosts": [{"host": "h9", "bad": 5}], "at": "T"}
+             "burn_rates": {"5m": 50.0}, "top_hosts": [{"host": "h9", "bad": 5}], "at": "T"},
+            {"name": "scraped", "alert": "ok", "objective": 0.9, "window": "30d", "sli": 0.9,
+             "good": 9, "total": 10, "uncertain": 1, "error_budget": {"remaining": 0.0},
+             "indicator": {"kind": "latency", "metric": "ttft", "threshold": 0.25,
+                           "threshold_used": 0.2499, "bucket_layouts": true},
+             "burn_rates": {"5m": 1.0}, "top_hosts": [], "at": "T"}
         ]});
         let text = slo_table(&report);
         let lines: Vec<&str> = text.lines().collect();
@@ -399,5 +416,10 @@ mod tests {
         );
         assert!(lines[3].contains("-4900.0"), "{text}");
         assert!(lines[4].starts_with("OK"), "{text}");
+        let scraped = lines.iter().find(|l| l.contains("scraped")).expect("row");
+        assert!(
+            scraped.contains("ttft <= 0.25 (buckets)") && scraped.contains("9(+1?)/10"),
+            "{text}"
+        );
     }
 }

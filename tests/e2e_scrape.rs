@@ -49,6 +49,15 @@ fn vllm_and_node_exporter_scrapes_arrive_exactly() {
          tags = [\"version:v2\"]\n\
          [[scrape]]\nurl = \"http://127.0.0.1:{node_port}/metrics\"\ninterval = \"1s\"\n"
     );
+    // Two latency SLOs over the scraped TTFT alias (seconds): one threshold is an edge of
+    // vLLM's layout, the other falls inside its (0.25, 0.5] bucket.
+    fleet.aggregator_extra = "[[slo]]\nname = \"ttft-edge\"\nobjective = 0.9\nwindow = \"30d\"\n\
+         [slo.sli]\nkind = \"latency\"\nmetric = \"gen_ai.server.time_to_first_token\"\n\
+         threshold_ms = 0.25\n\
+         [[slo]]\nname = \"ttft-between\"\nobjective = 0.9\nwindow = \"30d\"\n\
+         [slo.sli]\nkind = \"latency\"\nmetric = \"gen_ai.server.time_to_first_token\"\n\
+         threshold_ms = 0.3\n"
+        .to_owned();
     let dir = fleet.dir.path().to_owned();
 
     // Known observations, drawn once.
@@ -223,6 +232,29 @@ fn vllm_and_node_exporter_scrapes_arrive_exactly() {
     let alias = q("gen_ai.server.time_to_first_token").unwrap();
     assert_eq!(alias["fleet"]["count"].as_u64(), Some(ttft.len() as u64));
     assert_eq!(alias["fleet"]["buckets"][0]["counts"], layout["counts"]);
+    // SLOs over the scraped buckets: whole buckets under the threshold are good; the report
+    // says how many bad ones may be good, and the truth lies in between.
+    let slo = |name: &str| get(&fleet, &format!("/api/v1/slo/{name}"), &[]).unwrap();
+    let at_or_below = |t: f64| ttft.iter().filter(|v| **v <= t).count() as u64;
+    let edge = slo("ttft-edge");
+    assert_eq!(edge["indicator"]["bucket_layouts"], true, "{edge}");
+    assert_eq!(edge["total"].as_u64(), Some(ttft.len() as u64), "{edge}");
+    assert_eq!(edge["good"].as_u64(), Some(at_or_below(0.25)), "{edge}");
+    assert_eq!(edge["uncertain"].as_u64(), Some(0), "{edge}");
+    let between = slo("ttft-between");
+    let straddling = ttft.iter().filter(|v| **v > 0.25 && **v <= 0.5).count() as u64;
+    assert!(straddling > 0, "the seed puts observations in (0.25, 0.5]");
+    assert_eq!(
+        between["good"].as_u64(),
+        Some(at_or_below(0.25)),
+        "{between}"
+    );
+    assert_eq!(between["uncertain"].as_u64(), Some(straddling), "{between}");
+    let truth = at_or_below(0.3);
+    assert!(
+        at_or_below(0.25) <= truth && truth <= at_or_below(0.25) + straddling,
+        "{between}"
+    );
     let e2e_report = q("gen_ai.server.request.duration").unwrap();
     assert_eq!(
         e2e_report["fleet"]["count"].as_u64(),

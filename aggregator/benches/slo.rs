@@ -77,6 +77,7 @@ fn benches(c: &mut Criterion) {
                         Counts {
                             good: per_bucket - bad.min(per_bucket),
                             total: per_bucket,
+                            uncertain: 0,
                         },
                     )
                 })

@@ -110,6 +110,8 @@ pub fn series_counts(sli: &Sli, key: &SeriesKey, data: &SeriesData) -> Option<Co
         ) if key.name() == metric && key.matches(tags) => Some(Counts {
             good: h.count_at_or_below(*threshold),
             total: h.count(),
+            // The straddling HdrHistogram bucket is bad by `threshold_used`, a stated rule.
+            uncertain: 0,
         }),
         (
             Sli::Latency {
@@ -118,21 +120,26 @@ pub fn series_counts(sli: &Sli, key: &SeriesKey, data: &SeriesData) -> Option<Co
                 tags,
             },
             SeriesData::Buckets(b),
-        ) if key.name() == metric && key.matches(tags) => Some(Counts {
-            // Buckets wholly at or under the threshold: never optimistic.
-            good: b.count_at_or_below(*threshold).0,
-            total: b.count(),
-        }),
+        ) if key.name() == metric && key.matches(tags) => {
+            // Buckets wholly at or under the threshold: never optimistic; the straddling
+            // buckets say by how much that may understate.
+            let (good, uncertain) = b.count_at_or_below(*threshold);
+            Some(Counts {
+                good,
+                total: b.count(),
+                uncertain,
+            })
+        }
         (Sli::Ratio { good, total, tags }, SeriesData::Counter(v)) if key.matches(tags) => {
             if key.name() == good {
                 Some(Counts {
                     good: events(*v),
-                    total: 0,
+                    ..Counts::default()
                 })
             } else if key.name() == total {
                 Some(Counts {
-                    good: 0,
                     total: events(*v),
+                    ..Counts::default()
                 })
             } else {
                 None
@@ -257,6 +264,11 @@ pub struct SloReport {
     pub good: u64,
     /// All events in the window.
     pub total: u64,
+    /// SLIs over scraped bucket layouts only: events counted bad that lie in a bucket
+    /// straddling the threshold, so the true good count is in `[good, good + uncertain]`.
+    /// 0 means exact (the threshold is an edge of every layout that saw traffic near it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<u64>,
     /// good / total (1 without traffic).
     pub sli: f64,
     /// Allowed, consumed and remaining budget.
@@ -384,6 +396,8 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
             .iter()
             .any(|(_, kind)| *kind == pitot_shared::series::Kind::Buckets);
     }
+    let uncertain =
+        (indicator.bucket_layouts || in_window.uncertain > 0).then_some(in_window.uncertain);
     let host_bucket = store.host_bucket_ms();
     let hosts_from = align_up(window_from, host_bucket);
     let top = slo::top_hosts(store.slo_host_bad(slo.id, hosts_from, now_ms)?, TOP_HOSTS);
@@ -399,6 +413,7 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
         resolution: window_res.label(),
         good: e.good,
         total: e.total,
+        uncertain,
         sli: e.sli,
         error_budget: e.error_budget,
         burn_rates: e.burn_rates,

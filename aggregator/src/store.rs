@@ -10,7 +10,9 @@
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
 //! "agents":  agent_id                            → bincode(AgentRecord)
 //! "slo_defs":  canonical SLI bytes               → slo id: u64 BE, ready: u8
-//! "slo_cells": slo id, resolution: u8, start     → good: u64 BE, total: u64 BE
+//! "slo_cells": slo id, resolution: u8, start     → good: u64 BE, total: u64 BE,
+//!                                                  uncertain: u64 BE (absent in stores
+//!                                                  written before it: read as 0)
 //! "slo_hosts": slo id, len: u16 BE, host, start  → that host's total − good in every coarsest
 //!                                                  bucket up to and including `start`: i64 BE
 //! ```
@@ -288,20 +290,26 @@ fn cell_key(id: u64, res: u8, start_ms: i64) -> [u8; 17] {
     k
 }
 
-fn counts_value(c: Counts) -> [u8; 16] {
-    let mut v = [0u8; 16];
+fn counts_value(c: Counts) -> [u8; 24] {
+    let mut v = [0u8; 24];
     v[..8].copy_from_slice(&c.good.to_be_bytes());
-    v[8..].copy_from_slice(&c.total.to_be_bytes());
+    v[8..16].copy_from_slice(&c.total.to_be_bytes());
+    v[16..].copy_from_slice(&c.uncertain.to_be_bytes());
     v
 }
 
+/// A cell: 24 bytes, or 16 from a store written before `uncertain` existed.
 fn parse_counts(bytes: &[u8]) -> Option<Counts> {
-    if bytes.len() != 16 {
+    if bytes.len() != 16 && bytes.len() != 24 {
         return None;
     }
     Some(Counts {
         good: u64::from_be_bytes(bytes[..8].try_into().ok()?),
-        total: u64::from_be_bytes(bytes[8..].try_into().ok()?),
+        total: u64::from_be_bytes(bytes[8..16].try_into().ok()?),
+        uncertain: match bytes.get(16..) {
+            Some(rest) if !rest.is_empty() => u64::from_be_bytes(rest.try_into().ok()?),
+            _ => 0,
+        },
     })
 }
 

@@ -9,8 +9,8 @@
 //!
 //! Answers are bounds, never pretended precision:
 //! - [`BucketHistogram::count_at_or_below`] counts the buckets whose upper bound is at or under
-//!   a threshold (a lower bound of the true count, exact when the threshold is an edge of every
-//!   layout);
+//!   a threshold (a lower bound of the true count) and the observations in buckets straddling
+//!   it (how far off that bound may be; none when the threshold is an edge of every layout);
 //! - [`BucketHistogram::quantile`] returns the interval `[lo, hi]` that must hold the quantile,
 //!   and a point estimate inside it by linear interpolation (as Prometheus'
 //!   `histogram_quantile` does within one layout).
@@ -136,31 +136,29 @@ impl BucketHistogram {
     }
 
     /// Observations certainly at or under `threshold` (buckets whose upper bound is at or under
-    /// it), and whether that is exact (the threshold is an edge of every layout that has
-    /// observations, or above every finite edge with nothing in `+Inf`).
-    pub fn count_at_or_below(&self, threshold: f64) -> (u64, bool) {
+    /// it), and how many more may be (those in the bucket of each layout that straddles the
+    /// threshold, when it is not an edge of that layout). The true count lies in
+    /// `[certain, certain + uncertain]`; `uncertain` is 0 when the threshold is an edge of every
+    /// layout that has observations near it.
+    pub fn count_at_or_below(&self, threshold: f64) -> (u64, u64) {
         let mut good = 0u64;
-        let mut exact = true;
+        let mut uncertain = 0u64;
         for l in &self.layouts {
-            let mut cum = 0u64;
-            let mut straddles = false;
+            let edge = l.bounds.contains(&threshold);
             for (b, c) in l.bounds.iter().zip(&l.counts) {
                 if *b <= threshold {
-                    cum = cum.saturating_add(*c);
+                    good = good.saturating_add(*c);
                 } else {
                     // The first bucket above the threshold holds values on both sides unless
                     // its lower edge is the threshold itself.
-                    straddles = *c > 0;
+                    if !edge {
+                        uncertain = uncertain.saturating_add(*c);
+                    }
                     break;
                 }
             }
-            let edge = l.bounds.contains(&threshold);
-            if straddles && !edge {
-                exact = false;
-            }
-            good = good.saturating_add(cum);
         }
-        (good, exact)
+        (good, uncertain)
     }
 
     /// The `q` quantile: `(estimate, lo, hi)` where `[lo, hi]` must hold it. `None` without
@@ -262,11 +260,15 @@ mod tests {
             .unwrap();
         assert_eq!(a.layouts().len(), 2);
         assert_eq!(a.count(), 12);
-        // At 0.5: 6 certain in the first layout, 5 in the second (0.2 <= 0.5); exactness
-        // fails because the second layout's (0.2, 1.0] bucket is empty: it is still exact.
-        assert_eq!(a.count_at_or_below(0.5), (11, true));
+        // At 0.5: 6 certain in the first layout, 5 in the second (0.2 <= 0.5); the second
+        // layout's (0.2, 1.0] bucket straddles 0.5 but is empty: the count is exact.
+        assert_eq!(a.count_at_or_below(0.5), (11, 0));
         // At 0.3 the first layout's (0.1, 0.5] bucket holds 2 that may be either side.
-        assert_eq!(a.count_at_or_below(0.3), (9, false));
+        assert_eq!(a.count_at_or_below(0.3), (9, 2));
+        // At 0.1 (an edge of the first layout only): the second layout's (0, 0.2] holds 5.
+        assert_eq!(a.count_at_or_below(0.1), (4, 5));
+        // Above every finite edge: the +Inf bucket's 1 may be either side.
+        assert_eq!(a.count_at_or_below(2.0), (11, 1));
     }
 
     #[test]

@@ -118,6 +118,11 @@ pub struct Counts {
     pub good: u64,
     /// All events.
     pub total: u64,
+    /// Events counted bad that may be good: they lie in a scraped bucket straddling a latency
+    /// threshold that is not one of its layout's edges. The true good count is in
+    /// `[good, good + uncertain]`; always 0 for ratio SLIs and HdrHistogram series.
+    #[serde(default)]
+    pub uncertain: u64,
 }
 
 impl Counts {
@@ -130,6 +135,7 @@ impl Counts {
     pub fn add(&mut self, other: Counts) {
         self.good = self.good.saturating_add(other.good);
         self.total = self.total.saturating_add(other.total);
+        self.uncertain = self.uncertain.saturating_add(other.uncertain);
     }
 }
 
@@ -143,7 +149,7 @@ pub fn evaluate_counts(
     in_window: Counts,
     lookbacks: &BTreeMap<String, Counts>,
 ) -> SloEvaluation {
-    let Counts { good, total } = in_window;
+    let Counts { good, total, .. } = in_window;
     let bad = in_window.bad();
     let sli = if total == 0 {
         1.0
@@ -197,6 +203,7 @@ pub fn evaluate(
             c.add(Counts {
                 good: b.good,
                 total: b.total,
+                uncertain: 0,
             });
         }
         c

@@ -605,24 +605,30 @@ fn latency_slos_over_scraped_buckets_count_whole_buckets_and_say_so() {
     use pitot_shared::buckets::{BucketHistogram, Layout};
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, slos) = store(dir.path(), LATENCY);
-    // vLLM-style layout in ms: 4 under 250, 3 in (250, 1000] (straddling 500), 1 above.
-    let layout = Layout {
-        bounds: vec![250.0, 1000.0, f64::INFINITY],
-        counts: vec![4, 3, 1],
-        sum: 4000.0,
-        count: 8,
+    // One interval of host `host` with one layout (ms): `bounds` then +Inf.
+    let merge = |host: &str, bounds: [f64; 2], counts: Vec<u64>| {
+        let count = counts.iter().sum();
+        let layout = Layout {
+            bounds: vec![bounds[0], bounds[1], f64::INFINITY],
+            counts,
+            sum: 4000.0,
+            count,
+        };
+        let b = Batch {
+            series: vec![SeriesSnapshot {
+                key: key("req.latency", host, "m"),
+                data: SeriesData::Buckets(BucketHistogram::new(layout).expect("layout")),
+            }],
+            ..batch(host, 1, T0, 10_000, 0, 0)
+        };
+        store.merge_batch(&b, T0).expect("merge");
+        report(&store, &slos[0], T0 + MIN).expect("report")
     };
-    let b = Batch {
-        series: vec![SeriesSnapshot {
-            key: key("req.latency", "h1", "m"),
-            data: SeriesData::Buckets(BucketHistogram::new(layout).expect("layout")),
-        }],
-        ..batch("h1", 1, T0, 10_000, 0, 0)
-    };
-    store.merge_batch(&b, T0).expect("merge");
-    let r = report(&store, &slos[0], T0 + MIN).expect("report");
-    // Only the bucket wholly under 500 ms is good: never optimistic.
-    assert_eq!((r.good, r.total), (4, 8));
+    // vLLM-style layout: 4 under 250, 3 in (250, 1000] (straddling 500), 1 above. Only the
+    // bucket wholly under 500 ms is good: never optimistic; the 3 in the straddling bucket are
+    // the report's uncertainty.
+    let r = merge("h1", [250.0, 1000.0], vec![4, 3, 1]);
+    assert_eq!((r.good, r.total, r.uncertain), (4, 8, Some(3)));
     assert!(r.indicator.bucket_layouts);
     assert_eq!(
         r.top_hosts,
@@ -631,4 +637,9 @@ fn latency_slos_over_scraped_buckets_count_whole_buckets_and_say_so() {
             bad: 4
         }]
     );
+    // A host whose layout has 500 as an edge adds exact counts: no more uncertainty.
+    let r = merge("h2", [500.0, 1000.0], vec![2, 5, 0]);
+    assert_eq!((r.good, r.total, r.uncertain), (6, 15, Some(3)));
+    let json = serde_json::to_value(&r).expect("json");
+    assert_eq!(json["uncertain"], 3);
 }

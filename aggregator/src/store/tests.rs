@@ -247,3 +247,19 @@ fn pruning_keeps_finer_buckets_until_they_are_rolled_up() {
     assert_eq!(count(&store, 1, "a", t0, t0 + 60_000), 1);
     assert_eq!(count(&store, 2, "a", t0, t0 + 3_600_000), 1);
 }
+
+#[test]
+fn slo_cells_read_both_encodings_and_refuse_others() {
+    let c = Counts {
+        good: 7,
+        total: 9,
+        uncertain: 2,
+    };
+    assert_eq!(parse_counts(&counts_value(c)), Some(c));
+    // A store written before `uncertain` existed holds 16-byte cells.
+    let old = &counts_value(c)[..16];
+    assert_eq!(parse_counts(old), Some(Counts { uncertain: 0, ..c }));
+    for len in [0, 8, 17, 23, 25, 32] {
+        assert_eq!(parse_counts(&vec![0u8; len]), None, "{len} bytes");
+    }
+}
