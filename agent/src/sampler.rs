@@ -5,8 +5,8 @@
 //!
 //! | series | kind | what |
 //! |---|---|---|
-//! | `system.cpu.utilization` | histogram | busy fraction of all cores, 0–1 |
-//! | `system.cpu.core.utilization` | histogram | every core's busy fraction (the spread across cores) |
+//! | `system.cpu.utilization` | histogram | busy fraction of all cores, 0–1; on hosts with core classes also per `core_class` (`performance`, `efficiency`, `mid`: see `cores`) |
+//! | `system.cpu.core.utilization` | histogram | every core's busy fraction (the spread across cores; `core_class` tag where known) |
 //! | `system.memory.usage`, `system.memory.utilization` | histogram | bytes used, fraction |
 //! | `system.paging.usage` | histogram | swap bytes used |
 //! | `system.network.io` (`direction`) | counter | bytes received / transmitted |
@@ -22,7 +22,7 @@
 //! Process series carry `process:<rule name>` and the rule's tags. A rule that matches
 //! nothing is logged once a minute, not at every sample.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +53,8 @@ pub struct Sampler {
     gpus: Option<Box<dyn Gpus>>,
     /// Where cgroup v2 is mounted (`/sys/fs/cgroup`).
     cgroup_root: std::path::PathBuf,
+    /// Class of each CPU number (empty when all cores are alike).
+    core_classes: BTreeMap<usize, &'static str>,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -137,6 +139,11 @@ impl Sampler {
             unmatched_logged: vec![None; n],
             gpus,
             cgroup_root: "/sys/fs/cgroup".into(),
+            core_classes: if host {
+                cores::core_classes(Path::new("/sys"))
+            } else {
+                BTreeMap::new()
+            },
         })
     }
 
@@ -201,11 +208,28 @@ impl Sampler {
                 &[],
                 f64::from(self.system.global_cpu_usage()) / 100.0,
             ));
-            for cpu in self.system.cpus() {
+            let mut per_class: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
+            for (i, cpu) in self.system.cpus().iter().enumerate() {
+                let busy = f64::from(cpu.usage()) / 100.0;
+                let class = self
+                    .core_classes
+                    .get(&cores::cpu_number(cpu.name()).unwrap_or(i))
+                    .copied();
+                let tags: Vec<(String, String)> = class
+                    .map(|c| vec![("core_class".to_owned(), c.to_owned())])
+                    .unwrap_or_default();
+                out.extend(value("system.cpu.core.utilization", &tags, busy));
+                if let Some(c) = class {
+                    let e = per_class.entry(c).or_default();
+                    e.0 += busy;
+                    e.1 += 1;
+                }
+            }
+            for (class, (sum, n)) in per_class {
                 out.extend(value(
-                    "system.cpu.core.utilization",
-                    &[],
-                    f64::from(cpu.usage()) / 100.0,
+                    "system.cpu.utilization",
+                    &[("core_class".to_owned(), class.to_owned())],
+                    sum / f64::from(n.max(1)),
                 ));
             }
             let used = self.system.used_memory() as f64;
@@ -379,6 +403,7 @@ pub fn gpus(wanted: bool) -> Option<Box<dyn Gpus>> {
     }
 }
 
+mod cores;
 #[cfg(test)]
 mod tests;
 
@@ -391,6 +416,11 @@ impl Sampler {
 
     fn with_cgroup_root(mut self, root: &Path) -> Self {
         self.cgroup_root = root.to_owned();
+        self
+    }
+
+    fn with_sys_root(mut self, root: &Path) -> Self {
+        self.core_classes = cores::core_classes(root);
         self
     }
 }

@@ -241,3 +241,65 @@ fn systemd_units_and_cgroups_match_through_cgroup_procs() {
         "host sampling was off"
     );
 }
+
+#[test]
+fn hybrid_hosts_get_cpu_utilization_per_core_class() {
+    // This machine's real CPUs, classed by a sysfs tree in the Intel-hybrid shape: cpu0 a
+    // performance core, every other one an efficiency core.
+    let sys = tempfile::tempdir().expect("tempdir");
+    let n = System::new()
+        .map(|mut s| {
+            s.refresh_cpu_usage();
+            s.cpus().len()
+        })
+        .expect("system");
+    assert!(n >= 1);
+    for (pmu, list) in [
+        ("cpu_core", "0".to_owned()),
+        (
+            "cpu_atom",
+            if n > 1 {
+                format!("1-{}", n - 1)
+            } else {
+                String::new()
+            },
+        ),
+    ] {
+        let d = sys.path().join("devices").join(pmu);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("cpus"), format!("{list}\n")).expect("write");
+    }
+    let mut sampler = Sampler::new(true, vec![], None)
+        .expect("sampler")
+        .with_sys_root(sys.path());
+    let s = samples();
+    sampler.system.refresh_cpu_usage();
+    std::thread::sleep(Duration::from_millis(300));
+    sampler.sample(&s);
+    let m = taken(&s);
+    let class = |name: &str, c: &str| {
+        m[name]
+            .iter()
+            .filter(|(k, _)| k.tag("core_class") == Some(c))
+            .map(|(_, d)| match d {
+                SeriesData::Histogram(h) => h.count(),
+                other => panic!("{other:?}"),
+            })
+            .sum::<u64>()
+    };
+    assert_eq!(class("system.cpu.utilization", "performance"), 1);
+    assert_eq!(class("system.cpu.core.utilization", "performance"), 1);
+    if n > 1 {
+        assert_eq!(class("system.cpu.utilization", "efficiency"), 1);
+        assert_eq!(
+            class("system.cpu.core.utilization", "efficiency"),
+            n as u64 - 1
+        );
+    }
+    // The untagged total is still there, once.
+    let total: Vec<_> = m["system.cpu.utilization"]
+        .iter()
+        .filter(|(k, _)| k.tag("core_class").is_none())
+        .collect();
+    assert_eq!(total.len(), 1);
+}
