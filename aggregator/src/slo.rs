@@ -483,6 +483,14 @@ pub fn exposition(reports: &[SloReport], sloth: bool) -> String {
         }),
     );
     family(
+        "pitot_slo_uncertain_events",
+        "Bad events in scraped buckets straddling the latency threshold: the true good count \
+         is at most this many more (latency SLOs over classic histograms only).",
+        &mut reports
+            .iter()
+            .filter_map(|r| r.uncertain.map(|u| (base(r), u as f64))),
+    );
+    family(
         "pitot_slo_alert",
         "1 for the SLO's current multiwindow alert state.",
         &mut reports.iter().flat_map(|r| {

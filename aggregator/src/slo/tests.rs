@@ -524,6 +524,10 @@ fn sloth_exposition_names_and_values() {
     assert!(line("slo:time_period:days{").ends_with(" 30"));
     assert!(line("pitot_slo_alert{slo=\"avail\",state=\"page\"}").ends_with(" 1"));
     assert!(!exposition(&reports, false).contains("slo:"));
+    assert!(
+        !text.contains("pitot_slo_uncertain_events{"),
+        "a ratio SLO has no uncertainty"
+    );
 }
 
 #[test]
@@ -642,4 +646,10 @@ fn latency_slos_over_scraped_buckets_count_whole_buckets_and_say_so() {
     assert_eq!((r.good, r.total, r.uncertain), (6, 15, Some(3)));
     let json = serde_json::to_value(&r).expect("json");
     assert_eq!(json["uncertain"], 3);
+    let text = exposition(&[r], false);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("pitot_slo_uncertain_events{") && l.ends_with(" 3")),
+        "{text}"
+    );
 }
