@@ -211,12 +211,7 @@ fn only_certified_agents_under_their_own_identity_are_merged() {
         "an intruder's series was stored: {names:?}"
     );
     assert_eq!(fleet.count("honest.latency"), 1);
-    let metrics = ureq::get(&format!("{}/metrics", fleet.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = fleet.metrics_text().expect("/metrics answers");
     let refused: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("pitot_aggregator_connections_refused_total "))

@@ -255,12 +255,7 @@ fn vllm_and_node_exporter_scrapes_arrive_exactly() {
         at_or_below(0.25) <= truth && truth <= at_or_below(0.25) + straddling,
         "{between}"
     );
-    let metrics = ureq::get(&format!("{}/metrics", fleet.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = fleet.metrics_text().expect("/metrics answers");
     let want = format!("pitot_slo_uncertain_events{{slo=\"ttft-between\"}} {straddling}");
     assert!(
         metrics.lines().any(|l| l == want),

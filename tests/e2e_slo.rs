@@ -307,11 +307,7 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
                 ("group_by", "host".to_owned()),
             ],
         );
-        let metrics = ureq::get(&format!("{}/metrics", fleet.url()))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default();
+        let metrics = fleet.metrics_text().unwrap_or_default();
         let own: Vec<&str> = metrics
             .lines()
             .filter(|l| l.starts_with("pitot_aggregator_") && !l.starts_with('#'))
@@ -384,12 +380,7 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
     );
 
     // Sloth-compatible series on /metrics, and nothing else promtool objects to.
-    let metrics = ureq::get(&format!("{}/metrics", fleet.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = fleet.metrics_text().expect("/metrics answers");
     let line = metrics
         .lines()
         .find(|l| l.starts_with("slo:sli_error:ratio_rate30m{") && l.contains("chat-availability"))

@@ -170,6 +170,14 @@ impl Fleet {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// The aggregator's `/metrics` page (`None` when it does not answer).
+    pub fn metrics_text(&self) -> Option<String> {
+        ureq::get(&format!("{}/metrics", self.url()))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+    }
+
     pub fn client(&self) -> pitot::report::Client {
         pitot::report::Client::new(&self.url())
     }
