@@ -172,8 +172,10 @@ pub struct RawDogStatsD {
     pub unix_mode: String,
     /// Receive buffer per socket. Default `"8MiB"` (forced past `rmem_max` when privileged).
     pub receive_buffer: String,
-    /// Largest datagram accepted. Default `"8KiB"` (the Datadog agent's buffer size; clients
-    /// send at most 8 KiB on Unix sockets and about 1.4 KiB on UDP).
+    /// Largest datagram read whole. Default `"64KiB"`: above any UDP datagram and any official
+    /// client's Unix packet (the Python client counts its 8 KiB buffer in characters, so
+    /// non-ASCII values make its packets larger in bytes). A longer datagram keeps its
+    /// complete lines; the cut one is counted as `truncated`.
     pub max_datagram: String,
 }
 
@@ -184,7 +186,7 @@ impl Default for RawDogStatsD {
             unix: "/run/pitot/dsd.sock".into(),
             unix_mode: "0660".into(),
             receive_buffer: "8MiB".into(),
-            max_datagram: "8KiB".into(),
+            max_datagram: "64KiB".into(),
         }
     }
 }

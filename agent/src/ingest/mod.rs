@@ -42,8 +42,9 @@ const IDLE_INTERVALS_BEFORE_EVICTION: u8 = 6;
 pub enum Dropped {
     /// The agent already holds `max_series` series.
     SeriesLimit,
-    /// The datagram was larger than `max_datagram_bytes` (and was truncated by the kernel).
-    DatagramTooLarge,
+    /// The datagram was longer than `max_datagram_bytes`: its complete lines were recorded,
+    /// the line it was cut in is counted here.
+    Truncated,
     /// The `|T` timestamp is too far in the past or the future.
     TimestampOutOfRange,
     /// A name or tag exceeds the configured limits.
@@ -54,7 +55,7 @@ impl Dropped {
     /// Every reason.
     pub const ALL: [Dropped; 4] = [
         Dropped::SeriesLimit,
-        Dropped::DatagramTooLarge,
+        Dropped::Truncated,
         Dropped::TimestampOutOfRange,
         Dropped::TagLimit,
     ];
@@ -63,7 +64,7 @@ impl Dropped {
     pub fn as_str(self) -> &'static str {
         match self {
             Dropped::SeriesLimit => "series_limit",
-            Dropped::DatagramTooLarge => "datagram_too_large",
+            Dropped::Truncated => "truncated",
             Dropped::TimestampOutOfRange => "timestamp_out_of_range",
             Dropped::TagLimit => "tag_limit",
         }

@@ -10,10 +10,15 @@
 //! (`MAX_PENDING_BYTES`, 4 MiB); past it the receiver pauses, so memory stays bounded.
 //!
 //! Loss is never silent. On UDP, `SO_RXQ_OVFL` makes the kernel attach its cumulative drop
-//! count to each datagram; the thread adds the increase to `kernel_drops`. Datagrams larger
-//! than the buffer arrive with `MSG_TRUNC` and are counted as `datagram_too_large`. (On a Unix
-//! datagram socket the kernel does not drop: a full queue refuses the sender, so the loss is
-//! the client's to see.)
+//! count to each datagram; the thread adds the increase to `kernel_drops`. A datagram larger
+//! than `dogstatsd.max_datagram` (64 KiB by default, so no UDP datagram and no client's Unix
+//! packet is) arrives cut (`MSG_TRUNC`): its complete lines are recorded and the cut line is
+//! counted as `truncated`. (On a Unix datagram socket the kernel does not drop: a full queue
+//! refuses the sender, so the loss is the client's to see.)
+//!
+//! Memory of the receive path, per socket: [`BATCH`] buffers of `max_datagram + 1` bytes (4 MiB
+//! at the default; pages become resident only as far as datagrams fill them), plus on the
+//! Unix socket at most `MAX_PENDING_BYTES` (4 MiB) of chunks waiting for the parser.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -369,19 +374,20 @@ impl Receiver {
     }
 
     /// Records the received datagrams (inline) or queues them for the parser; false when the
-    /// parser is gone.
+    /// parser is gone. A cut datagram (longer than the limit) gives its complete lines.
     fn hand_over(&self, received: &[(usize, bool)], buffers: &[Vec<u8>]) -> bool {
         if received.is_empty() {
             return true;
         }
         let stats = &self.shard.shared.stats;
         let limit = self.max_datagram_bytes;
-        let whole = |(len, truncated): &(usize, bool)| {
-            let ok = !*truncated && *len <= limit;
-            if !ok {
-                stats.dropped(Dropped::DatagramTooLarge);
+        let whole = |(len, truncated): &(usize, bool), buf: &'_ [u8]| -> usize {
+            if !*truncated && *len <= limit {
+                return *len;
             }
-            ok
+            stats.dropped(Dropped::Truncated);
+            let seen = &buf[..(*len).min(limit)];
+            seen.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
         };
         match &self.sink {
             Sink::Inline => {
@@ -389,8 +395,8 @@ impl Receiver {
                     received
                         .iter()
                         .zip(buffers)
-                        .filter(|(r, _)| whole(r))
-                        .map(|((len, _), buf)| &buf[..*len]),
+                        .map(|(r, buf)| &buf[..whole(r, buf)])
+                        .filter(|d| !d.is_empty()),
                 );
                 true
             }
@@ -401,8 +407,9 @@ impl Receiver {
                     ends: Vec::with_capacity(received.len()),
                 };
                 for (r, buf) in received.iter().zip(buffers) {
-                    if whole(r) {
-                        chunk.data.extend_from_slice(&buf[..r.0]);
+                    let n = whole(r, buf);
+                    if n > 0 {
+                        chunk.data.extend_from_slice(&buf[..n]);
                         chunk.ends.push(chunk.data.len());
                     }
                 }
