@@ -78,7 +78,7 @@ fn vllm_and_node_exporter_scrapes_arrive_exactly() {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/serve_vllm.py");
     let mut vllm = Child(
-        Command::new("python3")
+        Command::new(common::tools::python())
             .arg(script)
             .args([
                 "--port",
@@ -94,17 +94,20 @@ fn vllm_and_node_exporter_scrapes_arrive_exactly() {
     let mut lines = BufReader::new(vllm.0.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let _node = Child(
-        Command::new("prometheus-node-exporter")
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .args([
-                "--collector.disable-defaults",
-                "--collector.cpu",
-                "--collector.meminfo",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter (Debian package) must be installed"),
+        Command::new(common::tools::debian_tool(
+            "prometheus-node-exporter",
+            "prometheus-node-exporter",
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
+        .args([
+            "--collector.disable-defaults",
+            "--collector.cpu",
+            "--collector.meminfo",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-node-exporter (Debian package) must be installed"),
     );
 
     fleet.start_aggregator();

@@ -390,7 +390,7 @@ fn slo_reports_match_an_integer_oracle_across_restarts() {
         "{line}"
     );
     assert!(line.contains("sloth_service=\"chat\""), "{line}");
-    let promtool = Command::new("promtool")
+    let promtool = Command::new(common::tools::debian_tool("promtool", "prometheus"))
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

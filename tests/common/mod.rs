@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod tools;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -431,12 +433,12 @@ pub fn values_file(dir: &Path, name: &str, values: &[f64]) -> PathBuf {
 /// Starts `tests/clients/send.py` with an official client.
 pub fn python_sender(args: &[&str]) -> Child {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/send.py");
-    Command::new("python3")
+    Command::new(tools::python())
         .arg(script)
         .args(args)
         .stdin(Stdio::null())
         .spawn()
-        .expect("python3 must be installed (with tests/clients/requirements.txt)")
+        .expect("the test virtualenv's python starts")
 }
 
 /// Runs the sender to completion and checks it succeeded.
@@ -444,7 +446,7 @@ pub fn python_send(args: &[&str]) {
     let status = python_sender(args).wait().unwrap();
     assert!(
         status.success(),
-        "send.py {args:?} failed; install tests/clients/requirements.txt"
+        "send.py {args:?} failed (the clients come from tests/clients/requirements.txt)"
     );
 }
 
