@@ -4,9 +4,14 @@
 //! Batch { agent_id, epoch: u64, seq: u64, interval_start_ms: i64, interval_ms: u64,
 //!         agent_version, spool_bytes: u64, series: [SeriesSnapshot] }
 //! SeriesSnapshot { key: SeriesKey, data: SeriesData }
-//! SeriesData = Histogram(ValueHistogram) | Counter(f64) | Categorical(Categorical)
+//! SeriesData = HistogramV1(histogram::v1)   variant 0: 0.1's histogram, read, never written
+//!            | Counter(f64) | Categorical(Categorical)
 //!            | Buckets(BucketHistogram)        (appended in 0.1: old batches still decode)
+//!            | Histogram(ValueHistogram)       (appended in 0.2: every histogram written since)
 //! ```
+//!
+//! In memory there is one histogram type; a 0.1 histogram becomes one when it is decoded
+//! ([`crate::histogram::v1::V1Histogram::to_current`]).
 //!
 //! `epoch` is chosen at random when an agent's spool is created; `seq` counts up from 1
 //! inside an epoch. Together with `agent_id` they name a batch uniquely, which is what lets
@@ -18,11 +23,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::buckets::{BucketError, BucketHistogram};
 use crate::categorical::{self, Categorical};
+use crate::histogram::v1::V1Histogram;
 use crate::histogram::{MergeError, ValueHistogram};
 use crate::series::{AgentId, Kind, SeriesKey};
 
 /// The data of one series for one interval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum SeriesData {
     /// A distribution.
@@ -33,6 +39,52 @@ pub enum SeriesData {
     Categorical(Categorical),
     /// A classic histogram in its own bucket layout (Prometheus scrapes).
     Buckets(BucketHistogram),
+}
+
+/// How [`SeriesData`] is written: variant indexes are the wire's, so the 0.1 histogram keeps
+/// index 0 and today's histogram is appended.
+#[derive(Serialize)]
+enum SeriesDataOut<'a> {
+    #[allow(dead_code)]
+    HistogramV1(&'a V1Histogram),
+    Counter(f64),
+    Categorical(&'a Categorical),
+    Buckets(&'a BucketHistogram),
+    Histogram(&'a ValueHistogram),
+}
+
+/// How [`SeriesData`] is read: every variant ever written.
+#[derive(Deserialize)]
+enum SeriesDataIn {
+    HistogramV1(V1Histogram),
+    Counter(f64),
+    Categorical(Categorical),
+    Buckets(BucketHistogram),
+    Histogram(ValueHistogram),
+}
+
+impl Serialize for SeriesData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SeriesData::Histogram(h) => SeriesDataOut::Histogram(h),
+            SeriesData::Counter(c) => SeriesDataOut::Counter(*c),
+            SeriesData::Categorical(c) => SeriesDataOut::Categorical(c),
+            SeriesData::Buckets(b) => SeriesDataOut::Buckets(b),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SeriesData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match SeriesDataIn::deserialize(d)? {
+            SeriesDataIn::HistogramV1(h) => SeriesData::Histogram(h.to_current()),
+            SeriesDataIn::Counter(c) => SeriesData::Counter(c),
+            SeriesDataIn::Categorical(c) => SeriesData::Categorical(c),
+            SeriesDataIn::Buckets(b) => SeriesData::Buckets(b),
+            SeriesDataIn::Histogram(h) => SeriesData::Histogram(h),
+        })
+    }
 }
 
 impl SeriesData {

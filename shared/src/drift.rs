@@ -14,10 +14,13 @@
 //!   over its value range (a point mass when the bucket holds one value), the outer buckets
 //!   clipped to the exact min and max. `wasserstein_norm` = W1 / σ_ref (population, from the
 //!   exact moments); `None` when σ_ref = 0 and W1 > 0.
-//! - `psi`: 10 bins cut at the reference deciles: `e_k` is the bucket holding the smallest
-//!   value with F_ref ≥ k/10 (k = 1..9); a value falls in bin #{k : e_k ≤ its bucket}, so ties
-//!   go up. 0.5 is added to every bin's count on both sides before normalising;
-//!   PSI = Σ (c − r)·ln(c / r).
+//! - `psi`: 10 bins cut at the reference deciles: `e_k` is the smallest value with
+//!   F_ref ≥ k/10 (k = 1..9), read at bucket granularity (the bucket holding it); a value falls
+//!   in bin #{k : e_k ≤ its bucket}, so ties go up. 0.5 is added to every bin's count on both
+//!   sides before normalising; PSI = Σ (c − r)·ln(c / r). Exact when no edge's bucket holds a
+//!   second distinct value; on continuous data a value within 0.1 % of an edge may fall in the
+//!   neighbouring bin, which moves PSI by a share of its own size (within 1 % above PSI 2,
+//!   where the SPEC's ±0.02 is smaller than one value's weight; docs/DRIFT.md).
 //! - `js`: the Jensen–Shannon distance (natural log, as `scipy.spatial.distance.jensenshannon`)
 //!   over the same 10 bins, without pseudo-counts.
 //!
@@ -33,7 +36,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::categorical::Categorical;
-use crate::histogram::{StepBucket, ValueHistogram, steps_to_value};
+use crate::histogram::{ValueBucket, ValueHistogram};
 
 /// Floors and significance of the drift verdict (`[drift]` in the aggregator config).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -119,23 +122,21 @@ pub struct CategoricalDrift {
 }
 
 /// Aligns both sides' buckets (they share one layout): `(lo, hi, reference, current)`.
-fn aligned(reference: &[StepBucket], current: &[StepBucket]) -> Vec<(i64, i64, u64, u64)> {
-    let mut map: BTreeMap<(i64, i64), (u64, u64)> = BTreeMap::new();
+fn aligned(reference: &[ValueBucket], current: &[ValueBucket]) -> Vec<(f64, f64, u64, u64)> {
+    let mut map: BTreeMap<i64, (f64, f64, u64, u64)> = BTreeMap::new();
     for b in reference {
-        map.entry((b.lo, b.hi)).or_default().0 += b.count;
+        map.entry(b.key).or_insert((b.lo, b.hi, 0, 0)).2 += b.count;
     }
     for b in current {
-        map.entry((b.lo, b.hi)).or_default().1 += b.count;
+        map.entry(b.key).or_insert((b.lo, b.hi, 0, 0)).3 += b.count;
     }
-    map.into_iter()
-        .map(|((lo, hi), (r, c))| (lo, hi, r, c))
-        .collect()
+    map.into_values().collect()
 }
 
 /// KS D at bucket boundaries and the upper bound that allows any movement inside buckets.
-/// `span` is the smallest and largest value on either side: a bucket clipped to it that holds
-/// one value has no inside.
-fn ks(buckets: &[(i64, i64, u64, u64)], n: f64, m: f64, span: (i64, i64)) -> (f64, f64) {
+/// `span` is the exact smallest and largest value on either side. A bucket holds one value
+/// only when that is known: the zero bucket, or a bucket that the span clips to one point.
+fn ks(buckets: &[(f64, f64, u64, u64)], n: f64, m: f64, span: (f64, f64)) -> (f64, f64) {
     let (mut fr, mut fc) = (0.0f64, 0.0f64);
     let (mut lo, mut hi) = (0.0f64, 0.0f64);
     for (b_lo, b_hi, r, c) in buckets {
@@ -187,13 +188,13 @@ pub fn ks_p_value(d: f64, n: u64, m: u64) -> f64 {
     kolmogorov_sf(ne.sqrt() * d)
 }
 
-/// One side's quantile function as segments over u: (u0, u1, x0, x1), x in steps.
-fn quantile_segments(buckets: &[StepBucket], total: f64, min: i64, max: i64) -> Vec<[f64; 4]> {
+/// One side's quantile function as segments over u: (u0, u1, x0, x1), x in the value's unit.
+fn quantile_segments(buckets: &[ValueBucket], total: f64, min: f64, max: f64) -> Vec<[f64; 4]> {
     let mut out = Vec::with_capacity(buckets.len());
     let mut u = 0.0;
     for b in buckets {
-        let lo = b.lo.max(min) as f64;
-        let hi = b.hi.min(max) as f64;
+        let lo = b.lo.max(min);
+        let hi = b.hi.min(max);
         let w = b.count as f64 / total;
         out.push([u, u + w, lo, hi.max(lo)]);
         u += w;
@@ -224,8 +225,8 @@ fn at(seg: &[f64; 4], u: f64) -> f64 {
     seg[2] + (seg[3] - seg[2]) * ((u - seg[0]) / span).clamp(0.0, 1.0)
 }
 
-/// W1 between two quantile functions given as segments, in steps.
-fn wasserstein_steps(a: &[[f64; 4]], b: &[[f64; 4]]) -> f64 {
+/// W1 between two quantile functions given as segments.
+fn wasserstein_distance(a: &[[f64; 4]], b: &[[f64; 4]]) -> f64 {
     let (mut i, mut j) = (0, 0);
     let mut u = 0.0;
     let mut total = 0.0;
@@ -247,8 +248,13 @@ fn wasserstein_steps(a: &[[f64; 4]], b: &[[f64; 4]]) -> f64 {
     total
 }
 
-/// Decile bins of the reference: for each aligned bucket, its bin 0..=9.
-fn decile_bins(buckets: &[(i64, i64, u64, u64)], n: u64) -> Vec<usize> {
+/// Decile bins of the reference: for each aligned bucket, its bin 0..=9. Whole buckets go to
+/// one bin, the SPEC's "ties go up" at bucket granularity: exact whenever no bucket holding a
+/// decile edge holds a second distinct value (discrete data, token counts, values with fewer
+/// than 3 significant digits). Splitting a bucket by the reference's ranks was tried and is
+/// worse on real data: tied values (standardised integers such as `load_diabetes`' blood
+/// pressure) all belong above the edge.
+fn decile_bins(buckets: &[(f64, f64, u64, u64)], n: u64) -> Vec<usize> {
     // Edge k (1..=9) is the first bucket whose cumulative reference count reaches k·n/10.
     let mut edges = Vec::with_capacity(9);
     let mut cum: u64 = 0;
@@ -304,18 +310,17 @@ fn js(r: &[f64], c: &[f64]) -> f64 {
 /// Drift of a numeric series; `None` when either side is empty.
 pub fn numeric(reference: &ValueHistogram, current: &ValueHistogram) -> Option<NumericDrift> {
     let (n, m) = (reference.count(), current.count());
-    let (rmin, rmax) = reference.range_steps()?;
-    let (cmin, cmax) = current.range_steps()?;
-    let rb = reference.bucket_steps();
-    let cb = current.bucket_steps();
+    let (rmin, rmax) = reference.range()?;
+    let (cmin, cmax) = current.range()?;
+    let rb = reference.buckets();
+    let cb = current.buckets();
     let buckets = aligned(&rb, &cb);
     let span = (rmin.min(cmin), rmax.max(cmax));
     let (ks_lo, ks_hi) = ks(&buckets, n as f64, m as f64, span);
-    let w_steps = wasserstein_steps(
+    let wasserstein = wasserstein_distance(
         &quantile_segments(&rb, n as f64, rmin, rmax),
         &quantile_segments(&cb, m as f64, cmin, cmax),
     );
-    let wasserstein = steps_to_value(w_steps);
     let sigma = reference.stddev().unwrap_or(0.0);
     let wasserstein_norm = if sigma > 0.0 {
         Some(wasserstein / sigma)

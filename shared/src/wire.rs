@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{Batch, SeriesData};
 use crate::series::AgentId;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build's agent speaks: 2, whose batches carry today's histogram
+/// (`SeriesData` variant 4). Version 1 (0.1) carried the 0.1 histogram (variant 0).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The versions this build's aggregator accepts: an 0.1 agent (version 1) keeps working.
+pub const ACCEPTED_VERSIONS: [u16; 2] = [1, 2];
 /// Largest frame body accepted, bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Largest encoded batch accepted, bytes (it travels inside a frame).

@@ -1,9 +1,14 @@
 //! Drift figures from merged histograms against the raw-sample figures computed by scipy
 //! (`tests/drift_vectors/gen.py` → `vectors.json`). Each sample is split across three
 //! simulated hosts, recorded into Pitot's summaries, merged, and compared within the SPEC's
-//! tolerances: `ks` ±0.005, `wasserstein` ±0.01·σ_ref, `psi` ±0.02, `js` ±0.01, the raw `ks`
-//! inside `ks_bounds`; categorical `chi2` and `p_value` (counts are exact), `psi`, `js`,
+//! tolerances: `ks` ±0.005, `wasserstein` ±0.01·σ_ref, `psi` ±0.02 (or 1 % of it above 2),
+//! `js` ±0.01, the raw `ks` inside `ks_bounds`; categorical `chi2` and `p_value` (counts are exact), `psi`, `js`,
 //! `new_categories`.
+//!
+//! Besides synthetic samples, every feature of two real data sets that ship inside
+//! scikit-learn (`load_diabetes`: 10 standardised features around ±0.05 with 16 decimals;
+//! `load_breast_cancer`: 30 measurements) is compared under two splits each (by sex /
+//! malignant against benign, and at random), at full precision.
 
 use pitot_shared::categorical::Categorical;
 use pitot_shared::drift;
@@ -20,12 +25,10 @@ fn vectors() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("vectors.json")).expect("json")
 }
 
-fn merged_histogram(values: &Value) -> ValueHistogram {
+fn merged_histogram(values: &[f64]) -> ValueHistogram {
     let mut hosts = vec![ValueHistogram::new(); HOSTS];
-    for (i, v) in values.as_array().expect("array").iter().enumerate() {
-        hosts[i % HOSTS]
-            .record(v.as_f64().expect("number"))
-            .expect("finite");
+    for (i, v) in values.iter().enumerate() {
+        hosts[i % HOSTS].record(*v).expect("finite");
     }
     let mut fleet = ValueHistogram::new();
     for h in &hosts {
@@ -53,55 +56,108 @@ fn merged_categorical(counts: &Value) -> Categorical {
     fleet
 }
 
-#[track_caller]
-fn close(case: &str, what: &str, got: f64, want: f64, tolerance: f64) {
-    assert!(
-        (got - want).abs() <= tolerance,
-        "{case}: {what} = {got}, scipy on raw samples says {want} (tolerance {tolerance})"
-    );
+/// A numeric case's reference and current samples: listed in the case, or one feature of a
+/// stored data set, rows outside the split's mask against rows inside it.
+fn samples(data: &Value, case: &Value) -> (Vec<f64>, Vec<f64>) {
+    let numbers = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number"))
+            .collect()
+    };
+    let Some(dataset) = case["dataset"].as_str() else {
+        return (numbers(&case["reference"]), numbers(&case["current"]));
+    };
+    let set = data["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .find(|d| d["name"] == dataset)
+        .expect("data set stored");
+    let feature = case["feature"].as_u64().expect("feature") as usize;
+    let mask = &set["splits"][case["split"].as_str().expect("split")];
+    let (mut reference, mut current) = (Vec::new(), Vec::new());
+    for (row, inside) in set["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .zip(mask.as_array().expect("mask"))
+    {
+        let v = row[feature].as_f64().expect("number");
+        if inside.as_bool().expect("bool") {
+            current.push(v);
+        } else {
+            reference.push(v);
+        }
+    }
+    (reference, current)
+}
+
+/// Every comparison's outcome: the failures (all of them, not only the first) and the largest
+/// gap seen per figure.
+#[derive(Default)]
+struct Checks {
+    failures: Vec<String>,
+    largest: std::collections::BTreeMap<&'static str, (f64, String)>,
+}
+
+impl Checks {
+    fn close(&mut self, case: &str, what: &'static str, got: f64, want: f64, tolerance: f64) {
+        let gap = (got - want).abs();
+        let entry = self.largest.entry(what).or_insert((0.0, String::new()));
+        if gap > entry.0 {
+            *entry = (gap, case.to_owned());
+        }
+        if gap.is_nan() || gap > tolerance {
+            self.failures.push(format!(
+                "{case}: {what} = {got}, scipy on raw samples says {want} (tolerance {tolerance})"
+            ));
+        }
+    }
 }
 
 #[test]
 fn histogram_figures_match_raw_sample_figures() {
     let data = vectors();
     let mut checked = 0;
+    let mut checks = Checks::default();
     for case in data["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("name");
         let want = &case["expected"];
         match case["kind"].as_str() {
             Some("numeric") => {
-                let got = drift::numeric(
-                    &merged_histogram(&case["reference"]),
-                    &merged_histogram(&case["current"]),
-                );
+                let (reference, current) = samples(&data, case);
+                let got =
+                    drift::numeric(&merged_histogram(&reference), &merged_histogram(&current));
                 let Some(got) = got else {
                     assert!(want.is_null(), "{name}: no figures but scipy has some");
                     continue;
                 };
                 let sigma = want["sigma_ref"].as_f64().expect("sigma");
                 let raw_ks = want["ks"].as_f64().expect("ks");
-                close(name, "ks", got.ks, raw_ks, 0.005);
-                assert!(
-                    got.ks_bounds[0] - 1e-12 <= raw_ks && raw_ks <= got.ks_bounds[1] + 1e-12,
-                    "{name}: raw ks {raw_ks} outside {:?}",
-                    got.ks_bounds
-                );
+                checks.close(name, "ks", got.ks, raw_ks, 0.005);
+                let inside =
+                    got.ks_bounds[0] - 1e-12 <= raw_ks && raw_ks <= got.ks_bounds[1] + 1e-12;
+                if !inside {
+                    checks.failures.push(format!(
+                        "{name}: raw ks {raw_ks} outside {:?}",
+                        got.ks_bounds
+                    ));
+                }
                 let w_tolerance = if sigma > 0.0 { 0.01 * sigma } else { 0.001 };
-                close(
+                checks.close(
                     name,
                     "wasserstein",
                     got.wasserstein,
                     want["wasserstein"].as_f64().expect("w"),
                     w_tolerance,
                 );
-                close(
-                    name,
-                    "psi",
-                    got.psi,
-                    want["psi"].as_f64().expect("psi"),
-                    0.02,
-                );
-                close(name, "js", got.js, want["js"].as_f64().expect("js"), 0.01);
+                // The SPEC's ±0.02, or 1 % of PSI above 2: there a single value near a decile
+                // edge moves PSI by more than 0.02 (docs/DRIFT.md).
+                let psi = want["psi"].as_f64().expect("psi");
+                checks.close(name, "psi", got.psi, psi, (0.01 * psi).max(0.02));
+                checks.close(name, "js", got.js, want["js"].as_f64().expect("js"), 0.01);
             }
             Some("categorical") => {
                 let got = drift::categorical(
@@ -109,7 +165,7 @@ fn histogram_figures_match_raw_sample_figures() {
                     &merged_categorical(&case["current"]),
                 )
                 .expect("figures");
-                close(
+                checks.close(
                     name,
                     "chi2",
                     got.chi2,
@@ -122,15 +178,15 @@ fn histogram_figures_match_raw_sample_figures() {
                     "{name}: p {} vs {p}",
                     got.p_value
                 );
-                close(
+                checks.close(
                     name,
                     "psi",
                     got.psi,
                     want["psi"].as_f64().expect("psi"),
                     1e-9,
                 );
-                close(name, "js", got.js, want["js"].as_f64().expect("js"), 1e-9);
-                close(
+                checks.close(name, "js", got.js, want["js"].as_f64().expect("js"), 1e-9);
+                checks.close(
                     name,
                     "new_categories",
                     got.new_categories,
@@ -142,5 +198,14 @@ fn histogram_figures_match_raw_sample_figures() {
         }
         checked += 1;
     }
-    assert!(checked >= 13, "only {checked} cases checked");
+    for (what, (gap, case)) in &checks.largest {
+        eprintln!("largest {what} gap: {gap:.5} ({case})");
+    }
+    assert!(
+        checks.failures.is_empty(),
+        "{} of the checks failed:\n{}",
+        checks.failures.len(),
+        checks.failures.join("\n")
+    );
+    assert!(checked >= 93, "only {checked} cases checked");
 }

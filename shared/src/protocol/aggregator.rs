@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use crate::series::AgentId;
-use crate::wire::{Frame, PROTOCOL_VERSION};
+use crate::wire::{ACCEPTED_VERSIONS, Frame};
 
 use super::ProtocolError;
 use super::agent::frame_name;
@@ -76,9 +76,14 @@ impl AggregatorSession {
                     agent_version,
                 },
             ) => {
-                if !versions.contains(&PROTOCOL_VERSION) {
+                let Some(version) = versions
+                    .iter()
+                    .copied()
+                    .filter(|v| ACCEPTED_VERSIONS.contains(v))
+                    .max()
+                else {
                     return Err(self.close(ProtocolError::UnsupportedVersion));
-                }
+                };
                 if agent_id != self.certified {
                     return Err(self.close(ProtocolError::IdentityMismatch {
                         claimed: agent_id.0,
@@ -86,9 +91,7 @@ impl AggregatorSession {
                     }));
                 }
                 self.state = State::Ready { epoch };
-                self.transmit.push_back(Frame::Welcome {
-                    version: PROTOCOL_VERSION,
-                });
+                self.transmit.push_back(Frame::Welcome { version });
                 self.events.push_back(AggregatorEvent::Established {
                     agent_version,
                     epoch,

@@ -124,22 +124,27 @@ fn no_traffic_is_not_an_outage() {
 
 #[test]
 fn latency_thresholds_fall_to_a_bucket_edge() {
-    // 500 ms is 500 000 steps; the bucket holding it is 256 steps wide there.
-    let edge = crate::histogram::ValueHistogram::bucket_edge_at_or_below(500.0).unwrap();
-    assert!(edge <= 500.0 && edge > 499.0, "{edge}");
-    let mut h = crate::histogram::ValueHistogram::new();
-    h.record(edge).unwrap();
+    // 500 ms is an edge of the layout (500 = 2^8 × 1.953125, and 0.953125 = 488/512), so a
+    // request of exactly 500 ms is good and one a bucket above is not.
+    use crate::histogram::ValueHistogram;
+    assert_eq!(ValueHistogram::bucket_edge_at_or_below(500.0), Some(500.0));
+    let mut h = ValueHistogram::new();
     h.record(500.0).unwrap();
+    h.record(500.5).unwrap();
+    assert_eq!(h.count_at_or_below(500.0), 1);
+    // 499.9 is not an edge: the threshold used is the edge under it, and a value between
+    // that edge and 499.9 is not counted (good counts are never optimistic).
+    let edge = ValueHistogram::bucket_edge_at_or_below(499.9).unwrap();
+    assert!(edge < 499.9 && edge > 499.9 * (1.0 - 1.0 / 512.0), "{edge}");
+    let mut h = ValueHistogram::new();
+    h.record(edge).unwrap();
+    h.record(499.89).unwrap();
     assert_eq!(
-        h.count_at_or_below(500.0),
+        h.count_at_or_below(499.9),
         1,
         "good counts are never optimistic"
     );
-    // A value that is its own bucket edge stays.
-    assert_eq!(
-        crate::histogram::ValueHistogram::bucket_edge_at_or_below(1.0),
-        Some(1.0)
-    );
+    assert_eq!(ValueHistogram::bucket_edge_at_or_below(1.0), Some(1.0));
 }
 
 #[test]

@@ -5,7 +5,12 @@ Writes vectors.json beside this file (committed; regenerate with
 `python3 gen.py` after `pip install -r requirements.txt`). The Rust test
 shared/tests/drift_vectors.rs records the same samples into Pitot's histograms, split across
 simulated hosts and merged, and checks every figure against these within the SPEC's
-tolerances. Values are rounded to 3 decimals, the resolution Pitot records.
+tolerances. The synthetic cases are rounded to 3 decimals, as clients often send them; the
+continuous ones are not: latencies in seconds at full precision, and every feature of two
+real data sets that ship inside scikit-learn (no download): load_diabetes (442 patients, 10
+standardised features around +-0.05 with 16 decimals) split by sex and at random, and
+load_breast_cancer (569 tumours, 30 measurements) split malignant against benign and at
+random. Real data sets are stored once, as rows, with the row masks of each split.
 
 Definitions (SPEC § Drift), on raw values:
 - ks: scipy.stats.ks_2samp(ref, cur).statistic
@@ -77,8 +82,11 @@ def main():
     rng = np.random.default_rng(20261126)
     cases = []
 
-    def numeric(name, ref, cur):
-        ref, cur = r3(ref), r3(cur)
+    def numeric(name, ref, cur, rounded=True):
+        if rounded:
+            ref, cur = r3(ref), r3(cur)
+        else:
+            ref, cur = [float(v) for v in ref], [float(v) for v in cur]
         cases.append({"name": name, "kind": "numeric", "reference": ref, "current": cur,
                       "expected": numeric_expected(ref, cur)})
 
@@ -109,10 +117,42 @@ def main():
     categorical("languages-same", as_counts(draw(5000, pr)), as_counts(draw(5000, pr)))
     categorical("one-category", {"en": 40}, {"en": 70})
 
+    # Continuous latencies in seconds, full precision (0.1's 0.001 step made bounds collapse).
+    numeric("seconds-continuous", list(rng.lognormal(-5.2, 0.5, 3000)),
+            list(rng.lognormal(-5.1, 0.5, 3000)), rounded=False)
+
+    import sklearn
+    from sklearn import datasets as skd
+    real = []
+    diabetes = skd.load_diabetes()
+    x = diabetes.data
+    sex = x[:, 1] > 0
+    random_half = np.random.default_rng(442).random(len(x)) < 0.5
+    real.append(("diabetes", diabetes.feature_names, x,
+                 {"by-sex": sex, "random": random_half}))
+    cancer = skd.load_breast_cancer()
+    x = cancer.data
+    malignant = cancer.target == 0
+    random_half = np.random.default_rng(569).random(len(x)) < 0.5
+    real.append(("breast_cancer", list(cancer.feature_names), x,
+                 {"malignant-vs-benign": malignant, "random": random_half}))
+    sets = []
+    for name, features, x, splits in real:
+        masks = {k: [bool(b) for b in m] for k, m in splits.items()}
+        sets.append({"name": name, "features": list(features),
+                     "rows": [[float(v) for v in row] for row in x], "splits": masks})
+        for split, mask in splits.items():
+            for j, feature in enumerate(features):
+                # Reference: rows outside the mask; current: rows inside it.
+                cases.append({"name": f"{name}/{feature}/{split}", "kind": "numeric",
+                              "dataset": name, "feature": j, "split": split,
+                              "expected": numeric_expected(x[~mask, j], x[mask, j])})
+
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors.json")
     with open(out, "w") as f:
         json.dump({"generator": "gen.py", "numpy": np.__version__,
-                   "scipy": __import__("scipy").__version__, "cases": cases}, f)
+                   "scipy": __import__("scipy").__version__,
+                   "scikit-learn": sklearn.__version__, "datasets": sets, "cases": cases}, f)
     print(f"wrote {len(cases)} cases to {out}")
 
 

@@ -1,20 +1,13 @@
-//! The value histogram: a mergeable distribution of signed floats.
+//! The 0.1 value histogram ("v1"), kept to read what 0.1 wrote and to measure against.
 //!
-//! # Resolution
+//! Pitot 0.1 quantized a value `v` to integer steps of 0.001 of its unit (`q = round(v /
+//! 0.001)`) and kept the magnitudes in two HdrHistograms (values ≥ 0 and < 0) at 3 significant
+//! digits, with exact count, sum and sum of squares in steps, min and max. So sub-unit values
+//! lost their precision (0.00535 s read back as 0.005 s; 1e-4 as 0). Spools and stores written
+//! by 0.1 hold this form (`SeriesData` variant 0); [`V1Histogram::to_current`] turns it into
+//! today's [`super::ValueHistogram`] at the resolution it was recorded with.
 //!
-//! A value `v` is quantized to an integer number of steps of [`STEP`] (0.001 of the unit it was
-//! sent in, so 1 µs for a DogStatsD `ms` timer): `q = round(v / STEP)`. The magnitudes `|q|`
-//! go into one of two HdrHistograms (values ≥ 0 and values < 0) with
-//! [`SIGNIFICANT_DIGITS`] = 3. So a recorded value is known to within
-//! `max(STEP / 2, |v| / 2048)`: exact to the step below 2.048 units, and a relative error under
-//! 0.05 % above (HdrHistogram's bucket width at 3 digits is at most 1/1024 of the value, and
-//! quantiles report the bucket's midpoint). Values with `|v| > MAX_ABS_VALUE` are refused.
-//!
-//! Beside the buckets, each histogram carries the exact count, sum and sum of squares (of the
-//! quantized values, as integers, so merging is associative and commutative bit for bit),
-//! min and max. Quantiles are clamped to `[min, max]`, so the 0 and 1 quantiles are exact.
-//!
-//! # Wire form
+//! Wire form (`HistogramWire`):
 //!
 //! ```text
 //! HistogramWire { count: u64, sum_steps: i128, sum_sq_steps: u128,
@@ -32,6 +25,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
+use super::{DecodeError, MergeError, RecordError};
+
 /// One quantization step, in the unit the value was sent in.
 pub const STEP: f64 = 0.001;
 /// Significant decimal digits kept by the buckets.
@@ -44,49 +39,10 @@ const MAX_TRACKABLE_STEPS: u64 = 1 << 53;
 const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
 const V2_HEADER_BYTES: usize = 40;
 
-/// Why a value could not be recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RecordError {
-    /// The value is NaN or infinite; the caller counts it as malformed.
-    #[error("value is not finite")]
-    NonFinite,
-    /// `|v|` exceeds [`MAX_ABS_VALUE`]; the caller counts it as malformed.
-    #[error("value magnitude exceeds {MAX_ABS_VALUE}")]
-    OutOfRange,
-}
-
-/// Why two histograms could not be merged. Only corrupt or hostile inputs cause it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MergeError {
-    /// A running total would overflow its integer type.
-    #[error("histogram totals overflow")]
-    Overflow,
-    /// The HdrHistogram refused the addition (its range could not grow).
-    #[error("histogram buckets could not be added: {0}")]
-    Buckets(String),
-}
-
-/// Why histogram bytes from the network or disk were refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The V2 header is short, compressed, or declares sizes beyond Pitot's bounds.
-    #[error("histogram header rejected: {0}")]
-    Header(&'static str),
-    /// The V2 payload is malformed.
-    #[error("histogram payload rejected: {0}")]
-    Payload(String),
-    /// The summary fields contradict the buckets (count, min, max).
-    #[error("histogram summary inconsistent: {0}")]
-    Inconsistent(&'static str),
-}
-
-/// A mergeable distribution of signed floats (see the module docs for its resolution).
+/// The 0.1 histogram (see the module docs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "HistogramWire", into = "HistogramWire")]
-pub struct ValueHistogram {
+pub struct V1Histogram {
     positive: Histogram<u64>,
     negative: Option<Box<Histogram<u64>>>,
     count: u64,
@@ -96,7 +52,7 @@ pub struct ValueHistogram {
     max_steps: i64,
 }
 
-impl Default for ValueHistogram {
+impl Default for V1Histogram {
     fn default() -> Self {
         Self::new()
     }
@@ -128,10 +84,10 @@ fn to_value(steps: i64) -> f64 {
     steps as f64 / STEPS_PER_UNIT
 }
 
-impl ValueHistogram {
+impl V1Histogram {
     /// An empty histogram.
     pub fn new() -> Self {
-        ValueHistogram {
+        V1Histogram {
             positive: new_buckets(),
             negative: None,
             count: 0,
@@ -176,7 +132,7 @@ impl ValueHistogram {
 
     /// Adds `other` into `self`. Counts add exactly; the result does not depend on the order
     /// of merges.
-    pub fn merge(&mut self, other: &ValueHistogram) -> Result<(), MergeError> {
+    pub fn merge(&mut self, other: &V1Histogram) -> Result<(), MergeError> {
         if other.count == 0 {
             return Ok(());
         }
@@ -210,46 +166,8 @@ impl ValueHistogram {
         self.count
     }
 
-    /// True when nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Sum of the (quantized) observations.
-    pub fn sum(&self) -> f64 {
-        self.sum_steps as f64 / STEPS_PER_UNIT
-    }
-
-    /// Sum of squares of the (quantized) observations.
-    pub fn sum_of_squares(&self) -> f64 {
-        self.sum_sq_steps as f64 / (STEPS_PER_UNIT * STEPS_PER_UNIT)
-    }
-
-    /// Smallest observation, `None` when empty.
-    pub fn min(&self) -> Option<f64> {
-        (self.count > 0).then(|| to_value(self.min_steps))
-    }
-
-    /// Largest observation, `None` when empty.
-    pub fn max(&self) -> Option<f64> {
-        (self.count > 0).then(|| to_value(self.max_steps))
-    }
-
-    /// Mean, `None` when empty.
-    pub fn mean(&self) -> Option<f64> {
-        (self.count > 0).then(|| self.sum() / self.count as f64)
-    }
-
-    /// Population standard deviation from the exact moments, `None` when empty.
-    pub fn stddev(&self) -> Option<f64> {
-        let mean = self.mean()?;
-        let var = self.sum_of_squares() / self.count as f64 - mean * mean;
-        Some(var.max(0.0).sqrt())
-    }
-
-    /// The value at quantile `q` (0..=1) by nearest rank: the smallest recorded value whose
-    /// rank is at least `ceil(q * count)`, reported as the middle of its bucket and clamped to
-    /// the exact `[min, max]`. `None` when empty or when `q` is outside 0..=1 or NaN.
+    /// The value at quantile `q` (0..=1) by nearest rank, the middle of its bucket clamped to
+    /// `[min, max]`, as 0.1 answered it. `None` when empty or `q` is outside 0..=1.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
@@ -257,8 +175,6 @@ impl ValueHistogram {
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         let neg_count = self.negative.as_ref().map_or(0, |h| h.len());
         let steps = if rank <= neg_count {
-            // Negative values sort by descending magnitude: rank r among them is magnitude
-            // rank (neg_count - r + 1) in ascending order.
             let neg = self.negative.as_deref()?;
             -(magnitude_at_rank(neg, neg_count - rank + 1) as f64)
         } else {
@@ -268,108 +184,47 @@ impl ValueHistogram {
         Some(clamped / STEPS_PER_UNIT)
     }
 
-    /// The threshold a bucket-granular "at or below `v`" count really uses: the highest value
-    /// of the last bucket that lies entirely at or below `v` (for `v ≥ 0`). Every histogram
-    /// shares one bucket layout, so this depends on `v` alone. `None` for negative or
-    /// non-finite `v`.
-    pub fn bucket_edge_at_or_below(v: f64) -> Option<f64> {
-        let q = quantize(v).ok()?;
-        if q < 0 {
-            return None;
-        }
-        let layout = new_buckets();
-        let q = q.unsigned_abs();
-        let edge = if layout.highest_equivalent(q) == q {
-            q
-        } else {
-            layout.lowest_equivalent(q).saturating_sub(1)
-        };
-        Some(to_value(edge as i64))
+    /// Bytes of bucket counters held in memory (HdrHistogram keeps one `u64` per slot from 0
+    /// to the largest value seen).
+    pub fn heap_bytes(&self) -> usize {
+        let slots = self.positive.distinct_values()
+            + self.negative.as_ref().map_or(0, |h| h.distinct_values());
+        slots * std::mem::size_of::<u64>()
     }
 
-    /// How many observations are at or below `v`, counting whole buckets: a bucket counts
-    /// when its highest equivalent value is at or below `v`, so the answer never overstates.
-    pub fn count_at_or_below(&self, v: f64) -> u64 {
-        let Ok(limit) = quantize(v) else {
-            return if v > 0.0 { self.count } else { 0 };
-        };
-        let neg_total = self.negative.as_ref().map_or(0, |h| h.len());
-        if limit < 0 {
-            let Some(neg) = self.negative.as_deref() else {
-                return 0;
-            };
-            // Negative values at or below `limit` have magnitude >= |limit|; a bucket counts
-            // only when its lowest equivalent magnitude is >= |limit|.
-            let m = limit.unsigned_abs();
-            return neg
-                .iter_recorded()
-                .filter(|it| neg.lowest_equivalent(it.value_iterated_to()) >= m)
-                .map(|it| it.count_at_value())
-                .sum();
+    /// Today's histogram holding the same observations: each 0.1 bucket's count at the value
+    /// 0.1 would have reported for it (its middle), with the exact count, min and max, and the
+    /// sums as 0.1 kept them. Precision stays what 0.1 recorded.
+    pub fn to_current(&self) -> super::ValueHistogram {
+        let mut out = super::ValueHistogram::new();
+        if self.count == 0 {
+            return out;
         }
-        let m = limit.unsigned_abs();
-        let pos: u64 = self
-            .positive
-            .iter_recorded()
-            .filter(|it| it.value_iterated_to() <= m)
-            .map(|it| it.count_at_value())
-            .sum();
-        neg_total + pos
-    }
-
-    /// The non-empty buckets in ascending value order, in quantization steps: every recorded
-    /// value `q` of a bucket satisfies `lo <= q <= hi`. Two histograms share one bucket layout,
-    /// so equal `(lo, hi)` pairs are the same bucket on both sides. Drift statistics use it.
-    pub fn bucket_steps(&self) -> Vec<StepBucket> {
-        let mut out = Vec::new();
+        let mut buckets: Vec<(f64, u64)> = Vec::new();
         if let Some(neg) = self.negative.as_deref() {
-            let mut rev: Vec<StepBucket> = neg
-                .iter_recorded()
-                .map(|it| {
-                    let hi = it.value_iterated_to();
-                    let lo = neg.lowest_equivalent(hi);
-                    StepBucket {
-                        lo: -(hi as i64),
-                        hi: -(lo as i64),
-                        count: it.count_at_value(),
-                    }
-                })
-                .collect();
-            rev.reverse();
-            out.extend(rev);
+            for it in neg.iter_recorded() {
+                let m = neg.median_equivalent(it.value_iterated_to());
+                buckets.push((-(m as f64) / STEPS_PER_UNIT, it.count_at_value()));
+            }
         }
         for it in self.positive.iter_recorded() {
-            let hi = it.value_iterated_to();
-            let lo = self.positive.lowest_equivalent(hi);
-            out.push(StepBucket {
-                lo: lo as i64,
-                hi: hi as i64,
-                count: it.count_at_value(),
-            });
+            let m = self.positive.median_equivalent(it.value_iterated_to());
+            buckets.push((m as f64 / STEPS_PER_UNIT, it.count_at_value()));
         }
+        let (min, max) = (to_value(self.min_steps), to_value(self.max_steps));
+        for (v, n) in buckets {
+            // Magnitudes were bounded by 0.1's own limit, inside today's range.
+            let _in_range = out.record_n(v.clamp(min, max), n).is_ok();
+        }
+        out.set_summary(
+            self.count,
+            self.sum_steps as f64 / STEPS_PER_UNIT,
+            self.sum_sq_steps as f64 / (STEPS_PER_UNIT * STEPS_PER_UNIT),
+            min,
+            max,
+        );
         out
     }
-
-    /// Smallest and largest observation in steps, `None` when empty.
-    pub fn range_steps(&self) -> Option<(i64, i64)> {
-        (self.count > 0).then_some((self.min_steps, self.max_steps))
-    }
-}
-
-/// One non-empty bucket in quantization steps (see [`ValueHistogram::bucket_steps`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepBucket {
-    /// Lowest value of the bucket, steps.
-    pub lo: i64,
-    /// Highest value of the bucket, steps.
-    pub hi: i64,
-    /// Observations in it.
-    pub count: u64,
-}
-
-/// Converts steps to the value's unit.
-pub fn steps_to_value(steps: f64) -> f64 {
-    steps / STEPS_PER_UNIT
 }
 
 fn magnitude_at_rank(h: &Histogram<u64>, rank: u64) -> u64 {
@@ -385,7 +240,7 @@ fn magnitude_at_rank(h: &Histogram<u64>, rank: u64) -> u64 {
     h.median_equivalent(last)
 }
 
-/// The serialized form of a [`ValueHistogram`] (see the module docs).
+/// The serialized form of a [`V1Histogram`] (see the module docs).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HistogramWire {
     count: u64,
@@ -395,6 +250,13 @@ pub struct HistogramWire {
     max_steps: i64,
     positive: Vec<u8>,
     negative: Vec<u8>,
+}
+
+impl HistogramWire {
+    /// The positive side's HdrHistogram V2 bytes.
+    pub fn positive(&self) -> &[u8] {
+        &self.positive
+    }
 }
 
 fn encode_v2(h: &Histogram<u64>) -> Vec<u8> {
@@ -479,8 +341,8 @@ fn decode_v2(bytes: &[u8]) -> Result<Histogram<u64>, DecodeError> {
     Ok(h)
 }
 
-impl From<ValueHistogram> for HistogramWire {
-    fn from(h: ValueHistogram) -> Self {
+impl From<V1Histogram> for HistogramWire {
+    fn from(h: V1Histogram) -> Self {
         HistogramWire {
             count: h.count,
             sum_steps: h.sum_steps,
@@ -493,7 +355,7 @@ impl From<ValueHistogram> for HistogramWire {
     }
 }
 
-impl TryFrom<HistogramWire> for ValueHistogram {
+impl TryFrom<HistogramWire> for V1Histogram {
     type Error = DecodeError;
 
     fn try_from(w: HistogramWire) -> Result<Self, Self::Error> {
@@ -510,7 +372,7 @@ impl TryFrom<HistogramWire> for ValueHistogram {
         if w.count > 0 && w.min_steps > w.max_steps {
             return Err(DecodeError::Inconsistent("min above max"));
         }
-        Ok(ValueHistogram {
+        Ok(V1Histogram {
             positive,
             negative,
             count: w.count,
@@ -521,6 +383,3 @@ impl TryFrom<HistogramWire> for ValueHistogram {
         })
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,244 @@
+//! Bucket counters over the span of bucket indexes a histogram has seen.
+//!
+//! One counter per index from the lowest to the highest index seen (plus up to an eighth of
+//! slack on the side that grew), so memory follows the spread of the values, not the range
+//! the layout could hold. Counters start one byte wide and widen to 2, 4 and 8 bytes, all
+//! together, the first time one would overflow: a latency series spanning three decades at
+//! 512 buckets per octave holds 5 102 counters, 5 KiB while no bucket passed 255.
+
+/// Counters of one width.
+#[derive(Clone, Debug)]
+enum Counts {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+}
+
+macro_rules! each {
+    ($counts:expr, $v:ident => $body:expr) => {
+        match $counts {
+            Counts::U8($v) => $body,
+            Counts::U16($v) => $body,
+            Counts::U32($v) => $body,
+            Counts::U64($v) => $body,
+        }
+    };
+}
+
+/// Counters for bucket indexes `offset .. offset + len`.
+#[derive(Clone, Debug)]
+pub(crate) struct Dense {
+    offset: u32,
+    counts: Counts,
+    /// Sum of all counters (saturating).
+    total: u64,
+}
+
+impl Default for Dense {
+    fn default() -> Self {
+        Dense {
+            offset: 0,
+            counts: Counts::U8(Vec::new()),
+            total: 0,
+        }
+    }
+}
+
+impl PartialEq for Dense {
+    /// Equal when the same buckets hold the same counts, whatever the widths and spans.
+    fn eq(&self, other: &Self) -> bool {
+        self.total == other.total && self.iter().eq(other.iter())
+    }
+}
+
+impl Dense {
+    fn len(&self) -> usize {
+        each!(&self.counts, v => v.len())
+    }
+
+    /// Observations in all buckets.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        match &self.counts {
+            Counts::U8(v) => u64::from(v[i]),
+            Counts::U16(v) => u64::from(v[i]),
+            Counts::U32(v) => u64::from(v[i]),
+            Counts::U64(v) => v[i],
+        }
+    }
+
+    /// Bytes of counters allocated.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.counts {
+            Counts::U8(v) => v.capacity(),
+            Counts::U16(v) => v.capacity() * 2,
+            Counts::U32(v) => v.capacity() * 4,
+            Counts::U64(v) => v.capacity() * 8,
+        }
+    }
+
+    /// Makes `lo..=hi` addressable (indexes at most `max_index`).
+    fn cover(&mut self, lo: u32, hi: u32, max_index: u32) {
+        let len = self.len() as u32;
+        if len == 0 {
+            self.offset = lo;
+            let n = (hi - lo + 1) as usize;
+            each!(&mut self.counts, v => v.resize(n, 0));
+            return;
+        }
+        let end = self.offset + len; // exclusive
+        if lo < self.offset {
+            let slack = (len / 8).max(8);
+            let new_offset = lo.saturating_sub(slack);
+            let shift = (self.offset - new_offset) as usize;
+            each!(&mut self.counts, v => {
+                let mut grown = vec![0; shift + v.len()];
+                grown[shift..].copy_from_slice(v);
+                *v = grown;
+            });
+            self.offset = new_offset;
+        }
+        if hi >= end {
+            let slack = (len / 8).max(8);
+            let new_end = (hi + 1 + slack).min(max_index + 1).max(hi + 1);
+            let n = (new_end - self.offset) as usize;
+            each!(&mut self.counts, v => {
+                v.reserve_exact(n - v.len());
+                v.resize(n, 0);
+            });
+        }
+    }
+
+    /// Widens every counter to the next width.
+    fn widen(&mut self) {
+        self.counts = match &self.counts {
+            Counts::U8(v) => Counts::U16(v.iter().map(|c| u16::from(*c)).collect()),
+            Counts::U16(v) => Counts::U32(v.iter().map(|c| u32::from(*c)).collect()),
+            Counts::U32(v) => Counts::U64(v.iter().map(|c| u64::from(*c)).collect()),
+            Counts::U64(v) => Counts::U64(v.clone()),
+        };
+    }
+
+    /// Adds `n` to bucket `index`; false when a counter would pass `u64::MAX`.
+    #[inline]
+    pub(crate) fn add(&mut self, index: u32, n: u64, max_index: u32) -> bool {
+        let len = self.len() as u32;
+        if index < self.offset || index >= self.offset + len || len == 0 {
+            self.cover(index, index, max_index);
+        }
+        let i = (index - self.offset) as usize;
+        loop {
+            let done = match &mut self.counts {
+                Counts::U8(v) => bump(&mut v[i], n),
+                Counts::U16(v) => bump(&mut v[i], n),
+                Counts::U32(v) => bump(&mut v[i], n),
+                Counts::U64(v) => match v[i].checked_add(n) {
+                    Some(s) => {
+                        v[i] = s;
+                        true
+                    }
+                    None => return false,
+                },
+            };
+            if done {
+                self.total = self.total.saturating_add(n);
+                return true;
+            }
+            self.widen();
+        }
+    }
+
+    /// Adds every bucket of `other`; false when a counter would overflow (nothing is then
+    /// guaranteed about `self`, so callers merge into a copy).
+    pub(crate) fn merge(&mut self, other: &Dense, max_index: u32) -> bool {
+        let Some((lo, hi)) = other.span() else {
+            return true;
+        };
+        self.cover(lo, hi, max_index);
+        other.iter().all(|(i, c)| self.add(i, c, max_index))
+    }
+
+    /// Lowest and highest non-empty index.
+    fn span(&self) -> Option<(u32, u32)> {
+        let mut it = self.iter();
+        let first = it.next()?.0;
+        let last = it.last().map_or(first, |(i, _)| i);
+        Some((first, last))
+    }
+
+    /// Non-empty buckets, ascending: `(index, count)`.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (u32, u64)> + '_ {
+        (0..self.len()).filter_map(move |i| {
+            let c = self.get(i);
+            (c > 0).then_some((self.offset + i as u32, c))
+        })
+    }
+}
+
+/// Adds `n` to a narrow counter; false when it would not fit.
+#[inline]
+fn bump<T>(c: &mut T, n: u64) -> bool
+where
+    T: Copy + Into<u64> + TryFrom<u64>,
+{
+    let sum = (*c).into().saturating_add(n);
+    match T::try_from(sum) {
+        Ok(s) => {
+            *c = s;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_widen_and_spans_grow_both_ways() {
+        let mut d = Dense::default();
+        assert!(d.add(100, 1, 1000));
+        assert!(d.add(50, 2, 1000));
+        assert!(d.add(900, 300, 1000));
+        assert!(d.add(900, 70_000, 1000));
+        assert!(d.add(100, 5_000_000_000, 1000));
+        let got: Vec<_> = d.iter().collect();
+        assert_eq!(got, vec![(50, 2), (100, 5_000_000_001), (900, 70_300)]);
+        assert_eq!(d.total(), 5_000_070_303);
+        assert!(!d.add(100, u64::MAX, 1000));
+    }
+
+    #[test]
+    fn equality_ignores_width_and_span() {
+        let mut a = Dense::default();
+        let mut b = Dense::default();
+        a.add(10, 1, 100);
+        a.add(20, 300, 100);
+        b.add(20, 300, 100);
+        b.add(10, 1, 100);
+        b.add(5, 0, 100);
+        assert_eq!(a, b);
+        let mut c = Dense::default();
+        assert!(c.merge(&a, 100));
+        assert_eq!(c, a);
+    }
+
+    #[test]
+    fn memory_follows_the_spread() {
+        let mut d = Dense::default();
+        for i in 0..5_102 {
+            d.add(10_000 + i, 1, 40_960);
+        }
+        // One byte per counter, plus at most an eighth of slack.
+        assert!(
+            d.heap_bytes() <= 5_102 + 5_102 / 8 + 8,
+            "{}",
+            d.heap_bytes()
+        );
+    }
+}
