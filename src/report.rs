@@ -161,7 +161,9 @@ pub fn latency_table(report: &Value, group_by: &str) -> String {
     unit + &table(&headers, &rows)
 }
 
-/// Renders `/api/v1/agents` as a table.
+/// Renders `/api/v1/agents` as a table. The last three columns say what was lost over the
+/// report's window (the last hour by default): lines the agent refused or dropped, UDP
+/// datagrams the kernel dropped, and packets the DogStatsD clients say they dropped.
 pub fn agents_table(report: &Value) -> String {
     let rows: Vec<Vec<String>> = report["agents"]
         .as_array()
@@ -177,6 +179,9 @@ pub fn agents_table(report: &Value) -> String {
                         a["spool_bytes"].as_u64().unwrap_or(0).to_string(),
                         a["batches"].as_u64().unwrap_or(0).to_string(),
                         a["duplicates"].as_u64().unwrap_or(0).to_string(),
+                        loss_cell(&a["loss"], &["malformed_lines", "dropped_lines"]),
+                        loss_cell(&a["loss"], &["kernel_dropped_datagrams"]),
+                        loss_cell(&a["loss"], &["client_dropped_packets"]),
                     ]
                 })
                 .collect()
@@ -191,9 +196,21 @@ pub fn agents_table(report: &Value) -> String {
             "spool bytes",
             "batches",
             "replays",
+            "lines refused",
+            "kernel drops",
+            "client drops",
         ],
         &rows,
     )
+}
+
+/// The sum of some `loss` fields of an agent, for the table ("-" when the report has none).
+fn loss_cell(loss: &Value, fields: &[&str]) -> String {
+    if loss.is_null() {
+        return "-".to_owned();
+    }
+    let n: f64 = fields.iter().filter_map(|f| loss[*f].as_f64()).sum();
+    format!("{n:.0}")
 }
 
 /// Renders `/api/v1/drift` as a table, most severe first (the API's order).

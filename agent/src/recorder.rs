@@ -15,12 +15,12 @@ use pitot_shared::series::AgentId;
 use pitot_shared::window::next_boundary;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::ingest::{Drained, IngestShared, Shard};
 use crate::samples::Samples;
 use crate::spool::Spool;
-use crate::telemetry::{SelfMetrics, UplinkStats};
+use crate::telemetry::{SelfMetrics, UplinkStats, client_losses};
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
@@ -86,6 +86,18 @@ impl Recorder {
         let own_entry = drained.entry(closed_start).or_default();
         for s in own {
             own_entry.insert(s.key, s.data);
+        }
+        for series in drained.values_mut() {
+            let (losses, packets) = client_losses(&self.agent_id, series);
+            if packets > 0 {
+                warn!(
+                    packets,
+                    "DogStatsD clients report dropped packets (pitot.agent.client.packets_dropped)."
+                );
+            }
+            for s in losses {
+                series.insert(s.key, s.data);
+            }
         }
         for (start, series) in drained {
             if series.is_empty() {

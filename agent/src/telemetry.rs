@@ -16,6 +16,13 @@
 //! | `pitot.agent.spool.append_failures` | counter | batches that could not be spooled (disk full or failing): lost |
 //! | `pitot.agent.uplink.acked`, `…rejected`, `…reconnects` | counter | uplink outcomes |
 //! | `pitot.agent.uplink.lag_seconds` | histogram | age of the newest acknowledged interval's end |
+//! | `pitot.agent.client.packets_dropped` (`reason`, `client`, `transport`) | counter | packets the DogStatsD clients say they dropped (`queue`: their sender queue was full; `writer`: the socket refused them) |
+//! | `pitot.agent.client.bytes_dropped` (`reason`, `client`, `transport`) | counter | the bytes of those packets |
+//!
+//! The official clients report their own losses as telemetry series
+//! (`datadog.dogstatsd.client.packets_dropped_queue`, `…_writer`, `bytes_dropped_…`); they
+//! are kept as sent, and [`client_losses`] also folds them into the `pitot.agent.client.*`
+//! series above, so one family answers "did anything get lost?" on both sides of the socket.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -49,6 +56,59 @@ pub struct UplinkStats {
     pub reconnects: AtomicU64,
     /// End of the newest acknowledged interval, Unix ms (0 before the first ack).
     pub last_acked_end_ms: AtomicI64,
+}
+
+/// The `pitot.agent.client.*` series for one interval's series: the DogStatsD clients' own
+/// drop telemetry, summed per reason, client and transport. Also returns the packets dropped.
+pub fn client_losses(
+    host: &str,
+    series: &std::collections::BTreeMap<SeriesKey, SeriesData>,
+) -> (Vec<SeriesSnapshot>, u64) {
+    const PREFIX: &str = "datadog.dogstatsd.client.";
+    let mut sums: std::collections::BTreeMap<(&'static str, &'static str, String, String), f64> =
+        std::collections::BTreeMap::new();
+    let mut packets = 0.0;
+    for (key, data) in series {
+        let Some(what) = key.name().strip_prefix(PREFIX) else {
+            continue;
+        };
+        let (name, reason) = match what {
+            "packets_dropped_queue" => ("pitot.agent.client.packets_dropped", "queue"),
+            "packets_dropped_writer" => ("pitot.agent.client.packets_dropped", "writer"),
+            "bytes_dropped_queue" => ("pitot.agent.client.bytes_dropped", "queue"),
+            "bytes_dropped_writer" => ("pitot.agent.client.bytes_dropped", "writer"),
+            _ => continue,
+        };
+        let SeriesData::Counter(n) = data else {
+            continue;
+        };
+        if *n <= 0.0 {
+            continue;
+        }
+        if name.ends_with("packets_dropped") {
+            packets += n;
+        }
+        let tag = |k: &str| key.tag(k).unwrap_or("unknown").to_owned();
+        *sums
+            .entry((name, reason, tag("client"), tag("client_transport")))
+            .or_default() += n;
+    }
+    let out = sums
+        .into_iter()
+        .filter_map(|((name, reason, client, transport), n)| {
+            let tags = vec![
+                ("client".to_owned(), client),
+                ("host".to_owned(), host.to_owned()),
+                ("reason".to_owned(), reason.to_owned()),
+                ("transport".to_owned(), transport),
+            ];
+            SeriesKey::new(name, tags).ok().map(|key| SeriesSnapshot {
+                key,
+                data: SeriesData::Counter(n),
+            })
+        })
+        .collect();
+    (out, packets as u64)
 }
 
 /// Turns monotonic counters into per-interval deltas for the self-metric series.

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/quantiles", get(quantiles))
         .route("/api/v1/counters", get(counters))
+        .route("/api/v1/categories", get(categories))
         .route("/api/v1/drift", get(drift_report))
         .route("/api/v1/slo", get(slo_list))
         .route("/api/v1/slo/{name}", get(slo_one))
@@ -227,8 +228,14 @@ async fn slo_one(
     Ok(Json(report))
 }
 
-async fn agents(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let list = blocking(move || reports::agents(state.store.as_ref(), now_ms())).await?;
+async fn agents(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = Params::parse(raw);
+    let now = now_ms();
+    let from_ms = parse_time(params.one("from").unwrap_or("now-1h"), now).map_err(bad)?;
+    let list = blocking(move || reports::agents(state.store.as_ref(), from_ms, now)).await?;
     Ok(Json(json!({ "agents": list })))
 }
 
@@ -282,6 +289,15 @@ async fn counters(
 ) -> Result<Json<reports::CounterReport>, ApiError> {
     let q = Params::parse(raw).metric_query()?;
     let report = blocking(move || reports::counters(state.store.as_ref(), &q)).await?;
+    Ok(Json(report))
+}
+
+async fn categories(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<reports::CategoryReport>, ApiError> {
+    let q = Params::parse(raw).metric_query()?;
+    let report = blocking(move || reports::categories(state.store.as_ref(), &q)).await?;
     Ok(Json(report))
 }
 

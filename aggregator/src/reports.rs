@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use pitot_shared::batch::SeriesData;
 use pitot_shared::buckets::BucketHistogram;
+use pitot_shared::categorical::{self, Categorical};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::Kind;
 use pitot_shared::window::align_down;
@@ -127,6 +128,38 @@ pub struct CounterReport {
     pub groups: Vec<CounterSummary>,
 }
 
+/// One group's category counts (`GET /api/v1/categories`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CategorySummary {
+    /// The group's tags (empty for the fleet).
+    pub tags: BTreeMap<String, String>,
+    /// Observations, exact.
+    pub total: u64,
+    /// Count per value kept (the top values per series, exact).
+    pub values: BTreeMap<String, u64>,
+    /// Observations of values beyond the per-series limit (`__other__`).
+    pub other: u64,
+}
+
+/// `GET /api/v1/categories`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryReport {
+    /// Metric.
+    pub metric: String,
+    /// Range start (RFC 3339).
+    pub from: String,
+    /// Range end (RFC 3339).
+    pub to: String,
+    /// Resolution used.
+    pub resolution: String,
+    /// Series summed.
+    pub series: usize,
+    /// The whole fleet.
+    pub fleet: CategorySummary,
+    /// Per `group_by` value.
+    pub groups: Vec<CategorySummary>,
+}
+
 /// Parses `now`, `now-1h`, RFC 3339, or Unix seconds into Unix ms.
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     let t = text.trim();
@@ -207,10 +240,10 @@ fn load_kind(store: &dyn Store, q: &MetricQuery, want: &[Kind]) -> Result<Loaded
             "`{}` is a {} series; use the {} endpoint",
             q.metric,
             kind.as_str(),
-            if *kind == Kind::Counter {
-                "counters"
-            } else {
-                "quantiles (histogram and buckets series)"
+            match kind {
+                Kind::Counter => "counters",
+                Kind::Categorical => "categories",
+                _ => "quantiles (histogram and buckets series)",
             }
         )));
     }
@@ -388,6 +421,45 @@ pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, Rep
     })
 }
 
+/// Category counts of a categorical series (DogStatsD sets), per group and fleet-wide.
+pub fn categories(store: &dyn Store, q: &MetricQuery) -> Result<CategoryReport, ReportError> {
+    let Loaded {
+        resolution: res,
+        groups,
+        series,
+        ..
+    } = load_kind(store, q, &[Kind::Categorical])?;
+    let summary = |c: &Categorical, tags| CategorySummary {
+        tags,
+        total: c.total(),
+        values: c.counts().clone(),
+        other: c.other(),
+    };
+    let mut fleet = Categorical::new();
+    let mut out = Vec::new();
+    for (group, datas) in groups {
+        let mut acc = Categorical::new();
+        for d in &datas {
+            if let SeriesData::Categorical(c) = d {
+                acc.merge(c, categorical::DEFAULT_LIMIT);
+            }
+        }
+        fleet.merge(&acc, categorical::DEFAULT_LIMIT);
+        if !q.group_by.is_empty() {
+            out.push(summary(&acc, group_tags(&q.group_by, &group)));
+        }
+    }
+    Ok(CategoryReport {
+        metric: q.metric.clone(),
+        from: rfc3339(q.from_ms),
+        to: rfc3339(q.to_ms),
+        resolution: res.label(),
+        series,
+        fleet: summary(&fleet, BTreeMap::new()),
+        groups: out,
+    })
+}
+
 /// One known series.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesInfo {
@@ -439,24 +511,107 @@ pub struct AgentInfo {
     pub batches: u64,
     /// Replays acknowledged without merging.
     pub duplicates: u64,
+    /// What was lost on the way to this agent over the report's window.
+    pub loss: AgentLoss,
+}
+
+/// Everything the agent and its DogStatsD clients counted as lost or refused over a window,
+/// read from the `pitot.agent.*` series, so "did anything get lost?" has one answer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentLoss {
+    /// Window start (RFC 3339).
+    pub from: String,
+    /// Lines the agent refused as malformed (`pitot.agent.dogstatsd.malformed`).
+    pub malformed_lines: f64,
+    /// Lines dropped by a limit or cut from an over-long datagram
+    /// (`pitot.agent.dogstatsd.dropped`).
+    pub dropped_lines: f64,
+    /// UDP datagrams the kernel dropped before the agent read them
+    /// (`pitot.agent.dogstatsd.kernel_drops`).
+    pub kernel_dropped_datagrams: f64,
+    /// Batches that could not be spooled (`pitot.agent.spool.append_failures`).
+    pub unspooled_batches: f64,
+    /// Packets the DogStatsD clients report they dropped (`pitot.agent.client.packets_dropped`,
+    /// from the clients' own telemetry).
+    pub client_dropped_packets: f64,
+    /// Their bytes (`pitot.agent.client.bytes_dropped`).
+    pub client_dropped_bytes: f64,
+    /// True when any of the above is not zero.
+    pub any: bool,
+}
+
+/// The total of counter `metric` for `host` over `[from, to)`; 0 when it has no series.
+fn host_total(
+    store: &dyn Store,
+    metric: &str,
+    host: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<f64, ReportError> {
+    let q = MetricQuery {
+        metric: metric.to_owned(),
+        filters: vec![("host".to_owned(), host.to_owned())],
+        from_ms,
+        to_ms,
+        group_by: Vec::new(),
+    };
+    match counters(store, &q) {
+        Ok(r) => Ok(r.fleet.total),
+        Err(ReportError::NotFound(_)) => Ok(0.0),
+        Err(e) => Err(e),
+    }
+}
+
+fn agent_loss(
+    store: &dyn Store,
+    host: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<AgentLoss, ReportError> {
+    let t = |m: &str| host_total(store, m, host, from_ms, to_ms);
+    let mut loss = AgentLoss {
+        from: rfc3339(from_ms),
+        malformed_lines: t("pitot.agent.dogstatsd.malformed")?,
+        dropped_lines: t("pitot.agent.dogstatsd.dropped")?,
+        kernel_dropped_datagrams: t("pitot.agent.dogstatsd.kernel_drops")?,
+        unspooled_batches: t("pitot.agent.spool.append_failures")?,
+        client_dropped_packets: t("pitot.agent.client.packets_dropped")?,
+        client_dropped_bytes: t("pitot.agent.client.bytes_dropped")?,
+        any: false,
+    };
+    loss.any = [
+        loss.malformed_lines,
+        loss.dropped_lines,
+        loss.kernel_dropped_datagrams,
+        loss.unspooled_batches,
+        loss.client_dropped_packets,
+        loss.client_dropped_bytes,
+    ]
+    .iter()
+    .any(|v| *v > 0.0);
+    Ok(loss)
 }
 
 /// Every agent seen.
-pub fn agents(store: &dyn Store, now_ms: i64) -> Result<Vec<AgentInfo>, ReportError> {
-    Ok(store
+/// Every agent seen, with what it and its clients lost over `[from_ms, now_ms)`.
+pub fn agents(store: &dyn Store, from_ms: i64, now_ms: i64) -> Result<Vec<AgentInfo>, ReportError> {
+    store
         .agents()?
         .into_iter()
-        .map(|a| AgentInfo {
-            host: a.agent_id.clone(),
-            id: a.agent_id,
-            version: a.version,
-            first_seen: rfc3339(a.first_seen_ms),
-            last_batch_time: rfc3339(a.last_batch_ms),
-            last_batch_age_seconds: (now_ms - a.last_batch_ms).max(0) as f64 / 1000.0,
-            lag_seconds: a.lag_ms as f64 / 1000.0,
-            spool_bytes: a.spool_bytes,
-            batches: a.batches,
-            duplicates: a.duplicates,
+        .map(|a| {
+            Ok(AgentInfo {
+                loss: agent_loss(store, &a.agent_id, from_ms, now_ms)?,
+                host: a.agent_id.clone(),
+                id: a.agent_id,
+                version: a.version,
+                first_seen: rfc3339(a.first_seen_ms),
+                last_batch_time: rfc3339(a.last_batch_ms),
+                last_batch_age_seconds: (now_ms - a.last_batch_ms).max(0) as f64 / 1000.0,
+                lag_seconds: a.lag_ms as f64 / 1000.0,
+                spool_bytes: a.spool_bytes,
+                batches: a.batches,
+                duplicates: a.duplicates,
+            })
         })
-        .collect())
+        .collect()
 }
