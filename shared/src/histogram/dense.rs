@@ -127,10 +127,16 @@ impl Dense {
     #[inline]
     pub(crate) fn add(&mut self, index: u32, n: u64, max_index: u32) -> bool {
         let len = self.len() as u32;
-        if index < self.offset || index >= self.offset + len || len == 0 {
+        if index < self.offset || index >= self.offset + len {
             self.cover(index, index, max_index);
         }
         let i = (index - self.offset) as usize;
+        self.add_at(i, n)
+    }
+
+    /// Adds `n` to the counter at position `i` (covered), widening as needed.
+    #[inline]
+    fn add_at(&mut self, i: usize, n: u64) -> bool {
         loop {
             let done = match &mut self.counts {
                 Counts::U8(v) => bump(&mut v[i], n),
@@ -159,7 +165,31 @@ impl Dense {
             return true;
         };
         self.cover(lo, hi, max_index);
-        other.iter().all(|(i, c)| self.add(i, c, max_index))
+        // Other's non-empty span, as positions in other and in self.
+        let (from, to) = ((lo - other.offset) as usize, (hi - other.offset) as usize);
+        let base = (lo - self.offset) as usize;
+        macro_rules! add_all {
+            ($v:expr) => {
+                for (j, c) in $v[from..=to].iter().enumerate() {
+                    if *c != 0 && !self.add_at(base + j, u64::from(*c)) {
+                        return false;
+                    }
+                }
+            };
+        }
+        match &other.counts {
+            Counts::U8(v) => add_all!(v),
+            Counts::U16(v) => add_all!(v),
+            Counts::U32(v) => add_all!(v),
+            Counts::U64(v) => {
+                for (j, c) in v[from..=to].iter().enumerate() {
+                    if *c != 0 && !self.add_at(base + j, *c) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Lowest and highest non-empty index.
@@ -183,16 +213,36 @@ impl Dense {
 #[inline]
 fn bump<T>(c: &mut T, n: u64) -> bool
 where
-    T: Copy + Into<u64> + TryFrom<u64>,
+    T: Copy + TryFrom<u64> + num_like::CheckedAdd,
 {
-    let sum = (*c).into().saturating_add(n);
-    match T::try_from(sum) {
-        Ok(s) => {
-            *c = s;
-            true
-        }
+    match T::try_from(n) {
+        Ok(n) => match c.checked_add_(n) {
+            Some(s) => {
+                *c = s;
+                true
+            }
+            None => false,
+        },
         Err(_) => false,
     }
+}
+
+mod num_like {
+    /// `checked_add` of the narrow counter types.
+    pub(crate) trait CheckedAdd: Sized {
+        fn checked_add_(self, n: Self) -> Option<Self>;
+    }
+    macro_rules! imp {
+        ($($t:ty),*) => {$(
+            impl CheckedAdd for $t {
+                #[inline]
+                fn checked_add_(self, n: Self) -> Option<Self> {
+                    self.checked_add(n)
+                }
+            }
+        )*};
+    }
+    imp!(u8, u16, u32);
 }
 
 #[cfg(test)]

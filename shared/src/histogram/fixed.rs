@@ -98,6 +98,88 @@ impl Fixed {
         })
     }
 
+    /// Adds the exact value of a finite `v` with `|v| < 2^127` in place (parts below 2^-128
+    /// cut toward zero, as [`Fixed::from_f64`]); false, leaving `self` unchanged, on overflow
+    /// or a `v` out of range. Touches only the limbs the value and its carry reach.
+    #[inline]
+    pub fn add_f64(&mut self, v: f64) -> bool {
+        let bits = v.to_bits();
+        let biased = ((bits >> 52) & 0x7ff) as i32;
+        if biased == 0x7ff {
+            return false;
+        }
+        let fraction = bits & ((1 << 52) - 1);
+        let (mantissa, exp) = if biased == 0 {
+            (fraction, -1074)
+        } else {
+            (fraction | (1 << 52), biased - 1075)
+        };
+        let shift = exp + FRAC;
+        let (lo_part, hi_part, k) = if shift < 0 {
+            let m = if -shift >= 64 { 0 } else { mantissa >> -shift };
+            (m, 0, 0)
+        } else {
+            let shift = shift as u32;
+            if shift + 53 > 255 {
+                return false;
+            }
+            let (k, off) = ((shift / 64) as usize, shift % 64);
+            let hi = if off > 0 { mantissa >> (64 - off) } else { 0 };
+            (mantissa << off, hi, k)
+        };
+        if lo_part == 0 && hi_part == 0 {
+            return true;
+        }
+        let before = *self;
+        let was_negative = self.is_negative();
+        let negative = v.is_sign_negative();
+        let limbs = &mut self.0;
+        if negative {
+            let (d, b1) = limbs[k].overflowing_sub(lo_part);
+            limbs[k] = d;
+            let mut borrow = b1;
+            let mut i = k + 1;
+            if i < 4 {
+                let (d, b2) = limbs[i].overflowing_sub(hi_part);
+                let (d, b3) = d.overflowing_sub(u64::from(borrow));
+                limbs[i] = d;
+                borrow = b2 || b3;
+                i += 1;
+            }
+            while borrow && i < 4 {
+                let (d, b) = limbs[i].overflowing_sub(1);
+                limbs[i] = d;
+                borrow = b;
+                i += 1;
+            }
+        } else {
+            let (a, c1) = limbs[k].overflowing_add(lo_part);
+            limbs[k] = a;
+            let mut carry = c1;
+            let mut i = k + 1;
+            if i < 4 {
+                let (a, c2) = limbs[i].overflowing_add(hi_part);
+                let (a, c3) = a.overflowing_add(u64::from(carry));
+                limbs[i] = a;
+                carry = c2 || c3;
+                i += 1;
+            }
+            while carry && i < 4 {
+                let (a, c) = limbs[i].overflowing_add(1);
+                limbs[i] = a;
+                carry = c;
+                i += 1;
+            }
+        }
+        // Adding a value of the other sign cannot overflow; of the same sign, it overflowed
+        // when the sign flipped.
+        if was_negative == negative && self.is_negative() != was_negative {
+            *self = before;
+            return false;
+        }
+        true
+    }
+
     /// `self + other`, `None` on overflow.
     pub fn checked_add(self, other: Fixed) -> Option<Fixed> {
         let mut out = [0u64; 4];
@@ -180,6 +262,32 @@ mod tests {
         assert_eq!(forward, backward);
         // 0.1 + 0.2 - 0.3 is not 0 in floats, but the exact sum of the three f64s is tiny.
         assert!((forward.to_f64() - (1e-9 + 7.5e-5)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn adding_in_place_equals_converting_then_adding() {
+        let values = [
+            1e12,
+            -1e12,
+            1e-9,
+            -0.3,
+            2f64.powi(-120),
+            -2f64.powi(-130),
+            5e11,
+            0.0,
+        ];
+        let mut a = Fixed::ZERO;
+        let mut b = Fixed::ZERO;
+        for v in values.iter().cycle().take(64) {
+            assert!(a.add_f64(*v));
+            b = b.checked_add(Fixed::from_f64(*v).expect("f")).expect("add");
+            assert_eq!(a, b, "{v}");
+        }
+        let mut big = Fixed::from_f64(2f64.powi(126)).expect("f");
+        let kept = big;
+        assert!(!big.add_f64(2f64.powi(126)));
+        assert_eq!(big, kept, "unchanged on overflow");
+        assert!(!big.add_f64(f64::NAN));
     }
 
     #[test]

@@ -182,20 +182,19 @@ impl ValueHistogram {
         let out_of_range = RecordError::OutOfRange;
         let count = self.count.checked_add(n).ok_or(out_of_range)?;
         // |v| ≤ 1e12 and v² ≤ 1e24 convert exactly (fixed.rs).
-        let (fv, fsq) = (
-            Fixed::from_f64(v).ok_or(out_of_range)?,
-            Fixed::from_f64(v * v).ok_or(out_of_range)?,
-        );
-        let (dv, dsq) = if n == 1 {
-            (fv, fsq)
+        let (mut sum, mut sum_sq) = (self.sum, self.sum_sq);
+        if n == 1 {
+            if !sum.add_f64(v) || !sum_sq.add_f64(v * v) {
+                return Err(out_of_range);
+            }
         } else {
-            (
-                fv.checked_mul(n).ok_or(out_of_range)?,
-                fsq.checked_mul(n).ok_or(out_of_range)?,
-            )
-        };
-        let sum = self.sum.checked_add(dv).ok_or(out_of_range)?;
-        let sum_sq = self.sum_sq.checked_add(dsq).ok_or(out_of_range)?;
+            let dv = Fixed::from_f64(v).and_then(|f| f.checked_mul(n));
+            let dsq = Fixed::from_f64(v * v).and_then(|f| f.checked_mul(n));
+            sum = dv.and_then(|d| sum.checked_add(d)).ok_or(out_of_range)?;
+            sum_sq = dsq
+                .and_then(|d| sum_sq.checked_add(d))
+                .ok_or(out_of_range)?;
+        }
         if v == 0.0 {
             self.zero += n;
         } else {
