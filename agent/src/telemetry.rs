@@ -235,3 +235,81 @@ impl SelfMetrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_drop_telemetry_becomes_agent_series() {
+        let key = |name: &str, transport: &str| {
+            SeriesKey::new(
+                name,
+                vec![
+                    ("client".to_owned(), "py".to_owned()),
+                    ("client_transport".to_owned(), transport.to_owned()),
+                    ("host".to_owned(), "h".to_owned()),
+                ],
+            )
+            .expect("key")
+        };
+        let mut series = std::collections::BTreeMap::new();
+        let c = SeriesData::Counter;
+        series.insert(
+            key("datadog.dogstatsd.client.packets_dropped_writer", "uds"),
+            c(3.0),
+        );
+        series.insert(
+            key("datadog.dogstatsd.client.packets_dropped_queue", "uds"),
+            c(0.0),
+        );
+        series.insert(
+            key("datadog.dogstatsd.client.packets_dropped_writer", "udp"),
+            c(2.0),
+        );
+        series.insert(
+            key("datadog.dogstatsd.client.bytes_dropped_writer", "uds"),
+            c(900.0),
+        );
+        series.insert(key("datadog.dogstatsd.client.packets_sent", "uds"), c(50.0));
+        let (out, packets) = client_losses("h", &series);
+        assert_eq!(packets, 5);
+        let got: Vec<(String, Option<&str>, Option<&str>, f64)> = out
+            .iter()
+            .map(|s| {
+                let SeriesData::Counter(n) = s.data else {
+                    panic!("counter expected")
+                };
+                (
+                    s.key.name().to_owned(),
+                    s.key.tag("reason"),
+                    s.key.tag("transport"),
+                    n,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "pitot.agent.client.bytes_dropped".into(),
+                    Some("writer"),
+                    Some("uds"),
+                    900.0
+                ),
+                (
+                    "pitot.agent.client.packets_dropped".into(),
+                    Some("writer"),
+                    Some("udp"),
+                    2.0
+                ),
+                (
+                    "pitot.agent.client.packets_dropped".into(),
+                    Some("writer"),
+                    Some("uds"),
+                    3.0
+                ),
+            ]
+        );
+    }
+}

@@ -146,6 +146,16 @@ fn histogram_figures_match_raw_sample_figures() {
                     ));
                 }
                 let w_tolerance = if sigma > 0.0 { 0.01 * sigma } else { 0.001 };
+                if sigma > 0.0 {
+                    let w = want["wasserstein"].as_f64().expect("w");
+                    checks.close(
+                        name,
+                        "wasserstein / σ_ref",
+                        got.wasserstein / sigma,
+                        w / sigma,
+                        0.01,
+                    );
+                }
                 checks.close(
                     name,
                     "wasserstein",

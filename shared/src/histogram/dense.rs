@@ -113,6 +113,23 @@ impl Dense {
         }
     }
 
+    /// On an empty `Dense`: makes `lo..=hi` addressable at once with counters wide enough
+    /// for `largest` (decoding knows both before it adds the counts).
+    pub(crate) fn reserve_span(&mut self, lo: u32, hi: u32, max_index: u32, largest: u64) {
+        if self.len() == 0 {
+            self.counts = if largest > u64::from(u32::MAX) {
+                Counts::U64(Vec::new())
+            } else if largest > u64::from(u16::MAX) {
+                Counts::U32(Vec::new())
+            } else if largest > u64::from(u8::MAX) {
+                Counts::U16(Vec::new())
+            } else {
+                Counts::U8(Vec::new())
+            };
+        }
+        self.cover(lo, hi, max_index);
+    }
+
     /// Widens every counter to the next width.
     fn widen(&mut self) {
         self.counts = match &self.counts {

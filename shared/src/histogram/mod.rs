@@ -490,8 +490,10 @@ fn encode_buckets(d: &Dense) -> Vec<(u32, u64)> {
 }
 
 fn decode_buckets(pairs: &[(u32, u64)]) -> Result<Dense, DecodeError> {
-    let mut d = Dense::default();
+    // First check every index and find the span, so the counters are sized once.
     let mut index: u32 = 0;
+    let mut first = None;
+    let mut largest = 0;
     for (n, (delta, count)) in pairs.iter().enumerate() {
         if n > 0 && *delta == 0 {
             return Err(DecodeError::Payload("bucket indexes do not ascend".into()));
@@ -503,6 +505,17 @@ fn decode_buckets(pairs: &[(u32, u64)]) -> Result<Dense, DecodeError> {
         if *count == 0 {
             return Err(DecodeError::Payload("empty bucket listed".into()));
         }
+        first.get_or_insert(index);
+        largest = largest.max(*count);
+    }
+    let mut d = Dense::default();
+    let Some(first) = first else {
+        return Ok(d);
+    };
+    d.reserve_span(first, index, MAX_INDEX, largest);
+    let mut index: u32 = 0;
+    for (delta, count) in pairs {
+        index += *delta;
         if !d.add(index, *count, MAX_INDEX) {
             return Err(DecodeError::Inconsistent("bucket counts overflow"));
         }

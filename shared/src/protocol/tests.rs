@@ -139,6 +139,42 @@ fn identity_mismatch_is_refused_with_goodbye() {
 }
 
 #[test]
+fn version_1_agents_are_welcomed_at_1_and_unknown_versions_refused() {
+    // An 0.1 agent offers only version 1; the aggregator still speaks it.
+    let mut server = AggregatorSession::new(AgentId("a1".into()));
+    server
+        .handle_frame(Frame::Hello {
+            versions: vec![1],
+            agent_id: AgentId("a1".into()),
+            epoch: 1,
+            agent_version: "0.1.0".into(),
+        })
+        .expect("version 1 accepted");
+    assert_eq!(server.poll_transmit(), Some(Frame::Welcome { version: 1 }));
+    // Offered both, the highest known wins.
+    let mut server = AggregatorSession::new(AgentId("a1".into()));
+    server
+        .handle_frame(Frame::Hello {
+            versions: vec![1, 2, 9],
+            agent_id: AgentId("a1".into()),
+            epoch: 1,
+            agent_version: "x".into(),
+        })
+        .expect("accepted");
+    assert_eq!(server.poll_transmit(), Some(Frame::Welcome { version: 2 }));
+    let mut server = AggregatorSession::new(AgentId("a1".into()));
+    let err = server
+        .handle_frame(Frame::Hello {
+            versions: vec![9],
+            agent_id: AgentId("a1".into()),
+            epoch: 1,
+            agent_version: "x".into(),
+        })
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::UnsupportedVersion));
+}
+
+#[test]
 fn batch_before_hello_is_refused() {
     let mut server = AggregatorSession::new(AgentId("a1".into()));
     let err = server
