@@ -130,6 +130,7 @@ fn every_line_of_multibyte_rows_arrives_and_client_drops_are_shown() {
     let pid = fleet.agents["gpu-u"].pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     let record2 = fleet.path("rows2.json");
+    let burst_done = fleet.path("burst.done");
     let mut sender = run_sender(
         &fleet,
         &[
@@ -141,11 +142,14 @@ fn every_line_of_multibyte_rows_arrives_and_client_drops_are_shown() {
             "8",
             "--out",
             record2.to_str().unwrap(),
+            "--burst-done",
+            burst_done.to_str().unwrap(),
         ],
     );
-    // Let the burst meet the stopped agent (paces the scenario in time).
-    std::thread::sleep(Duration::from_millis(1500));
+    // The whole burst meets the stopped agent; then it runs again while the client lingers.
+    let burst = common::poll_until(Duration::from_secs(120), || burst_done.exists());
     kill(pid, Signal::SIGCONT).unwrap();
+    assert!(burst, "the sender never finished its burst");
     assert!(sender.wait().unwrap().success(), "sender failed");
     let dropped = wait_for("the client's drops", Duration::from_secs(30), || {
         let v = fleet.client().get("/api/v1/agents", &[]).ok()?;

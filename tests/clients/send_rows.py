@@ -32,6 +32,7 @@ def main():
     p.add_argument("--linger", type=float, default=0.0,
                    help="after the rows, keep sending one row a second for this long "
                         "(so the client flushes its telemetry)")
+    p.add_argument("--burst-done", help="write this file once the rows are sent (before lingering)")
     args = p.parse_args()
 
     from datadog import DogStatsd
@@ -56,6 +57,9 @@ def main():
     for i in range(args.rows):
         row(i)
     client.flush()
+    if args.burst_done:
+        with open(args.burst_done, "w") as f:
+            f.write("done\n")
     end = time.monotonic() + args.linger
     i = args.rows
     while time.monotonic() < end:
