@@ -163,9 +163,14 @@ enum CertsCommand {
         /// DNS name in the aggregator's certificate (agents' `uplink.server_name`).
         #[arg(long, default_value = "pitot-aggregator")]
         aggregator_name: String,
-        /// Agent ids, comma-separated (each becomes `<id>.pem` / `<id>.key`).
+        /// Agent ids, comma-separated (each becomes `<id>.pem` / `<id>.key`). Existing
+        /// certificates are kept: run it again with new names to add agents.
         #[arg(long, value_delimiter = ',')]
         agents: Vec<String>,
+        /// Replace these existing certificates (`aggregator` and/or agent ids, comma-separated);
+        /// what is replaced is listed. Without it nothing that exists is touched.
+        #[arg(long, value_delimiter = ',')]
+        reissue: Vec<String>,
     },
 }
 
@@ -292,11 +297,18 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     aggregator_name,
                     agents,
+                    reissue,
                 },
         } => {
-            let written = certs::init(&dir, &aggregator_name, &agents)?;
+            let written = certs::init_with(&dir, &aggregator_name, &agents, &reissue)?;
             if written.reused_ca {
                 writeln!(out, "Reused the CA in {}.", dir.display())?;
+            }
+            for f in &written.kept {
+                writeln!(out, "kept {} (exists; --reissue replaces it)", f.display())?;
+            }
+            for r in &written.replaced {
+                writeln!(out, "replaced {r}")?;
             }
             for f in &written.files {
                 writeln!(out, "wrote {}", f.display())?;
