@@ -21,10 +21,14 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
-        Client {
-            base: base.trim_end_matches('/').to_owned(),
-            agent,
-        }
+        // `127.0.0.1:7070` means plain HTTP, as the aggregator serves by default.
+        let base = base.trim_end_matches('/');
+        let base = if base.contains("://") {
+            base.to_owned()
+        } else {
+            format!("http://{base}")
+        };
+        Client { base, agent }
     }
 
     /// GETs `path` with `query` pairs; a 4xx/5xx becomes an error carrying the API's message.

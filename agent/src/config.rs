@@ -55,6 +55,7 @@ pub struct RawScrape {
     pub timeout: Option<String>,
     /// Largest response read. Default `"4MiB"`.
     #[serde(default = "default_scrape_max_bytes")]
+    #[serde(deserialize_with = "pitot_shared::config::byte_size_text")]
     pub max_bytes: String,
 }
 
@@ -148,6 +149,7 @@ pub struct RawSpool {
     /// Spool directory. Default `/var/lib/pitot-agent`.
     pub dir: PathBuf,
     /// Bound on spooled bytes before batches are coarsened. Default `"256MiB"`.
+    #[serde(deserialize_with = "pitot_shared::config::byte_size_text")]
     pub max_bytes: String,
 }
 
@@ -171,11 +173,13 @@ pub struct RawDogStatsD {
     /// Octal permissions of the Unix socket file. Default `"0660"`.
     pub unix_mode: String,
     /// Receive buffer per socket. Default `"8MiB"` (forced past `rmem_max` when privileged).
+    #[serde(deserialize_with = "pitot_shared::config::byte_size_text")]
     pub receive_buffer: String,
     /// Largest datagram read whole. Default `"64KiB"`: above any UDP datagram and any official
     /// client's Unix packet (the Python client counts its 8 KiB buffer in characters, so
     /// non-ASCII values make its packets larger in bytes). A longer datagram keeps its
     /// complete lines; the cut one is counted as `truncated`.
+    #[serde(deserialize_with = "pitot_shared::config::byte_size_text")]
     pub max_datagram: String,
 }
 
@@ -654,6 +658,22 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(10));
         assert_eq!(c.udp, Some("127.0.0.1:8125".parse().unwrap()));
         assert_eq!(c.spool_max_bytes, 256 * 1024 * 1024);
+        assert_eq!(c.max_datagram, 64 * 1024);
+    }
+
+    #[test]
+    fn byte_sizes_may_be_bare_integers() {
+        let c = parse(
+            "agent_id = \"gpu-1\"\n[dogstatsd]\nmax_datagram = 8192\nreceive_buffer = 1048576\n\
+             [spool]\nmax_bytes = 1000000",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.max_datagram, 8192);
+        assert_eq!(c.spool_max_bytes, 1_000_000);
+        problem("[dogstatsd]\nmax_datagram = 100", "dogstatsd.max_datagram");
+        // A negative number is a TOML type error, shown at its line.
+        problem("[dogstatsd]\nmax_datagram = -1", "max_datagram");
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub enum SpoolError {
     /// A transaction failed.
     #[error("spool transaction: {0}")]
     Transaction(String),
+    /// Another process (another agent) holds the spool's lock.
+    #[error(
+        "another process holds the spool in {0} (is a second pitot-agent running with the same \
+         spool.dir?); stop it, or give this agent its own spool.dir"
+    )]
+    Locked(std::path::PathBuf),
 }
 
 /// A batch read from the spool: its id and encoded bytes.
@@ -81,7 +87,14 @@ impl Spool {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(8 * 1024 * 1024)
-            .open()?;
+            .open()
+            .map_err(|e| match &e {
+                // sled takes an exclusive file lock on its directory.
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    SpoolError::Locked(dir.to_path_buf())
+                }
+                _ => SpoolError::Storage(e),
+            })?;
         let batches = db.open_tree("batches")?;
         let meta = db.open_tree("meta")?;
         let epoch = match meta.get("epoch")?.as_deref().and_then(be) {
@@ -303,6 +316,16 @@ mod tests {
         match &b.series[0].data {
             SeriesData::Histogram(h) => h.count(),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_open_names_the_lock_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Spool::open(dir.path(), u64::MAX).unwrap();
+        match Spool::open(dir.path(), u64::MAX) {
+            Err(SpoolError::Locked(p)) => assert_eq!(p, dir.path()),
+            other => panic!("expected Locked, got {other:?}"),
         }
     }
 

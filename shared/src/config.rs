@@ -119,6 +119,21 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .map_err(|e| format!("`{text}` is not a byte size ({e}); write e.g. \"256MiB\""))
 }
 
+/// Deserializes a byte size written either as text (`"64KiB"`) or as a bare integer of bytes
+/// (`8192`), into the text [`parse_bytes`] reads. For `#[serde(deserialize_with = …)]`.
+pub fn byte_size_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Bytes(u64),
+        Text(String),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::Bytes(n) => format!("{n}B"),
+        Text::Text(t) => t,
+    })
+}
+
 /// Paths of a TLS identity and the CA that authenticates peers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsPaths {
