@@ -112,6 +112,14 @@ pub async fn run(
     stop: CancellationToken,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
+    // Say which port is taken and how to move it, before anything starts.
+    if let Err(e) = std::net::TcpListener::bind(&options.http) {
+        anyhow::bail!(
+            "the demo's HTTP API cannot listen on {}: {e}. Another process (a running demo or \
+             aggregator?) holds it; stop that, or move the demo with --http 127.0.0.1:<free port>",
+            options.http
+        );
+    }
     let dir = tempfile::tempdir().context("creating a temp dir")?;
     let agents: Vec<String> = HOSTS.iter().map(|(h, _)| (*h).to_owned()).collect();
     crate::certs::init(&dir.path().join("certs"), "pitot-aggregator", &agents)?;
@@ -135,7 +143,14 @@ pub async fn run(
         aggregator_stop.clone(),
         Some(bound_tx),
     ));
-    let bound = bound_rx.await.context("the aggregator did not start")?;
+    let bound = match bound_rx.await {
+        Ok(b) => b,
+        // The aggregator ended before it listened: say why.
+        Err(_) => match aggregator.await {
+            Ok(Err(e)) => return Err(e.context("the demo's aggregator did not start")),
+            other => anyhow::bail!("the demo's aggregator did not start ({other:?})"),
+        },
+    };
     let url = format!("http://{}", bound.http);
     writeln!(
         out,

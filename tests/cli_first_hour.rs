@@ -1,0 +1,71 @@
+//! The mistakes of a newcomer's first hour get an answer that names the fix: a demo whose port
+//! is taken, `certs init` run again to add agents, a `--url` without a scheme.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::bin;
+
+#[test]
+fn a_taken_demo_port_is_named_with_the_flag_that_moves_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(bin("pitot"))
+        .args(["demo", "--duration", "5s", "--http", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("--http"), "{err}");
+}
+
+#[test]
+fn certs_init_again_keeps_the_fleet_and_refuses_a_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin("pitot"))
+            .args(["certs", "init", "--dir", d])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["--agents", "a1"]).status.success());
+    let before = std::fs::read(dir.path().join("aggregator.pem")).unwrap();
+    let again = run(&["--agents", "a1,a2"]);
+    assert!(again.status.success());
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(said.contains("kept") && said.contains("a2.pem"), "{said}");
+    assert_eq!(
+        std::fs::read(dir.path().join("aggregator.pem")).unwrap(),
+        before
+    );
+    let renamed = run(&["--aggregator-name", "other", "--agents", "a3"]);
+    assert!(!renamed.status.success());
+    let err = String::from_utf8_lossy(&renamed.stderr);
+    assert!(err.contains("--reissue aggregator"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("aggregator.pem")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_url_without_a_scheme_is_plain_http() {
+    let mut fleet = common::Fleet::new(&[]);
+    fleet.start_aggregator();
+    let url = fleet.url().trim_start_matches("http://").to_owned();
+    let out = Command::new(bin("pitot"))
+        .args(["report", "agents", "--url", &url, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["agents"].is_array(), "{v}");
+}
