@@ -341,9 +341,16 @@ pub async fn run(
         }
     )?;
     // The input drift injected on gpu-host-3: each host against the rest since the drift
-    // started, and the fleet before against after.
+    // started, and the fleet before against after. A demo stopped early (Ctrl-C) says only
+    // what happened.
     let drift_from =
         started_ms + options.duration.map_or(DRIFT_AFTER, |d| d / 2).as_millis() as i64;
+    let slow_from = started_ms + options.duration.map_or(SLOW_AFTER, |d| d / 3).as_millis() as i64;
+    let ended_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let slowed = ended_ms > slow_from;
+    let drifted = ended_ms > drift_from;
     let c = client.clone();
     let (by_host, over_time) = tokio::task::spawn_blocking(move || {
         let secs = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
@@ -366,13 +373,19 @@ pub async fn run(
     .await?;
     let c = client.clone();
     if let Ok(slos) = tokio::task::spawn_blocking(move || c.get("/api/v1/slo", &[])).await? {
-        writeln!(
-            out,
-            "\nSLOs (gpu-host-2 got {SLOW_FACTOR}x slower a third of the way in):\n{}",
-            report::slo_table(&slos)
-        )?;
+        let title = if slowed {
+            format!("gpu-host-2 got {SLOW_FACTOR}x slower a third of the way in")
+        } else {
+            "stopped before gpu-host-2's scripted slowdown".to_owned()
+        };
+        writeln!(out, "\nSLOs ({title}):\n{}", report::slo_table(&slos))?;
     }
     match (by_host, over_time) {
+        _ if !drifted => writeln!(
+            out,
+            "\n(Stopped before gpu-host-3's scripted input drift at +{} s: no drift to report.)",
+            (drift_from - started_ms) / 1000
+        )?,
         (Ok(h), Ok(t)) => writeln!(
             out,
             "\nInput drift (gpu-host-3 got longer prompts and a new language half-way):\n{}\n{}",

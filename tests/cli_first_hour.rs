@@ -69,3 +69,36 @@ fn a_url_without_a_scheme_is_plain_http() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["agents"].is_array(), "{v}");
 }
+
+#[test]
+fn a_demo_stopped_early_reports_only_what_happened() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let http = format!("127.0.0.1:{}", common::free_tcp_port());
+    let child = Command::new(bin("pitot"))
+        .args(["demo", "--http", &http, "--every", "1s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ctrl-C a few seconds in: before the slowdown (+20 s) and the drift (+30 s).
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("(exact)"), "{text}");
+    assert!(
+        text.contains("stopped before gpu-host-2's scripted slowdown"),
+        "{text}"
+    );
+    assert!(text.contains("no drift to report"), "{text}");
+    assert!(
+        !text.contains("got 5x slower") && !text.contains("unavailable"),
+        "{text}"
+    );
+}
