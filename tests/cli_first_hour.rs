@@ -102,3 +102,64 @@ fn a_demo_stopped_early_reports_only_what_happened() {
         "{text}"
     );
 }
+
+#[test]
+fn validate_refuses_certificates_run_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pitot::certs::init(d, "pitot-aggregator", &["a1".to_owned(), "a2".to_owned()]).unwrap();
+    let agent = |cert: &str, key: &str| {
+        let path = d.join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "agent_id = \"a1\"\n[uplink]\naggregator = \"127.0.0.1:7443\"\n\
+                 ca = \"{0}/ca.pem\"\ncert = \"{0}/{cert}\"\nkey = \"{0}/{key}\"\n\
+                 [spool]\ndir = \"{0}/spool\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        Command::new(bin("pitot-agent"))
+            .args(["validate", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = agent("a1.pem", "a1.key");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for (cert, key, why) in [
+        ("missing.pem", "a1.key", "missing certificate"),
+        ("a1.key", "a1.key", "a key where the certificate should be"),
+        ("a1.pem", "a2.key", "another certificate's key"),
+    ] {
+        let out = agent(cert, key);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{why}: {err}");
+        assert!(
+            err.contains("uplink.cert") && err.contains("fix:"),
+            "{why}: {err}"
+        );
+    }
+    // The aggregator's side: a missing key.
+    let path = d.join("aggregator.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[quic]\nca = \"{0}/ca.pem\"\ncert = \"{0}/aggregator.pem\"\nkey = \"{0}/nope.key\"\n\
+             [store]\ndir = \"{0}/store\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin("pitot-aggregator"))
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("quic.key"), "{err}");
+}

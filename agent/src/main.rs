@@ -50,6 +50,23 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
+                // What `run` would refuse when it starts: the TLS identity.
+                if let Err(e) = pitot_agent::uplink::client_config(&c.tls) {
+                    eprintln!(
+                        "error: {}: uplink.ca / uplink.cert / uplink.key: {e:#}\n  fix: point \
+                         them at readable PEM files: the fleet CA, this agent's certificate and \
+                         its own key (`pitot certs init` writes all three)",
+                        config.display()
+                    );
+                    return ExitCode::from(EX_USAGE);
+                }
+                if std::net::ToSocketAddrs::to_socket_addrs(c.aggregator.as_str()).is_err() {
+                    eprintln!(
+                        "warning: uplink.aggregator `{}` does not resolve from here; the agent \
+                         would keep spooling and retrying until it does",
+                        c.aggregator
+                    );
+                }
                 eprintln!(
                     "{}: valid (agent_id {}, interval {:?})",
                     config.display(),

@@ -47,6 +47,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
+                // What `serve` would refuse when it starts: the TLS identity and the CA.
+                if let Err(e) = pitot_aggregator::server::server_config(&c.tls) {
+                    eprintln!(
+                        "error: {}: quic.ca / quic.cert / quic.key: {e:#}\n  fix: point them \
+                         at readable PEM files: the fleet CA, the aggregator's certificate and \
+                         its own key (`pitot certs init` writes all three)",
+                        config.display()
+                    );
+                    return ExitCode::from(EX_USAGE);
+                }
                 eprintln!(
                     "{}: valid (QUIC {}, HTTP {})",
                     config.display(),
