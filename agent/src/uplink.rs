@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pitot_shared::config::TlsPaths;
+use pitot_shared::loggate::LogGate;
 use pitot_shared::protocol::{AgentSession, AgentSessionConfig, SessionEvent};
 use pitot_shared::series::AgentId;
 use pitot_shared::wire::{Frame, WireError, decode_frame_body, encode_frame, frame_length};
@@ -127,6 +128,7 @@ impl Uplink {
             },
         );
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut failures = LogGate::new(Duration::from_secs(60));
         loop {
             if deadline.is_none() && recorder_done.is_cancelled() {
                 deadline = Some(tokio::time::Instant::now() + self.config.shutdown_grace);
@@ -152,6 +154,7 @@ impl Uplink {
                 session.connecting();
                 match self.connect(&client).await {
                     Ok(connection) => {
+                        failures.reset();
                         match self
                             .serve(&connection, &mut session, &recorder_done, &mut deadline)
                             .await
@@ -161,12 +164,37 @@ impl Uplink {
                                 return Ok(());
                             }
                             Outcome::Lost(why) => {
-                                warn!(reason = %why, "Uplink connection lost; reconnecting.");
+                                let (kind, fix) = connect_failure(&why);
+                                if let Some(held) = failures.admit(Instant::now(), kind) {
+                                    warn!(
+                                        reason = %why,
+                                        fix,
+                                        spooled_batches = self.spool.len(),
+                                        failures_not_logged = held,
+                                        "Uplink connection lost; reconnecting."
+                                    );
+                                }
                                 connection.close(1u32.into(), b"error");
                             }
                         }
                     }
-                    Err(error) => debug!(%error, "Uplink connect failed."),
+                    Err(error) => {
+                        let reason = format!("{error:#}");
+                        let (kind, fix) = connect_failure(&reason);
+                        if let Some(held) = failures.admit(Instant::now(), kind) {
+                            warn!(
+                                aggregator = %self.config.aggregator,
+                                server_name = %self.config.server_name,
+                                spooled_batches = self.spool.len(),
+                                failures_not_logged = held,
+                                error = %reason,
+                                fix,
+                                "Cannot connect to the aggregator; batches stay in the spool."
+                            );
+                        } else {
+                            debug!(error = %reason, "Uplink connect failed.");
+                        }
+                    }
                 }
                 session.disconnected(Instant::now(), rand::random::<f64>());
                 continue;
@@ -337,5 +365,66 @@ async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<Frame
         if out.send(result).await.is_err() || failed {
             return;
         }
+    }
+}
+
+/// The kind of a failed connect, from its error text, and what fixes it.
+fn connect_failure(reason: &str) -> (&'static str, &'static str) {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("aborted by peer") && r.contains("invalid peer certificate") {
+        (
+            "refused",
+            "the aggregator refused this agent's certificate: uplink.cert must be issued by the \
+             CA in the aggregator's quic.ca",
+        )
+    } else if r.contains("identity") || r.contains("claims") {
+        (
+            "identity",
+            "agent_id must be the name in this agent's certificate (uplink.cert)",
+        )
+    } else if r.contains("supported version") {
+        (
+            "version",
+            "the aggregator and this agent share no protocol version: upgrade the aggregator \
+             first (docs/OPERATIONS.md, Upgrading)",
+        )
+    } else if r.contains("resolv") {
+        (
+            "resolve",
+            "uplink.aggregator does not resolve: check the host name (host:port)",
+        )
+    } else if r.contains("timed out") {
+        (
+            "timeout",
+            "no QUIC answer from uplink.aggregator: is the aggregator running, is this its \
+             [quic] listen port (default 7443), does the network pass UDP to it?",
+        )
+    } else if r.contains("notvalidforname") || r.contains("not valid for name") {
+        (
+            "server-name",
+            "uplink.server_name is not the name in the aggregator's certificate (pitot certs \
+             init --aggregator-name; default pitot-aggregator)",
+        )
+    } else if r.contains("unknownissuer")
+        || r.contains("unknown issuer")
+        || r.contains("badsignature")
+    {
+        (
+            "unknown-ca",
+            "the aggregator's certificate is not signed by uplink.ca: use the fleet's ca.pem",
+        )
+    } else if r.contains("alert") || r.contains("error 4") {
+        (
+            "refused",
+            "the aggregator refused this agent's certificate: uplink.cert must be issued by the \
+             CA in the aggregator's quic.ca",
+        )
+    } else if r.contains("connection lost") {
+        (
+            "lost",
+            "the aggregator went away; reconnecting with back-off",
+        )
+    } else {
+        ("other", "see the error")
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use pitot_shared::config::TlsPaths;
+use pitot_shared::loggate::LogGate;
 use pitot_shared::protocol::{AggregatorEvent, AggregatorSession};
 use pitot_shared::series::AgentId;
 use pitot_shared::wire::{decode_batch, decode_frame_body, encode_frame, frame_length};
@@ -117,6 +118,7 @@ pub async fn serve(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
+    let refusals = Arc::new(std::sync::Mutex::new(LogGate::new(Duration::from_secs(60))));
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
@@ -126,13 +128,28 @@ pub async fn serve(
         let merges = merges.clone();
         let stats = Arc::clone(&stats);
         let remote = incoming.remote_address();
+        let refusals = Arc::clone(&refusals);
         tokio::spawn(
             async move {
                 match incoming.await {
                     Ok(connection) => handle(connection, merges, stats).await,
                     Err(error) => {
                         stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-                        debug!(%error, "Handshake failed.");
+                        let reason = error.to_string();
+                        let (kind, fix) = refusal(&reason);
+                        let admitted = refusals
+                            .lock()
+                            .map(|mut g| g.admit(std::time::Instant::now(), kind))
+                            .unwrap_or(Some(0));
+                        match admitted {
+                            Some(held) => warn!(
+                                error = %reason,
+                                fix,
+                                refusals_not_logged = held,
+                                "Refused an agent's connection: TLS handshake failed."
+                            ),
+                            None => debug!(%error, "Handshake failed."),
+                        }
                     }
                 }
             }
@@ -267,5 +284,31 @@ async fn drive(
         while let Some(frame) = session.poll_transmit() {
             send.write_all(&encode_frame(&frame)).await?;
         }
+    }
+}
+
+/// The kind of a refused handshake, from its error text, and what fixes it.
+fn refusal(reason: &str) -> (&'static str, &'static str) {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("nocertificatespresented") || r.contains("no certificate") {
+        (
+            "no-certificate",
+            "the agent sent no certificate: set uplink.cert and uplink.key in its config",
+        )
+    } else if r.contains("unknownissuer") || r.contains("badsignature") || r.contains("unknown ca")
+    {
+        (
+            "unknown-ca",
+            "the agent's certificate is not issued by quic.ca: issue it with the fleet's CA \
+             (pitot certs init --dir <the aggregator's tls dir> --agents <id>)",
+        )
+    } else if r.contains("alert") || r.contains("error 4") {
+        (
+            "agent-refused",
+            "the agent refused this aggregator's certificate: its uplink.ca or uplink.server_name \
+             does not match quic.cert (see the agent's log)",
+        )
+    } else {
+        ("other", "see the error")
     }
 }

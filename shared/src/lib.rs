@@ -18,6 +18,7 @@ pub mod categorical;
 pub mod config;
 pub mod drift;
 pub mod histogram;
+pub mod loggate;
 pub mod protocol;
 pub mod series;
 pub mod slo;

@@ -140,6 +140,8 @@ pub struct Fleet {
     pub aggregator_extra: String,
     /// Appended to every agent's config (`[[scrape]]`, `[[process]]`…).
     pub agent_extra: String,
+    /// Environment of every agent started from now on (`PITOT_AGENT__…` overrides).
+    pub agent_env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -160,6 +162,7 @@ impl Fleet {
             agents: BTreeMap::new(),
             aggregator_extra: String::new(),
             agent_extra: String::new(),
+            agent_env: Vec::new(),
             starts: 0,
         }
     }
@@ -267,10 +270,13 @@ impl Fleet {
             ),
         )
         .unwrap();
+        let env = self.agent_env.clone();
+        let mut vars: Vec<(&str, &str)> = vec![("RUST_LOG", "info,pitot_agent::recorder=debug")];
+        vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let proc = self.spawn(
             "pitot-agent",
             &["run", "--config", config.to_str().unwrap()],
-            &[("RUST_LOG", "info,pitot_agent::recorder=debug")],
+            &vars,
         );
         self.agents.insert(name.to_owned(), proc);
         let sock = self.unix_socket(name);
