@@ -1,5 +1,6 @@
-//! The `pitot-agent` binary's command line: `validate` exits 0 on the shipped example and 64
-//! (EX_USAGE) with every problem named by key on a bad file; `--help` explains the commands.
+//! The `pitot-agent` binary's command line: `validate` finds nothing wrong in the shipped
+//! example but its missing certificates (exit 64 naming them), and exits 64 (EX_USAGE) with
+//! every problem named by key on a bad file; `--help` explains the commands.
 //! (Having an integration test here also makes `cargo test --workspace` build the binary that
 //! the root package's end-to-end tests start.)
 
@@ -12,15 +13,20 @@ fn agent() -> Command {
 #[test]
 fn validate_accepts_the_example_and_names_bad_keys() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/agent.toml");
+    // The example's settings are all valid; what it lacks here is the TLS files it names
+    // (/etc/pitot/tls/…), which validate loads as the daemon would, and says so alone.
     let ok = agent()
         .args(["validate", "--config", example])
         .output()
         .unwrap();
+    let said = String::from_utf8_lossy(&ok.stderr);
+    assert_eq!(ok.status.code(), Some(64), "{said}");
     assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
+        said.contains("uplink.ca / uplink.cert / uplink.key") && said.contains("fix:"),
+        "{said}"
     );
+    let errors = said.lines().filter(|l| l.starts_with("error")).count();
+    assert_eq!(errors, 1, "only the TLS files: {said}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
