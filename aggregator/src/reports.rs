@@ -540,78 +540,87 @@ pub struct AgentLoss {
     pub any: bool,
 }
 
-/// The total of counter `metric` for `host` over `[from, to)`; 0 when it has no series.
-fn host_total(
+/// Totals of counter `metric` per host over `[from, to)`, in one query (empty when the
+/// metric has no series).
+fn totals_by_host(
     store: &dyn Store,
     metric: &str,
-    host: &str,
     from_ms: i64,
     to_ms: i64,
-) -> Result<f64, ReportError> {
+) -> Result<BTreeMap<String, f64>, ReportError> {
     let q = MetricQuery {
         metric: metric.to_owned(),
-        filters: vec![("host".to_owned(), host.to_owned())],
+        filters: Vec::new(),
         from_ms,
         to_ms,
-        group_by: Vec::new(),
+        group_by: vec!["host".to_owned()],
     };
     match counters(store, &q) {
-        Ok(r) => Ok(r.fleet.total),
-        Err(ReportError::NotFound(_)) => Ok(0.0),
+        Ok(r) => Ok(r
+            .groups
+            .into_iter()
+            .filter_map(|g| Some((g.tags.get("host")?.clone(), g.total)))
+            .collect()),
+        Err(ReportError::NotFound(_)) => Ok(BTreeMap::new()),
         Err(e) => Err(e),
     }
 }
 
-fn agent_loss(
+/// Every agent's losses over `[from, to)`: one query per kind of loss, not per agent.
+fn losses(
     store: &dyn Store,
-    host: &str,
     from_ms: i64,
     to_ms: i64,
-) -> Result<AgentLoss, ReportError> {
-    let t = |m: &str| host_total(store, m, host, from_ms, to_ms);
-    let mut loss = AgentLoss {
-        from: rfc3339(from_ms),
-        malformed_lines: t("pitot.agent.dogstatsd.malformed")?,
-        dropped_lines: t("pitot.agent.dogstatsd.dropped")?,
-        kernel_dropped_datagrams: t("pitot.agent.dogstatsd.kernel_drops")?,
-        unspooled_batches: t("pitot.agent.spool.append_failures")?,
-        client_dropped_packets: t("pitot.agent.client.packets_dropped")?,
-        client_dropped_bytes: t("pitot.agent.client.bytes_dropped")?,
-        any: false,
-    };
-    loss.any = [
-        loss.malformed_lines,
-        loss.dropped_lines,
-        loss.kernel_dropped_datagrams,
-        loss.unspooled_batches,
-        loss.client_dropped_packets,
-        loss.client_dropped_bytes,
-    ]
-    .iter()
-    .any(|v| *v > 0.0);
-    Ok(loss)
+) -> Result<impl Fn(&str) -> AgentLoss, ReportError> {
+    let kinds = [
+        "pitot.agent.dogstatsd.malformed",
+        "pitot.agent.dogstatsd.dropped",
+        "pitot.agent.dogstatsd.kernel_drops",
+        "pitot.agent.spool.append_failures",
+        "pitot.agent.client.packets_dropped",
+        "pitot.agent.client.bytes_dropped",
+    ];
+    let mut totals = Vec::with_capacity(kinds.len());
+    for metric in kinds {
+        totals.push(totals_by_host(store, metric, from_ms, to_ms)?);
+    }
+    let from = rfc3339(from_ms);
+    Ok(move |host: &str| {
+        let t: Vec<f64> = totals
+            .iter()
+            .map(|m| m.get(host).copied().unwrap_or(0.0))
+            .collect();
+        AgentLoss {
+            from: from.clone(),
+            malformed_lines: t[0],
+            dropped_lines: t[1],
+            kernel_dropped_datagrams: t[2],
+            unspooled_batches: t[3],
+            client_dropped_packets: t[4],
+            client_dropped_bytes: t[5],
+            any: t.iter().any(|v| *v > 0.0),
+        }
+    })
 }
 
-/// Every agent seen.
 /// Every agent seen, with what it and its clients lost over `[from_ms, now_ms)`.
 pub fn agents(store: &dyn Store, from_ms: i64, now_ms: i64) -> Result<Vec<AgentInfo>, ReportError> {
-    store
+    let loss = losses(store, from_ms, now_ms)?;
+    Ok(store
         .agents()?
         .into_iter()
-        .map(|a| {
-            Ok(AgentInfo {
-                loss: agent_loss(store, &a.agent_id, from_ms, now_ms)?,
-                host: a.agent_id.clone(),
-                id: a.agent_id,
-                version: a.version,
-                first_seen: rfc3339(a.first_seen_ms),
-                last_batch_time: rfc3339(a.last_batch_ms),
-                last_batch_age_seconds: (now_ms - a.last_batch_ms).max(0) as f64 / 1000.0,
-                lag_seconds: a.lag_ms as f64 / 1000.0,
-                spool_bytes: a.spool_bytes,
-                batches: a.batches,
-                duplicates: a.duplicates,
-            })
+        .map(|a| AgentInfo {
+            loss: loss(&a.agent_id),
+            host: a.agent_id.clone(),
+            id: a.agent_id,
+            version: a.version,
+            first_seen: rfc3339(a.first_seen_ms),
+            last_batch_time: rfc3339(a.last_batch_ms),
+            last_batch_age_seconds: (now_ms - a.last_batch_ms).max(0) as f64 / 1000.0,
+            lag_seconds: a.lag_ms as f64 / 1000.0,
+            spool_bytes: a.spool_bytes,
+            batches: a.batches,
+            duplicates: a.duplicates,
         })
-        .collect()
+        .collect())
 }

@@ -60,42 +60,8 @@ impl Fixed {
     /// The exact fixed-point value of a finite `v` (parts below 2^-128 cut toward zero);
     /// `None` when `|v| ≥ 2^127`.
     pub fn from_f64(v: f64) -> Option<Fixed> {
-        if !v.is_finite() {
-            return None;
-        }
-        let bits = v.to_bits();
-        let biased = ((bits >> 52) & 0x7ff) as i32;
-        let fraction = bits & ((1 << 52) - 1);
-        let (mantissa, exp) = if biased == 0 {
-            (fraction, -1074)
-        } else {
-            (fraction | (1 << 52), biased - 1075)
-        };
-        // v = mantissa × 2^exp; the integer is mantissa × 2^(exp + FRAC).
-        let shift = exp + FRAC;
-        let mut limbs = [0u64; 4];
-        if mantissa != 0 {
-            if shift < 0 {
-                let m = if -shift >= 64 { 0 } else { mantissa >> -shift };
-                limbs[0] = m;
-            } else {
-                let shift = shift as u32;
-                if shift + 53 > 255 {
-                    return None;
-                }
-                let (k, off) = ((shift / 64) as usize, shift % 64);
-                limbs[k] |= mantissa << off;
-                if off > 0 && k + 1 < 4 {
-                    limbs[k + 1] |= mantissa >> (64 - off);
-                }
-            }
-        }
-        let f = Fixed(limbs);
-        Some(if v.is_sign_negative() {
-            f.wrapping_neg()
-        } else {
-            f
-        })
+        let mut f = Fixed::ZERO;
+        f.add_f64(v).then_some(f)
     }
 
     /// Adds the exact value of a finite `v` with `|v| < 2^127` in place (parts below 2^-128
