@@ -165,9 +165,16 @@ pub fn latency_table(report: &Value, group_by: &str) -> String {
     unit + &table(&headers, &rows)
 }
 
-/// Renders `/api/v1/agents` as a table. The last three columns say what was lost over the
-/// report's window (the last hour by default): lines the agent refused or dropped, UDP
-/// datagrams the kernel dropped, and packets the DogStatsD clients say they dropped.
+/// The clock time of an RFC 3339 timestamp (`2026-12-02T10:11:12.345Z` → `10:11:12`).
+fn clock(v: &Value) -> &str {
+    v.as_str().and_then(|t| t.get(11..19)).unwrap_or("-")
+}
+
+/// Renders `/api/v1/agents` as a table. `link` is the agent's connection now and since when
+/// (UTC); the last three columns say what was lost over the report's window (the last hour
+/// by default): lines the agent refused or dropped, UDP datagrams the kernel dropped, and
+/// packets the DogStatsD clients say they dropped. Below the table: each agent's last
+/// connection error, and connections the aggregator refused before knowing the agent.
 pub fn agents_table(report: &Value) -> String {
     let rows: Vec<Vec<String>> = report["agents"]
         .as_array()
@@ -178,7 +185,18 @@ pub fn agents_table(report: &Value) -> String {
                     vec![
                         a["id"].as_str().unwrap_or("").to_owned(),
                         a["version"].as_str().unwrap_or("").to_owned(),
-                        format!("{:.1}", a["last_batch_age_seconds"].as_f64().unwrap_or(0.0)),
+                        match a["connection"]["state"].as_str() {
+                            Some("connected") => {
+                                format!("up since {}", clock(&a["connection"]["since"]))
+                            }
+                            Some("disconnected") => {
+                                format!("down since {}", clock(&a["connection"]["since"]))
+                            }
+                            _ => "not seen".to_owned(),
+                        },
+                        a["last_batch_age_seconds"]
+                            .as_f64()
+                            .map_or_else(|| "none yet".to_owned(), |s| format!("{s:.1}")),
                         format!("{:.2}", a["lag_seconds"].as_f64().unwrap_or(0.0)),
                         a["spool_bytes"].as_u64().unwrap_or(0).to_string(),
                         a["batches"].as_u64().unwrap_or(0).to_string(),
@@ -191,10 +209,11 @@ pub fn agents_table(report: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    table(
+    let mut out = table(
         &[
             "agent",
             "version",
+            "link (UTC)",
             "last batch (s ago)",
             "lag (s)",
             "spool bytes",
@@ -205,7 +224,38 @@ pub fn agents_table(report: &Value) -> String {
             "client drops",
         ],
         &rows,
-    )
+    );
+    for a in report["agents"].as_array().into_iter().flatten() {
+        if let Some(error) = a["connection"]["last_error"].as_str() {
+            out.push_str(&format!(
+                "{}: last connection error at {}: {error}\n",
+                a["id"].as_str().unwrap_or(""),
+                clock(&a["connection"]["last_error_at"]),
+            ));
+        }
+    }
+    let refused = report["refused"].as_array().map_or(&[][..], Vec::as_slice);
+    if !refused.is_empty() {
+        out.push_str("\nRefused connections (before any agent session):\n");
+        let rows: Vec<Vec<String>> = refused
+            .iter()
+            .map(|r| {
+                vec![
+                    r["peer"].as_str().unwrap_or("").to_owned(),
+                    r["agent"].as_str().unwrap_or("-").to_owned(),
+                    r["kind"].as_str().unwrap_or("").to_owned(),
+                    r["count"].as_u64().unwrap_or(0).to_string(),
+                    clock(&r["last"]).to_owned(),
+                    r["fix"].as_str().unwrap_or("").to_owned(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["peer", "certificate", "kind", "times", "last (UTC)", "fix"],
+            &rows,
+        ));
+    }
+    out
 }
 
 /// The sum of some `loss` fields of an agent, for the table ("-" when the report has none).

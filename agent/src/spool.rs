@@ -225,6 +225,14 @@ impl Spool {
         Ok(out)
     }
 
+    /// The header of the oldest batch still held (not yet acknowledged), without handing it out.
+    pub fn oldest_header(&self) -> Result<Option<BatchHeader>, SpoolError> {
+        Ok(match self.inner.batches.first()? {
+            Some((_, v)) => decode_batch_header(&v).ok(),
+            None => None,
+        })
+    }
+
     /// Removes an acknowledged (or rejected) batch, returning its header when it was held.
     pub fn ack(&self, id: SpoolId) -> Result<Option<BatchHeader>, SpoolError> {
         let Some(old) = self.inner.batches.remove(id.0.to_be_bytes())? else {

@@ -15,7 +15,7 @@
 //! | `pitot.agent.spool.coarsened` | counter | batches merged to respect the spool bound |
 //! | `pitot.agent.spool.append_failures` | counter | batches that could not be spooled (disk full or failing): lost |
 //! | `pitot.agent.uplink.acked`, `…rejected`, `…reconnects` | counter | uplink outcomes |
-//! | `pitot.agent.uplink.lag_seconds` | histogram | age of the newest acknowledged interval's end |
+//! | `pitot.agent.uplink.lag_seconds` | histogram | delivery lag: interval end to acknowledgement (see below) |
 //! | `pitot.agent.client.packets_dropped` (`reason`, `client`, `transport`) | counter | packets the DogStatsD clients say they dropped (`queue`: their sender queue was full; `writer`: the socket refused them) |
 //! | `pitot.agent.client.bytes_dropped` (`reason`, `client`, `transport`) | counter | the bytes of those packets |
 //!
@@ -46,7 +46,7 @@ pub fn init_tracing() {
 }
 
 /// Uplink outcome counters, written by the uplink task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UplinkStats {
     /// Batches acknowledged.
     pub acked: AtomicU64,
@@ -54,8 +54,47 @@ pub struct UplinkStats {
     pub rejected: AtomicU64,
     /// Connections established.
     pub reconnects: AtomicU64,
-    /// End of the newest acknowledged interval, Unix ms (0 before the first ack).
-    pub last_acked_end_ms: AtomicI64,
+    /// The longest delivery lag (interval end to acknowledgement, ms) of a batch acknowledged
+    /// since telemetry last read it; -1 when none was.
+    pub max_delivery_lag_ms: AtomicI64,
+}
+
+impl Default for UplinkStats {
+    fn default() -> Self {
+        UplinkStats {
+            acked: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            max_delivery_lag_ms: AtomicI64::new(-1),
+        }
+    }
+}
+
+impl UplinkStats {
+    /// Notes that a batch whose interval ended at `end_ms` was acknowledged at `now_ms`.
+    pub fn delivered(&self, end_ms: i64, now_ms: i64) {
+        self.max_delivery_lag_ms
+            .fetch_max((now_ms - end_ms).max(0), Ordering::Relaxed);
+    }
+}
+
+/// The delivery lag for one telemetry interval, seconds: the longest interval-end-to-
+/// acknowledgement time of the batches acknowledged in it, or, when an older batch is still
+/// unsent, how long that one has waited so far (so a dead link shows a growing lag). `None`
+/// before anything was ever spooled and acknowledged.
+pub fn delivery_lag(
+    acked_max_ms: i64,
+    oldest_unsent_end_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<f64> {
+    let waiting = oldest_unsent_end_ms.map(|end| (now_ms - end).max(0));
+    let ms = match (acked_max_ms >= 0, waiting) {
+        (true, Some(w)) => acked_max_ms.max(w),
+        (true, None) => acked_max_ms,
+        (false, Some(w)) => w,
+        (false, None) => return None,
+    };
+    Some(ms as f64 / 1000.0)
 }
 
 /// The `pitot.agent.client.*` series for one interval's series: the DogStatsD clients' own
@@ -209,16 +248,18 @@ impl SelfMetrics {
                 });
             }
         }
-        let last_acked = uplink.last_acked_end_ms.load(Ordering::Relaxed);
+        let acked_max = uplink.max_delivery_lag_ms.swap(-1, Ordering::Relaxed);
+        let oldest_unsent = spool
+            .oldest_header()
+            .ok()
+            .flatten()
+            .map(|h| h.interval_start_ms + h.interval_ms as i64);
         let mut gauges = vec![
             ("pitot.agent.series", ingest.series() as f64),
             ("pitot.agent.spool.bytes", spool.bytes() as f64),
         ];
-        if last_acked > 0 {
-            gauges.push((
-                "pitot.agent.uplink.lag_seconds",
-                (now_ms - last_acked).max(0) as f64 / 1000.0,
-            ));
+        if let Some(lag) = delivery_lag(acked_max, oldest_unsent, now_ms) {
+            gauges.push(("pitot.agent.uplink.lag_seconds", lag));
         }
         for (name, value) in gauges {
             let mut h = ValueHistogram::new();
@@ -239,6 +280,28 @@ impl SelfMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_lag_is_interval_end_to_ack_and_grows_while_unsent() {
+        let stats = UplinkStats::default();
+        // Nothing acknowledged, nothing waiting: no sample.
+        assert_eq!(
+            delivery_lag(stats.max_delivery_lag_ms.load(Ordering::Relaxed), None, 0),
+            None
+        );
+        // Two acks, 12 ms and 40 ms after their intervals ended: the longer one counts.
+        stats.delivered(10_000, 10_012);
+        stats.delivered(20_000, 20_040);
+        let acked = stats.max_delivery_lag_ms.swap(-1, Ordering::Relaxed);
+        assert_eq!(delivery_lag(acked, None, 20_050), Some(0.040));
+        // Link down: the oldest unsent batch ended 35 s ago.
+        assert_eq!(delivery_lag(-1, Some(30_000), 65_000), Some(35.0));
+        // Both: the larger.
+        assert_eq!(delivery_lag(40, Some(64_000), 65_000), Some(1.0));
+        // A clock step backwards is not a negative lag.
+        stats.delivered(70_000, 69_000);
+        assert_eq!(stats.max_delivery_lag_ms.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn client_drop_telemetry_becomes_agent_series() {

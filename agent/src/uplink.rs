@@ -26,6 +26,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::recorder::now_ms;
 use crate::spool::Spool;
 use crate::telemetry::UplinkStats;
 
@@ -303,9 +304,7 @@ impl Uplink {
                     match self.spool.ack(id) {
                         Ok(Some(header)) => {
                             let end = header.interval_start_ms + header.interval_ms as i64;
-                            self.stats
-                                .last_acked_end_ms
-                                .fetch_max(end, Ordering::Relaxed);
+                            self.stats.delivered(end, now_ms());
                         }
                         Ok(None) => {}
                         Err(error) => error!(
@@ -343,12 +342,25 @@ async fn flush(
     Ok(())
 }
 
+/// An error with its causes ("connection lost: closed by peer: …"), so the reason the
+/// aggregator gave when it closed the connection reaches the log.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Reads length-prefixed frames until the stream ends, forwarding each (or the error).
 async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<Frame, String>>) {
     loop {
         let mut prefix = [0u8; 4];
         if let Err(e) = recv.read_exact(&mut prefix).await {
-            let _closed = out.send(Err(e.to_string())).await;
+            let _closed = out.send(Err(with_causes(&e))).await;
             return;
         }
         let result = match frame_length(prefix) {
@@ -356,7 +368,7 @@ async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<Frame
                 let mut body = vec![0u8; len];
                 match recv.read_exact(&mut body).await {
                     Ok(()) => decode_frame_body(&body).map_err(|e: WireError| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(with_causes(&e)),
                 }
             }
             Err(e) => Err(e.to_string()),

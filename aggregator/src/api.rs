@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
+use crate::links::Links;
 use crate::reports::{self, MetricQuery, ReportError, parse_time};
 use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Agents' links and refused connections.
+    pub links: Arc<Links>,
     /// Drift floors, input prefix and named references.
     pub drift: Arc<DriftSettings>,
     /// SLOs, with their store ids.
@@ -235,8 +238,11 @@ async fn agents(
     let params = Params::parse(raw);
     let now = now_ms();
     let from_ms = parse_time(params.one("from").unwrap_or("now-1h"), now).map_err(bad)?;
-    let list = blocking(move || reports::agents(state.store.as_ref(), from_ms, now)).await?;
-    Ok(Json(json!({ "agents": list })))
+    let links = Arc::clone(&state.links);
+    let list =
+        blocking(move || reports::agents(state.store.as_ref(), &links, from_ms, now)).await?;
+    let refused = state.links.refusals(from_ms, reports::rfc3339);
+    Ok(Json(json!({ "agents": list, "refused": refused })))
 }
 
 async fn series(

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod drift;
+pub mod links;
 pub mod merge;
 pub mod reports;
 pub mod server;
@@ -65,6 +66,7 @@ pub async fn run(
         info!(slos = slos.len(), "SLOs installed.");
     }
     let stats = Arc::new(Stats::default());
+    let links = Arc::new(links::Links::default());
     let endpoint = server::bind(config.quic_listen, &config.tls)?;
     let quic = endpoint.local_addr().context("QUIC local address")?;
     stats.quic_up.store(true, Ordering::Relaxed);
@@ -113,8 +115,14 @@ pub async fn run(
         })
     });
     let quic_task = tokio::spawn(
-        server::serve(endpoint, merges, Arc::clone(&stats), shutdown.clone())
-            .instrument(error_span!("quic")),
+        server::serve(
+            endpoint,
+            merges,
+            Arc::clone(&stats),
+            Arc::clone(&links),
+            shutdown.clone(),
+        )
+        .instrument(error_span!("quic")),
     );
     let prune_task = {
         let store = Arc::clone(&store);
@@ -143,6 +151,7 @@ pub async fn run(
     let app = api::router(api::AppState {
         store: Arc::clone(&store),
         stats: Arc::clone(&stats),
+        links,
         drift: Arc::new(config.drift.clone()),
         slos: Arc::new(slos),
         sloth_metrics: config.sloth_metrics,

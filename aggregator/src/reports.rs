@@ -16,6 +16,8 @@ use pitot_shared::series::Kind;
 use pitot_shared::window::align_down;
 use serde::Serialize;
 
+use crate::links::{LinkState, Links};
+
 use crate::store::{Resolution, Store, StoreError, group_series, sum_buckets};
 
 /// Why a report could not be made.
@@ -499,11 +501,12 @@ pub struct AgentInfo {
     pub version: String,
     /// First batch, RFC 3339.
     pub first_seen: String,
-    /// Last batch received, RFC 3339.
-    pub last_batch_time: String,
-    /// Seconds since the last batch arrived.
-    pub last_batch_age_seconds: f64,
-    /// Delay from interval end to merge of the last batch, seconds.
+    /// Last batch received, RFC 3339; `null` when it has delivered none yet.
+    pub last_batch_time: Option<String>,
+    /// Seconds since the last batch arrived; `null` when none has.
+    pub last_batch_age_seconds: Option<f64>,
+    /// Delivery lag of the last batch: from its interval's end to its arrival here, seconds
+    /// (the agent's `pitot.agent.uplink.lag_seconds` measures the same to the acknowledgement).
     pub lag_seconds: f64,
     /// Spool bytes reported in the last batch.
     pub spool_bytes: u64,
@@ -513,6 +516,8 @@ pub struct AgentInfo {
     pub duplicates: u64,
     /// What was lost on the way to this agent over the report's window.
     pub loss: AgentLoss,
+    /// Its link to this aggregator now.
+    pub connection: LinkState,
 }
 
 /// Everything the agent and its DogStatsD clients counted as lost or refused over a window,
@@ -603,24 +608,54 @@ fn losses(
     })
 }
 
-/// Every agent seen, with what it and its clients lost over `[from_ms, now_ms)`.
-pub fn agents(store: &dyn Store, from_ms: i64, now_ms: i64) -> Result<Vec<AgentInfo>, ReportError> {
+/// Every agent seen, with what it and its clients lost over `[from_ms, now_ms)` and its link.
+/// An agent connected but with nothing delivered yet is listed with zero batches and its
+/// connection time as `first_seen`.
+pub fn agents(
+    store: &dyn Store,
+    links: &Links,
+    from_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<AgentInfo>, ReportError> {
     let loss = losses(store, from_ms, now_ms)?;
-    Ok(store
-        .agents()?
+    let known = store.agents()?;
+    let mut out: Vec<AgentInfo> = known
         .into_iter()
         .map(|a| AgentInfo {
+            connection: links.state(&a.agent_id, rfc3339),
             loss: loss(&a.agent_id),
             host: a.agent_id.clone(),
             id: a.agent_id,
             version: a.version,
             first_seen: rfc3339(a.first_seen_ms),
-            last_batch_time: rfc3339(a.last_batch_ms),
-            last_batch_age_seconds: (now_ms - a.last_batch_ms).max(0) as f64 / 1000.0,
+            last_batch_time: Some(rfc3339(a.last_batch_ms)),
+            last_batch_age_seconds: Some((now_ms - a.last_batch_ms).max(0) as f64 / 1000.0),
             lag_seconds: a.lag_ms as f64 / 1000.0,
             spool_bytes: a.spool_bytes,
             batches: a.batches,
             duplicates: a.duplicates,
         })
-        .collect())
+        .collect();
+    for (id, version) in links.agents() {
+        if out.iter().any(|a| a.id == id) {
+            continue;
+        }
+        let connection = links.state(&id, rfc3339);
+        out.push(AgentInfo {
+            loss: loss(&id),
+            host: id.clone(),
+            first_seen: connection.since.clone().unwrap_or_default(),
+            connection,
+            id,
+            version,
+            last_batch_time: None,
+            last_batch_age_seconds: None,
+            lag_seconds: 0.0,
+            spool_bytes: 0,
+            batches: 0,
+            duplicates: 0,
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
 }

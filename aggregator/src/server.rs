@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use pitot_shared::config::TlsPaths;
 use pitot_shared::loggate::LogGate;
-use pitot_shared::protocol::{AggregatorEvent, AggregatorSession};
+use pitot_shared::protocol::{AggregatorEvent, AggregatorSession, ProtocolError};
 use pitot_shared::series::AgentId;
 use pitot_shared::wire::{decode_batch, decode_frame_body, encode_frame, frame_length};
 use rustls::pki_types::pem::PemObject;
@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error_span, info, warn};
 
+use crate::links::Links;
 use crate::merge::{Job, MergeRequest};
 use crate::store::MergeOutcome;
 use crate::telemetry::Stats;
@@ -34,6 +35,8 @@ use crate::telemetry::Stats;
 pub const ALPN: &[u8] = b"pitot/1";
 /// How long a new connection may take to open its stream and say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest reason sent in a CONNECTION_CLOSE frame (it must fit one packet).
+const MAX_CLOSE_REASON: usize = 400;
 
 fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
@@ -116,6 +119,7 @@ pub async fn serve(
     endpoint: quinn::Endpoint,
     merges: mpsc::Sender<Job>,
     stats: Arc<Stats>,
+    links: Arc<Links>,
     shutdown: CancellationToken,
 ) {
     let refusals = Arc::new(std::sync::Mutex::new(LogGate::new(Duration::from_secs(60))));
@@ -129,14 +133,16 @@ pub async fn serve(
         let stats = Arc::clone(&stats);
         let remote = incoming.remote_address();
         let refusals = Arc::clone(&refusals);
+        let links = Arc::clone(&links);
         tokio::spawn(
             async move {
                 match incoming.await {
-                    Ok(connection) => handle(connection, merges, stats).await,
+                    Ok(connection) => handle(connection, merges, stats, &links).await,
                     Err(error) => {
                         stats.connections_refused.fetch_add(1, Ordering::Relaxed);
                         let reason = error.to_string();
                         let (kind, fix) = refusal(&reason);
+                        links.refused(remote.ip(), kind, &reason, fix, None, now_ms());
                         let admitted = refusals
                             .lock()
                             .map(|mut g| g.admit(std::time::Instant::now(), kind))
@@ -159,7 +165,13 @@ pub async fn serve(
     endpoint.close(0u32.into(), b"shutdown");
 }
 
-async fn handle(connection: quinn::Connection, merges: mpsc::Sender<Job>, stats: Arc<Stats>) {
+async fn handle(
+    connection: quinn::Connection,
+    merges: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+    links: &Links,
+) {
+    let remote = connection.remote_address();
     let certified = connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -167,23 +179,88 @@ async fn handle(connection: quinn::Connection, merges: mpsc::Sender<Job>, stats:
     let Some(certified) = certified else {
         stats.connections_refused.fetch_add(1, Ordering::Relaxed);
         warn!("Agent certificate carries no usable identity; closing.");
+        links.refused(
+            remote.ip(),
+            "no-identity",
+            "the certificate has no DNS subject alternative name or common name",
+            "issue the agent's certificate with pitot certs init --agents <id>",
+            None,
+            now_ms(),
+        );
         connection.close(2u32.into(), b"no identity");
         return;
     };
     stats.connections.fetch_add(1, Ordering::Relaxed);
     let span = error_span!("agent", agent_id = %certified);
-    let result = drive(&connection, AgentId(certified), merges, &stats)
-        .instrument(span.clone())
-        .await;
+    let mut established = false;
+    let result = drive(
+        &connection,
+        AgentId(certified.clone()),
+        merges,
+        &stats,
+        links,
+        &mut established,
+    )
+    .instrument(span.clone())
+    .await;
     let _entered = span.enter();
-    match result {
-        Ok(()) => debug!("Agent connection closed."),
+    let error = match result {
+        Ok(()) => None,
+        Err(error) if clean_close(&error) => {
+            debug!("Agent connection closed.");
+            None
+        }
         Err(error) => {
             debug!(error = format!("{error:#}"), "Agent connection ended.");
+            Some(error)
         }
+    };
+    if established {
+        links.disconnected(&certified, error.map(|e| format!("{e:#}")), now_ms());
+    } else if let Some(error) = error {
+        let (kind, fix) = session_refusal(&error);
+        let reason = format!("{error:#}");
+        links.refused(remote.ip(), kind, &reason, fix, Some(&certified), now_ms());
+        // The reason travels in the CONNECTION_CLOSE frame, so the agent can log it even
+        // when the closing stream frames are lost with the connection.
+        let mut text = format!("refused: {reason}");
+        text.truncate(text.floor_char_boundary(MAX_CLOSE_REASON));
+        connection.close(3u32.into(), text.as_bytes());
+        return;
     }
     drop(_entered);
     connection.close(0u32.into(), b"bye");
+}
+
+/// True when the agent closed the connection itself on shutdown (application code 0).
+fn clean_close(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        let lost = e
+            .downcast_ref::<quinn::ReadExactError>()
+            .and_then(|r| match r {
+                quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c)) => Some(c),
+                _ => None,
+            })
+            .or_else(|| e.downcast_ref::<quinn::ConnectionError>());
+        matches!(lost, Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == 0u32.into())
+    })
+}
+
+/// The kind of a session refused before `Hello` was accepted, and what fixes it.
+fn session_refusal(error: &anyhow::Error) -> (&'static str, &'static str) {
+    match error.downcast_ref::<ProtocolError>() {
+        Some(ProtocolError::IdentityMismatch { .. }) => (
+            "identity-mismatch",
+            "the agent's agent_id must be the identity in its certificate: set agent_id to it, \
+             or issue a certificate for the agent's id (pitot certs init --agents <id>)",
+        ),
+        Some(ProtocolError::UnsupportedVersion) => (
+            "version",
+            "the agent and aggregator share no protocol version: upgrade the older one \
+             (docs/PROTOCOL.md)",
+        ),
+        _ => ("other", "see the error"),
+    }
 }
 
 async fn drive(
@@ -191,6 +268,8 @@ async fn drive(
     agent: AgentId,
     merges: mpsc::Sender<Job>,
     stats: &Stats,
+    links: &Links,
+    established: &mut bool,
 ) -> anyhow::Result<()> {
     let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
         .await
@@ -225,6 +304,13 @@ async fn drive(
                     epoch,
                 } => {
                     info!(version = %agent_version, epoch, "Agent connected.");
+                    links.connected(
+                        &agent.0,
+                        &agent_version,
+                        connection.remote_address(),
+                        now_ms(),
+                    );
+                    *established = true;
                 }
                 AggregatorEvent::Batch {
                     epoch,
