@@ -48,13 +48,14 @@ enum Command {
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Metric: for `latency` (default request.latency); for `drift` one series name
-        /// (default: every input.* series).
+        /// Metric: for `latency` (default request.latency), for `counters` (default
+        /// request.count); for `drift` one series name (default: every input.* series).
         #[arg(long)]
         metric: Option<String>,
-        /// Tags to group `latency` by, comma-separated.
-        #[arg(long, default_value = "host,model")]
-        group_by: String,
+        /// Tags to group `latency` and `counters` by, comma-separated (default: those of
+        /// host and model that the metric's series have).
+        #[arg(long)]
+        group_by: Option<String>,
         /// Start of the range (RFC 3339, Unix seconds, or now-1h).
         #[arg(long, default_value = "now-1h")]
         from: String,
@@ -145,6 +146,8 @@ enum Command {
 enum ReportKind {
     /// Latency quantiles per group and fleet-wide.
     Latency,
+    /// Counter totals and rates per group and fleet-wide (requests, tokens, errors).
+    Counters,
     /// Agents seen, their lag and spool.
     Agents,
     /// Input drift: temporal, host against the rest, or version against version.
@@ -243,10 +246,25 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             slo,
         } => {
             let client = report::Client::new(&url);
+            let group_by = match (&group_by, what) {
+                (Some(g), _) => g.clone(),
+                (None, ReportKind::Latency | ReportKind::Counters) => {
+                    let metric = metric.as_deref().unwrap_or(match what {
+                        ReportKind::Counters => "request.count",
+                        _ => "request.latency",
+                    });
+                    report::default_group_by(&client, metric, &tag)?
+                }
+                (None, _) => String::new(),
+            };
             let value = match what {
                 ReportKind::Latency => {
                     let metric = metric.as_deref().unwrap_or("request.latency");
                     report::latency(&client, metric, &group_by, &from, &tag)?
+                }
+                ReportKind::Counters => {
+                    let metric = metric.as_deref().unwrap_or("request.count");
+                    report::counters(&client, metric, &group_by, &from, &tag)?
                 }
                 ReportKind::Agents => client.get("/api/v1/agents", &[])?,
                 ReportKind::Drift => {
@@ -283,6 +301,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             } else {
                 let text = match what {
                     ReportKind::Latency => report::latency_table(&value, &group_by),
+                    ReportKind::Counters => report::counters_table(&value, &group_by),
                     ReportKind::Agents => report::agents_table(&value),
                     ReportKind::Drift => report::drift_table(&value),
                     ReportKind::Slo => report::slo_table(&value),

@@ -119,11 +119,107 @@ pub fn latency(
     client.get("/api/v1/quantiles", &q)
 }
 
-/// Renders a latency report as a table, with a fleet row last.
+/// Fetches the counter report, grouped by `group_by` tags.
+pub fn counters(
+    client: &Client,
+    metric: &str,
+    group_by: &str,
+    from: &str,
+    tags: &[String],
+) -> anyhow::Result<Value> {
+    let mut q = vec![
+        ("metric", metric.to_owned()),
+        ("group_by", group_by.to_owned()),
+        ("from", from.to_owned()),
+    ];
+    q.extend(tags.iter().map(|t| ("tag", t.clone())));
+    client.get("/api/v1/counters", &q)
+}
+
+/// The tags a report groups by when none are asked for: `host` and `model`, those of them that
+/// some series of `metric` has (the API refuses to group by a tag no series has).
+pub fn default_group_by(client: &Client, metric: &str, tags: &[String]) -> anyhow::Result<String> {
+    let mut q = vec![("match", metric.to_owned())];
+    q.extend(tags.iter().map(|t| ("tag", t.clone())));
+    let series = client.get("/api/v1/series", &q)?;
+    let has = |tag: &str| {
+        series["series"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|s| !s["tags"][tag].is_null()))
+    };
+    Ok(["host", "model"]
+        .into_iter()
+        .filter(|t| has(t))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// The first line of a metric table: what, over when, at which resolution, in which unit.
+fn caption(report: &Value, no_unit: &str) -> String {
+    let unit = match report["unit"].as_str() {
+        Some(u) => format!("values in {u}"),
+        None => no_unit.to_owned(),
+    };
+    format!(
+        "{} over {} … {} ({} buckets); {unit}\n",
+        report["metric"].as_str().unwrap_or(""),
+        report["from"].as_str().unwrap_or(""),
+        report["to"].as_str().unwrap_or(""),
+        report["resolution"].as_str().unwrap_or("")
+    )
+}
+
+/// Renders a counter report as a table (total and per second), with a fleet row last.
+pub fn counters_table(report: &Value, group_by: &str) -> String {
+    let tags: Vec<&str> = group_by.split(',').filter(|t| !t.is_empty()).collect();
+    let unit = report["unit"].as_str();
+    let total = unit.map_or_else(|| "total".to_owned(), |u| format!("total ({u})"));
+    let rate = unit.map_or_else(|| "per second".to_owned(), |u| format!("{u} per second"));
+    let mut headers: Vec<&str> = if tags.is_empty() { vec![""] } else { tags.clone() };
+    headers.extend([total.as_str(), rate.as_str()]);
+    let whole = |v: &Value| match v.as_f64() {
+        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
+        _ => num(v),
+    };
+    let row = |g: &Value, mut names: Vec<String>| {
+        names.push(whole(&g["total"]));
+        names.push(num(&g["per_second"]));
+        names
+    };
+    let mut rows: Vec<Vec<String>> = report["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            row(
+                g,
+                tags.iter()
+                    .map(|t| g["tags"][*t].as_str().unwrap_or("").to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut fleet = vec!["FLEET".to_owned()];
+    fleet.resize(tags.len().max(1), String::new());
+    rows.push(row(&report["fleet"], fleet));
+    caption(report, "counted as sent (the name carries no unit)") + &table(&headers, &rows)
+}
+
+/// Renders a latency report as a table, with a fleet row last. Column headers carry the unit
+/// when the metric's name gives one.
 pub fn latency_table(report: &Value, group_by: &str) -> String {
     let tags: Vec<&str> = group_by.split(',').filter(|t| !t.is_empty()).collect();
+    let with_unit = |h: &str| match report["unit"].as_str() {
+        Some(u) => format!("{h} ({u})"),
+        None => h.to_owned(),
+    };
+    let value_headers: Vec<String> = ["p50", "p90", "p99", "p99.9", "max"]
+        .into_iter()
+        .map(with_unit)
+        .collect();
     let mut headers: Vec<&str> = tags.clone();
-    headers.extend(["count", "p50", "p90", "p99", "p99.9", "max"]);
+    headers.push("count");
+    headers.extend(value_headers.iter().map(String::as_str));
     let row = |g: &Value, names: Vec<String>| {
         let mut r = names;
         r.push(g["count"].as_u64().unwrap_or(0).to_string());
@@ -155,14 +251,9 @@ pub fn latency_table(report: &Value, group_by: &str) -> String {
         headers.insert(0, "");
     }
     rows.push(row(&report["fleet"], fleet_names));
-    let unit = format!(
-        "{} over {} … {} ({} buckets)\n",
-        report["metric"].as_str().unwrap_or(""),
-        report["from"].as_str().unwrap_or(""),
-        report["to"].as_str().unwrap_or(""),
-        report["resolution"].as_str().unwrap_or("")
-    );
-    unit + &table(&headers, &rows)
+    let no_unit = "values as sent (the name carries no unit; a DogStatsD `ms` timer is in \
+                   milliseconds)";
+    caption(report, no_unit) + &table(&headers, &rows)
 }
 
 /// The clock time of an RFC 3339 timestamp (`2026-12-02T10:11:12.345Z` → `10:11:12`).

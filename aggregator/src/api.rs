@@ -92,6 +92,23 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// The query parameters each endpoint takes (anything else is a 400 naming these).
+const METRIC_PARAMS: &[&str] = &["metric", "tag", "from", "to", "group_by"];
+const QUANTILE_PARAMS: &[&str] = &["metric", "tag", "from", "to", "group_by", "q"];
+const SLO_PARAMS: &[&str] = &["at"];
+const DRIFT_PARAMS: &[&str] = &[
+    "mode",
+    "metric",
+    "tag",
+    "from",
+    "to",
+    "ref_from",
+    "ref_to",
+    "reference",
+    "a",
+    "b",
+];
+
 struct Params(Vec<(String, String)>);
 
 impl Params {
@@ -101,6 +118,27 @@ impl Params {
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         )
+    }
+
+    /// Parses and refuses any parameter not in `known`, naming them: a misspelt `form=` must
+    /// not silently become the default window.
+    fn parse_known(raw: Option<String>, known: &[&str]) -> Result<Self, ApiError> {
+        let params = Self::parse(raw);
+        if let Some((unknown, _)) = params.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown query parameter `{unknown}`; this endpoint takes {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )));
+        }
+        Ok(params)
     }
 
     fn one(&self, key: &str) -> Option<&str> {
@@ -201,7 +239,7 @@ async fn slo_list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let at = slo_time(&Params::parse(raw))?;
+    let at = slo_time(&Params::parse_known(raw, SLO_PARAMS)?)?;
     let reports =
         blocking(move || Ok(slo::report_all(state.store.as_ref(), &state.slos, at)?)).await?;
     Ok(Json(json!({ "slos": reports })))
@@ -212,7 +250,7 @@ async fn slo_one(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<slo::SloReport>, ApiError> {
-    let at = slo_time(&Params::parse(raw))?;
+    let at = slo_time(&Params::parse_known(raw, SLO_PARAMS)?)?;
     let Some(installed) = state.slos.iter().find(|s| s.def.name == name).cloned() else {
         let known: Vec<&str> = state.slos.iter().map(|s| s.def.name.as_str()).collect();
         return Err(ApiError(
@@ -235,7 +273,7 @@ async fn agents(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let params = Params::parse(raw);
+    let params = Params::parse_known(raw, &["from"])?;
     let now = now_ms();
     let from_ms = parse_time(params.one("from").unwrap_or("now-1h"), now).map_err(bad)?;
     let links = Arc::clone(&state.links);
@@ -249,7 +287,7 @@ async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let params = Params::parse(raw);
+    let params = Params::parse_known(raw, &["match", "tag"])?;
     let filters = params.tags()?;
     let name = params
         .one("match")
@@ -279,7 +317,7 @@ async fn quantiles(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::QuantileReport>, ApiError> {
-    let params = Params::parse(raw);
+    let params = Params::parse_known(raw, QUANTILE_PARAMS)?;
     let q = params.metric_query()?;
     let qs = parse_quantiles(params.one("q").unwrap_or("0.5,0.9,0.99,0.999"))?;
     if qs.is_empty() {
@@ -293,7 +331,7 @@ async fn counters(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::CounterReport>, ApiError> {
-    let q = Params::parse(raw).metric_query()?;
+    let q = Params::parse_known(raw, METRIC_PARAMS)?.metric_query()?;
     let report = blocking(move || reports::counters(state.store.as_ref(), &q)).await?;
     Ok(Json(report))
 }
@@ -302,7 +340,7 @@ async fn categories(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::CategoryReport>, ApiError> {
-    let q = Params::parse(raw).metric_query()?;
+    let q = Params::parse_known(raw, METRIC_PARAMS)?.metric_query()?;
     let report = blocking(move || reports::categories(state.store.as_ref(), &q)).await?;
     Ok(Json(report))
 }
@@ -314,7 +352,7 @@ async fn drift_report(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let params = Params::parse(raw);
+    let params = Params::parse_known(raw, DRIFT_PARAMS)?;
     let now = now_ms();
     let time = |key: &str, default: &str| parse_time(params.one(key).unwrap_or(default), now);
     let from_ms = time("from", "now-1h").map_err(bad)?;

@@ -14,6 +14,7 @@ pub mod server;
 pub mod slo;
 pub mod store;
 pub mod telemetry;
+pub mod units;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

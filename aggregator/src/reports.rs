@@ -91,6 +91,8 @@ pub struct QuantileReport {
     pub to: String,
     /// Resolution used.
     pub resolution: String,
+    /// The values' unit when the metric's name says it (`null`: as the clients sent them).
+    pub unit: Option<&'static str>,
     /// Series merged.
     pub series: usize,
     /// The whole fleet.
@@ -122,6 +124,8 @@ pub struct CounterReport {
     pub to: String,
     /// Resolution used.
     pub resolution: String,
+    /// The unit of what is counted when the metric's name says it (`null`: as sent).
+    pub unit: Option<&'static str>,
     /// Series summed.
     pub series: usize,
     /// The whole fleet.
@@ -224,13 +228,48 @@ struct Loaded {
     series: usize,
 }
 
+/// Why a query matched no series: the name is unknown (new data shows up only when an
+/// agent's interval closes), or the name is known and the filters exclude it.
+fn not_found(store: &dyn Store, q: &MetricQuery) -> Result<String, ReportError> {
+    if q.filters.is_empty() || store.series(Some(&q.metric), &[])?.is_empty() {
+        return Ok(format!(
+            "no series named `{}` yet. Agents send what they received when each interval \
+             closes (`interval`, 10 s by default) and the batch arrives a moment later, so data \
+             sent just now appears within about one interval; check the name with \
+             /api/v1/series?match={} or `pitot report agents`",
+            q.metric, q.metric
+        ));
+    }
+    let filters: Vec<String> = q.filters.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    Ok(format!(
+        "series named `{}` exist, but none has the tags {}; see /api/v1/series?match={}",
+        q.metric,
+        filters.join(", "),
+        q.metric
+    ))
+}
+
 /// Loads the series of `q`, which must all have one kind among `want`.
 fn load_kind(store: &dyn Store, q: &MetricQuery, want: &[Kind]) -> Result<Loaded, ReportError> {
     let series = store.series(Some(&q.metric), &q.filters)?;
     if series.is_empty() {
-        return Err(ReportError::NotFound(format!(
-            "no series named `{}` matches the tag filters",
-            q.metric
+        return Err(ReportError::NotFound(not_found(store, q)?));
+    }
+    if let Some(missing) = q
+        .group_by
+        .iter()
+        .find(|g| !series.iter().any(|(key, _)| key.tag(g).is_some()))
+    {
+        let mut tags: Vec<&str> = series
+            .iter()
+            .flat_map(|(key, _)| key.tags().iter().map(|(k, _)| k.as_str()))
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        return Err(ReportError::BadRequest(format!(
+            "group_by `{missing}`: no `{}` series has that tag; its tags are {}",
+            q.metric,
+            tags.join(", ")
         )));
     }
     let first = series[0].1;
@@ -374,6 +413,7 @@ pub fn quantiles(
         from: rfc3339(q.from_ms),
         to: rfc3339(q.to_ms),
         resolution: res.label(),
+        unit: crate::units::unit(&q.metric),
         series,
         fleet: summary(fleet.as_ref(), BTreeMap::new()),
         groups: out,
@@ -413,6 +453,7 @@ pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, Rep
         from: rfc3339(q.from_ms),
         to: rfc3339(q.to_ms),
         resolution: res.label(),
+        unit: crate::units::unit(&q.metric),
         series,
         fleet: CounterSummary {
             tags: BTreeMap::new(),
