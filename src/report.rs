@@ -175,7 +175,11 @@ pub fn counters_table(report: &Value, group_by: &str) -> String {
     let unit = report["unit"].as_str();
     let total = unit.map_or_else(|| "total".to_owned(), |u| format!("total ({u})"));
     let rate = unit.map_or_else(|| "per second".to_owned(), |u| format!("{u} per second"));
-    let mut headers: Vec<&str> = if tags.is_empty() { vec![""] } else { tags.clone() };
+    let mut headers: Vec<&str> = if tags.is_empty() {
+        vec![""]
+    } else {
+        tags.clone()
+    };
     headers.extend([total.as_str(), rate.as_str()]);
     let whole = |v: &Value| match v.as_f64() {
         Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
@@ -381,7 +385,9 @@ pub fn drift_table(report: &Value) -> String {
                         })
                         .unwrap_or_default();
                     let scope = match (r["host"].as_str(), r["a"].as_str(), r["b"].as_str()) {
-                        (Some(h), _, _) => format!("{h} vs rest"),
+                        (Some(h), _, _) => {
+                            format!("{h} vs {}", r["against"].as_str().unwrap_or("rest"))
+                        }
                         (_, Some(a), Some(b)) => format!("{b} vs {a}"),
                         _ => "fleet".into(),
                     };
@@ -391,7 +397,11 @@ pub fn drift_table(report: &Value) -> String {
                         &r["ks_p_value"]
                     };
                     vec![
-                        r["status"].as_str().unwrap_or("").to_uppercase(),
+                        r["status"]
+                            .as_str()
+                            .unwrap_or("")
+                            .replace('_', " ")
+                            .to_uppercase(),
                         r["metric"].as_str().unwrap_or("").to_owned(),
                         tags,
                         scope,
@@ -406,6 +416,12 @@ pub fn drift_table(report: &Value) -> String {
                         f(&r["js"]),
                         f(&r["wasserstein_norm"]),
                         f(p),
+                        // The reason's summary (its figures are the columns before).
+                        r["reason"]
+                            .as_str()
+                            .and_then(|t| t.split(": ").next())
+                            .unwrap_or("")
+                            .to_owned(),
                     ]
                 })
                 .collect()
@@ -427,7 +443,8 @@ pub fn drift_table(report: &Value) -> String {
     head.push('\n');
     head + &table(
         &[
-            "status", "metric", "tags", "compared", "n ref", "n cur", "ks", "psi", "js", "W/σ", "p",
+            "status", "metric", "tags", "compared", "n ref", "n cur", "ks", "psi", "js", "W/σ",
+            "p", "why",
         ],
         &rows,
     )

@@ -75,21 +75,31 @@ fn a_certificate_from_another_ca_is_named_on_both_sides() {
             .map(str::to_owned)
     });
     assert!(line.contains("not issued by quic.ca"), "{line}");
-    let refused = wait_for("the refusal in /api/v1/agents", Duration::from_secs(10), || {
-        let report = fleet.client().get("/api/v1/agents", &[]).ok()?;
-        report["refused"]
-            .as_array()?
-            .iter()
-            .find(|r| r["kind"] == "unknown-ca")
-            .cloned()
-    });
+    let refused = wait_for(
+        "the refusal in /api/v1/agents",
+        Duration::from_secs(10),
+        || {
+            let report = fleet.client().get("/api/v1/agents", &[]).ok()?;
+            report["refused"]
+                .as_array()?
+                .iter()
+                .find(|r| r["kind"] == "unknown-ca")
+                .cloned()
+        },
+    );
     assert_eq!(refused["peer"], "127.0.0.1", "{refused:#}");
     assert!(refused["count"].as_u64().unwrap() >= 1, "{refused:#}");
     assert!(
-        refused["fix"].as_str().unwrap().contains("pitot certs init"),
+        refused["fix"]
+            .as_str()
+            .unwrap()
+            .contains("pitot certs init"),
         "{refused:#}"
     );
-    assert!(refused["agent"].is_null(), "an unverified certificate names nobody");
+    assert!(
+        refused["agent"].is_null(),
+        "an unverified certificate names nobody"
+    );
     // The agent sees the refusal after its handshake completed (TLS 1.3 checks the client's
     // certificate last): a lost connection at warn, with the peer's reason when quinn has it.
     wait_for("the agent's warning", Duration::from_secs(30), || {
@@ -107,14 +117,18 @@ fn an_agent_id_that_is_not_its_certificates_is_refused_and_shown() {
     fleet.start_aggregator();
     fleet.agent_env = vec![("PITOT_AGENT__AGENT_ID".into(), "gpu-other".into())];
     fleet.start_agent("gpu-i");
-    let refused = wait_for("the refusal in /api/v1/agents", Duration::from_secs(30), || {
-        let report = fleet.client().get("/api/v1/agents", &[]).ok()?;
-        report["refused"]
-            .as_array()?
-            .iter()
-            .find(|r| r["kind"] == "identity-mismatch")
-            .cloned()
-    });
+    let refused = wait_for(
+        "the refusal in /api/v1/agents",
+        Duration::from_secs(30),
+        || {
+            let report = fleet.client().get("/api/v1/agents", &[]).ok()?;
+            report["refused"]
+                .as_array()?
+                .iter()
+                .find(|r| r["kind"] == "identity-mismatch")
+                .cloned()
+        },
+    );
     assert_eq!(refused["agent"], "gpu-i", "{refused:#}");
     assert!(
         refused["reason"].as_str().unwrap().contains("gpu-other"),

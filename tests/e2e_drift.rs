@@ -200,3 +200,112 @@ fn hosts_and_versions_flag_only_what_drifted() {
         .unwrap_err();
     assert!(err.to_string().contains("400"), "{err}");
 }
+
+/// Two hosts: "each against the rest" is symmetric, so the pair is compared and each host's
+/// own history (the reference window) says which one moved. Without history both rows say
+/// `differ`; a temporal comparison with an empty reference says `no_data`.
+#[test]
+fn two_hosts_are_told_apart_by_their_own_history() {
+    let hosts = ["a", "b"];
+    let mut fleet = Fleet::new(&hosts);
+    fleet.start_aggregator();
+    for h in hosts {
+        fleet.start_agent(h);
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let n = 2000;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (i, h) in hosts.iter().enumerate() {
+        let seed = 700 + 10 * i as u64;
+        // History: both hosts alike, 90–150 s ago.
+        let mut lines: Vec<String> = latencies(seed, n, 400.0)
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let t = now_s - 150 + (j % 60) as u64;
+                format!("input.prompt_tokens:{}|h|#model:pair|T{t}", v.round())
+            })
+            .collect();
+        // Now: b's prompts are 1.5× longer. The `nohist` model has no history at all.
+        let median = if *h == "b" { 600.0 } else { 400.0 };
+        for model in ["pair", "nohist"] {
+            lines.extend(
+                latencies(seed + 1, n, median)
+                    .iter()
+                    .map(|v| format!("input.prompt_tokens:{}|h|#model:{model}", v.round())),
+            );
+        }
+        send(&socket, fleet.udp_addr(h), &lines);
+    }
+    fleet.wait_for_count(
+        "input.prompt_tokens",
+        3 * n as u64 * 2,
+        Duration::from_secs(60),
+    );
+    let secs = |s: u64| s.to_string();
+    let query = |model: &str, mode: &str| {
+        vec![
+            ("mode", mode.to_owned()),
+            ("tag", format!("model:{model}")),
+            ("from", secs(now_s - 60)),
+            ("to", "now".to_owned()),
+            ("ref_from", secs(now_s - 160)),
+            ("ref_to", secs(now_s - 60)),
+        ]
+    };
+    let client = fleet.client();
+    let pair = client
+        .get("/api/v1/drift", &query("pair", "hosts"))
+        .unwrap();
+    let rows = pair["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{pair:#}");
+    let row = |h: &str| rows.iter().find(|r| r["host"] == h).unwrap();
+    assert_eq!(row("b")["status"], "drift", "{pair:#}");
+    assert_eq!(row("a")["status"], "ok", "{pair:#}");
+    assert_eq!(row("b")["history"]["status"], "drift", "{pair:#}");
+    assert_eq!(row("a")["history"]["status"], "ok", "{pair:#}");
+    assert_eq!(row("a")["history"]["reference_count"], n as u64);
+    let why = row("a")["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("b moved against its own history, a did not"),
+        "{why}"
+    );
+    let table = pitot::report::drift_table(&pair);
+    let first = table.lines().nth(3).unwrap();
+    assert!(
+        first.starts_with("DRIFT") && first.contains("b vs a"),
+        "{table}"
+    );
+    assert!(
+        first.ends_with("  b moved against its own history, a did not"),
+        "{table}"
+    );
+    assert_eq!(row("b")["against"], "a");
+
+    let nohist = client
+        .get("/api/v1/drift", &query("nohist", "hosts"))
+        .unwrap();
+    let rows = nohist["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{nohist:#}");
+    for r in rows {
+        assert_eq!(r["status"], "differ", "{r:#}");
+        assert!(
+            r["reason"].as_str().unwrap().contains("no history"),
+            "{r:#}"
+        );
+    }
+    assert!(pitot::report::drift_table(&nohist).contains("DIFFER"));
+
+    let temporal = client
+        .get("/api/v1/drift", &query("nohist", "temporal"))
+        .unwrap();
+    let r = &temporal["results"][0];
+    assert_eq!(r["status"], "no_data", "{temporal:#}");
+    assert_eq!(r["reference_count"], 0, "{temporal:#}");
+    assert_eq!(r["reason"], "no data in the reference", "{temporal:#}");
+    let table = pitot::report::drift_table(&temporal);
+    assert!(table.contains("NO DATA"), "{table}");
+}

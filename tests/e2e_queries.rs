@@ -40,7 +40,11 @@ fn unanswerable_queries_say_why_and_reports_show_units() {
     fleet.start_agent("gpu-q");
 
     // Before anything arrived: not found, and the message says when data shows up.
-    let e = error_of(&fleet, "/api/v1/quantiles", &[("metric", "request.latency")]);
+    let e = error_of(
+        &fleet,
+        "/api/v1/quantiles",
+        &[("metric", "request.latency")],
+    );
     assert!(e.contains("404"), "{e}");
     assert!(e.contains("interval"), "{e}");
 
@@ -78,7 +82,10 @@ fn unanswerable_queries_say_why_and_reports_show_units() {
         "/api/v1/quantiles",
         &[("metric", "request.latency"), ("tag", "model:gpt-9")],
     );
-    assert!(e.contains("exist, but none has the tags model:gpt-9"), "{e}");
+    assert!(
+        e.contains("exist, but none has the tags model:gpt-9"),
+        "{e}"
+    );
 
     // `pitot report counters`: the exact total, per host and model, and the fleet.
     let text = pitot(&fleet, &["report", "counters"]);
@@ -109,5 +116,8 @@ fn unanswerable_queries_say_why_and_reports_show_units() {
     // made every sample at least one interval, 1 s here): on loopback it is typically far less.
     let q = fleet.quantiles(lag, "0.5", "").unwrap();
     let median = q["fleet"]["quantiles"]["0.5"].as_f64().unwrap();
-    assert!(median < 1.0, "median delivery lag {median} s on loopback: {q:#}");
+    assert!(
+        median < 1.0,
+        "median delivery lag {median} s on loopback: {q:#}"
+    );
 }

@@ -394,7 +394,25 @@ async fn drift_report(
                 ref_to_ms,
             }
         }
-        "hosts" => Mode::Hosts,
+        "hosts" => {
+            // Two hosts: each one's own history says which one moved (default: the 7 days
+            // before `from`, as temporal's reference).
+            let history_from_ms = match params.one("ref_from") {
+                Some(t) => parse_time(t, now).map_err(bad)?,
+                None => from_ms - DEFAULT_REFERENCE_MS,
+            };
+            let history_to_ms = match params.one("ref_to") {
+                Some(t) => parse_time(t, now).map_err(bad)?,
+                None => from_ms,
+            };
+            if history_from_ms >= history_to_ms {
+                return Err(bad("the reference window must start before it ends"));
+            }
+            Mode::Hosts {
+                history_from_ms,
+                history_to_ms,
+            }
+        }
         "versions" => match (params.one("a"), params.one("b")) {
             (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() && a != b => Mode::Versions {
                 a: a.to_owned(),

@@ -7,7 +7,11 @@
 //! - `hosts`: each host against the rest of the fleet (the others summed) in the current window.
 //!   Hosts found drifting are left out of the rest, one at a time and most significant first,
 //!   until no other host drifts against what remains: one outlier host must not make every
-//!   other host look drifted (with three hosts, the rest of a healthy host is half outlier);
+//!   other host look drifted (with three hosts, the rest of a healthy host is half outlier).
+//!   With two hosts "against the rest" is symmetric and cannot say which one moved: the pair
+//!   is compared, and when it differs each host is compared with its own history (the
+//!   reference window); the one that moved against its history drifts, the other is OK, and
+//!   when the history does not tell (none, both or neither moved) both rows say `differ`;
 //! - `versions`: the series tagged `version:b` against those tagged `version:a`.
 //!
 //! Results are sorted by severity (drift, warn, ok), then by p-value. The Bonferroni
@@ -37,8 +41,14 @@ pub enum Mode {
         /// Reference end, Unix ms.
         ref_to_ms: i64,
     },
-    /// Each host against the rest.
-    Hosts,
+    /// Each host against the rest. With exactly two hosts the pair is compared, and each
+    /// host's own history (`[history_from_ms, history_to_ms)`) says which one moved.
+    Hosts {
+        /// History start, Unix ms.
+        history_from_ms: i64,
+        /// History end, Unix ms.
+        history_to_ms: i64,
+    },
     /// `version:b` against `version:a`.
     Versions {
         /// The baseline version.
@@ -75,6 +85,9 @@ pub struct DriftResult {
     /// In hosts mode, the host compared with the rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// In hosts mode with two hosts, the other host (the "rest").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub against: Option<String>,
     /// In versions mode, the baseline version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub a: Option<String>,
@@ -84,10 +97,13 @@ pub struct DriftResult {
     /// The figures (numeric or categorical), flattened into the row.
     #[serde(flatten)]
     pub figures: Value,
-    /// `ok`, `warn` or `drift`.
+    /// `no_data`, `ok`, `warn`, `differ` or `drift`.
     pub status: Status,
     /// Why.
     pub reason: String,
+    /// Hosts mode with two hosts: this host's current window against its own history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Value>,
     #[serde(skip)]
     p: f64,
 }
@@ -160,6 +176,8 @@ struct Pending {
     host: Option<String>,
     reference: Side,
     current: Side,
+    /// Two-host features: this host over the history window, and the pair's index.
+    history: Option<(Side, usize)>,
 }
 
 /// Builds the drift report.
@@ -193,6 +211,7 @@ pub fn report(
     }
     let mut pending = Vec::new();
     let mut host_features = Vec::new();
+    let mut pairs = 0usize;
     for ((metric, tags), members) in features {
         let kind = members[0].1;
         let members: Vec<SeriesKey> = members
@@ -221,9 +240,13 @@ pub fn report(
                     host: None,
                     reference: refr,
                     current: cur,
+                    history: None,
                 });
             }
-            Mode::Hosts => {
+            Mode::Hosts {
+                history_from_ms,
+                history_to_ms,
+            } => {
                 let mut per_host: BTreeMap<String, Side> = BTreeMap::new();
                 for s in &members {
                     let host = s.tag("host").unwrap_or_default().to_owned();
@@ -234,7 +257,31 @@ pub fn report(
                             .add(&d);
                     }
                 }
-                if per_host.len() >= 2 {
+                if per_host.len() == 2 {
+                    let pair = pairs;
+                    pairs += 1;
+                    let sides: Vec<(&String, &Side)> = per_host.iter().collect();
+                    for (i, (host, side)) in sides.iter().enumerate() {
+                        let mut history = Side::empty(kind);
+                        for s in members
+                            .iter()
+                            .filter(|s| s.tag("host") == Some(host.as_str()))
+                        {
+                            if let Some(d) = load(store, s, *history_from_ms, *history_to_ms)? {
+                                history.add(&d);
+                            }
+                        }
+                        pending.push(Pending {
+                            metric: metric.clone(),
+                            tags: tags.clone(),
+                            kind,
+                            host: Some((*host).clone()),
+                            reference: sides[1 - i].1.clone(),
+                            current: (*side).clone(),
+                            history: Some((history, pair)),
+                        });
+                    }
+                } else if per_host.len() > 2 {
                     host_features.push((metric, tags, kind, per_host));
                 }
             }
@@ -257,6 +304,7 @@ pub fn report(
                     host: None,
                     reference: sa,
                     current: sb,
+                    history: None,
                 });
             }
         }
@@ -304,6 +352,7 @@ pub fn report(
                 host: Some(host.clone()),
                 reference: rest,
                 current: side.clone(),
+                history: None,
             });
         }
     }
@@ -321,12 +370,14 @@ pub fn report(
             (p, f)
         })
         .collect();
-    let tests = figures.iter().filter(|(_, f)| f.is_some()).count();
+    // Two-host features add one history comparison per host.
+    let tests = figures.iter().filter(|(_, f)| f.is_some()).count()
+        + figures.iter().filter(|(p, _)| p.history.is_some()).count();
     let (a, b) = match &q.mode {
         Mode::Versions { a, b } => (Some(a.clone()), Some(b.clone())),
         _ => (None, None),
     };
-    let mut results: Vec<DriftResult> = figures
+    let rows: Vec<(DriftResult, Option<HistoryVerdict>)> = figures
         .into_iter()
         .map(|(p, f)| {
             let (status, reason, p_value, figures) = match f {
@@ -351,8 +402,12 @@ pub fn report(
                     )
                 }
                 None => (
-                    Status::Ok,
-                    "no data on one side of the comparison".to_owned(),
+                    Status::NoData,
+                    match (side_count(&p.reference), side_count(&p.current)) {
+                        (0, 0) => "no data on either side".to_owned(),
+                        (0, _) => "no data in the reference".to_owned(),
+                        _ => "no data in the current window".to_owned(),
+                    },
                     1.0,
                     json!({
                         "reference_count": side_count(&p.reference),
@@ -360,7 +415,11 @@ pub fn report(
                     }),
                 ),
             };
-            DriftResult {
+            let history = p.history.as_ref().map(|(h, pair)| {
+                let (status, reason, hp) = judge_with_reason(h, &p.current, config, tests);
+                (*pair, status, reason, hp, side_count(h))
+            });
+            let row = DriftResult {
                 metric: p.metric,
                 tags: p.tags,
                 kind: p.kind.as_str(),
@@ -370,10 +429,14 @@ pub fn report(
                 figures,
                 status,
                 reason,
+                history: None,
+                against: None,
                 p: p_value,
-            }
+            };
+            (row, history)
         })
         .collect();
+    let mut results = attribute_pairs(rows, &q.mode);
     results.sort_by(|x, y| {
         y.status
             .cmp(&x.status)
@@ -381,7 +444,7 @@ pub fn report(
             .then(x.metric.cmp(&y.metric))
     });
     let mut out = json!({
-        "mode": match q.mode { Mode::Temporal { .. } => "temporal", Mode::Hosts => "hosts", Mode::Versions { .. } => "versions" },
+        "mode": match q.mode { Mode::Temporal { .. } => "temporal", Mode::Hosts { .. } => "hosts", Mode::Versions { .. } => "versions" },
         "current": {"from": rfc3339(q.from_ms), "to": rfc3339(q.to_ms)},
         "tests": tests,
         "results": results,
@@ -429,16 +492,118 @@ fn rests(kind: Kind, sides: &[&Side]) -> Vec<Side> {
 
 /// The verdict and p-value of one comparison in a report of `tests` comparisons.
 fn judge(reference: &Side, current: &Side, config: &DriftConfig, tests: usize) -> (Status, f64) {
+    let (status, _, p) = judge_with_reason(reference, current, config, tests);
+    (status, p)
+}
+
+/// One host's current window against its own history (two-host features): the pair it belongs
+/// to, the verdict, why, the p-value and the history's observation count.
+type HistoryVerdict = (usize, Status, String, f64, u64);
+
+/// Two-host features: both rows carry the pair's comparison; when it differs, the host that
+/// moved against its own history drifts and the other is OK; when history does not tell,
+/// both say `differ`. Other rows pass through.
+fn attribute_pairs(
+    rows: Vec<(DriftResult, Option<HistoryVerdict>)>,
+    mode: &Mode,
+) -> Vec<DriftResult> {
+    let (history_from, history_to) = match mode {
+        Mode::Hosts {
+            history_from_ms,
+            history_to_ms,
+        } => (rfc3339(*history_from_ms), rfc3339(*history_to_ms)),
+        _ => (String::new(), String::new()),
+    };
+    // The pair's verdict: the more severe of its two rows; which hosts moved.
+    let mut pairs: BTreeMap<usize, (Status, Vec<(String, Status)>)> = BTreeMap::new();
+    for (row, history) in &rows {
+        if let Some((pair, hstatus, ..)) = history {
+            let entry = pairs.entry(*pair).or_insert((Status::NoData, Vec::new()));
+            entry.0 = entry.0.max(row.status);
+            entry
+                .1
+                .push((row.host.clone().unwrap_or_default(), *hstatus));
+        }
+    }
+    rows.into_iter()
+        .map(|(mut row, history)| {
+            let Some((pair, hstatus, hreason, hp, hcount)) = history else {
+                return row;
+            };
+            let (pair_status, members) = &pairs[&pair];
+            let me = row.host.clone().unwrap_or_default();
+            let other = members
+                .iter()
+                .find(|(h, _)| *h != me)
+                .map(|(h, _)| h.clone())
+                .unwrap_or_default();
+            let moved: Vec<&String> = members
+                .iter()
+                .filter(|(_, s)| *s == Status::Drift)
+                .map(|(h, _)| h)
+                .collect();
+            row.against = Some(other.clone());
+            row.history = Some(json!({
+                "from": history_from,
+                "to": history_to,
+                "status": hstatus,
+                "reason": hreason,
+                "reference_count": hcount,
+                "p_value": hp,
+            }));
+            if *pair_status == Status::Drift {
+                let pair = format!("{me} vs {other}: {}", row.reason);
+                (row.status, row.reason) = match moved.as_slice() {
+                    [one] if **one == me => (
+                        Status::Drift,
+                        format!("{me} moved against its own history, {other} did not: {pair}"),
+                    ),
+                    [_] => (
+                        Status::Ok,
+                        format!("{other} moved against its own history, {me} did not: {pair}"),
+                    ),
+                    _ => (
+                        Status::Differ,
+                        format!(
+                            "{me} and {other} differ; their history does not say which moved \
+                             ({}): {pair}",
+                            if members.iter().all(|(_, s)| *s == Status::NoData) {
+                                "no history"
+                            } else if moved.is_empty() {
+                                "neither moved against its own"
+                            } else {
+                                "both moved against their own"
+                            }
+                        ),
+                    ),
+                };
+                row.p = row.p.min(hp);
+            }
+            row
+        })
+        .collect()
+}
+
+/// The verdict, reason and p-value of one comparison in a report of `tests` comparisons.
+fn judge_with_reason(
+    reference: &Side,
+    current: &Side,
+    config: &DriftConfig,
+    tests: usize,
+) -> (Status, String, f64) {
+    let none = || (Status::NoData, "no data on one side".to_owned(), 1.0);
     match (reference, current) {
-        (Side::Numeric(r), Side::Numeric(c)) => drift::numeric(r, c)
-            .map_or((Status::Ok, 1.0), |d| {
-                (drift::numeric_status(&d, config, tests).0, d.ks_p_value)
-            }),
-        (Side::Categorical(r), Side::Categorical(c)) => drift::categorical(r, c)
-            .map_or((Status::Ok, 1.0), |d| {
-                (drift::categorical_status(&d, config, tests).0, d.p_value)
-            }),
-        _ => (Status::Ok, 1.0),
+        (Side::Numeric(r), Side::Numeric(c)) => drift::numeric(r, c).map_or_else(none, |d| {
+            let (s, why) = drift::numeric_status(&d, config, tests);
+            (s, why, d.ks_p_value)
+        }),
+        (Side::Categorical(r), Side::Categorical(c)) => {
+            drift::categorical(r, c).map_or_else(none, |d| {
+                let (s, why) = drift::categorical_status(&d, config, tests);
+                (s, why, d.p_value)
+            })
+        }
+        _ => none(),
     }
 }
 

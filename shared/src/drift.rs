@@ -67,16 +67,34 @@ impl Default for DriftConfig {
     }
 }
 
-/// The verdict on one series.
+/// The verdict on one series. Ordered by severity (serialized in lower case, `no_data` with
+/// an underscore).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// One side of the comparison has no observations: nothing can be said.
+    NoData,
     /// No large difference.
     Ok,
     /// A large difference that is not significant (too little data).
     Warn,
+    /// Two hosts differ, and nothing says which one moved (hosts mode with two hosts).
+    Differ,
     /// A large and significant difference.
     Drift,
+}
+
+impl Status {
+    /// As tables print it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::NoData => "NO DATA",
+            Status::Ok => "OK",
+            Status::Warn => "WARN",
+            Status::Differ => "DIFFER",
+            Status::Drift => "DRIFT",
+        }
+    }
 }
 
 /// Drift figures of a numeric series.
@@ -485,13 +503,21 @@ pub fn numeric_status(d: &NumericDrift, config: &DriftConfig, tests: usize) -> (
         .wasserstein_norm
         .is_none_or(|w| w >= config.wasserstein_norm_floor);
     let large = d.ks >= config.ks_floor || d.psi >= config.psi_floor || large_w;
+    let w = d.wasserstein_norm.map_or_else(
+        || "undefined (reference σ = 0)".to_owned(),
+        |w| format!("{w:.3}"),
+    );
+    let effects = format!(
+        "KS {:.3} (floor {}), PSI {:.3} (floor {}), W/σ {w} (floor {})",
+        d.ks, config.ks_floor, d.psi, config.psi_floor, config.wasserstein_norm_floor
+    );
     verdict(
         large,
         d.ks_p_value,
         config,
         tests,
-        d.reference_count,
-        d.current_count,
+        (d.reference_count, d.current_count),
+        &effects,
     )
 }
 
@@ -502,13 +528,17 @@ pub fn categorical_status(
     tests: usize,
 ) -> (Status, String) {
     let large = d.psi >= config.psi_floor || d.js >= config.js_floor;
+    let effects = format!(
+        "PSI {:.3} (floor {}), JS {:.3} (floor {})",
+        d.psi, config.psi_floor, d.js, config.js_floor
+    );
     verdict(
         large,
         d.p_value,
         config,
         tests,
-        d.reference_count,
-        d.current_count,
+        (d.reference_count, d.current_count),
+        &effects,
     )
 }
 
@@ -517,23 +547,32 @@ fn verdict(
     p: f64,
     config: &DriftConfig,
     tests: usize,
-    n: u64,
-    m: u64,
+    (n, m): (u64, u64),
+    effects: &str,
 ) -> (Status, String) {
     let threshold = config.alpha / tests.max(1) as f64;
-    match (large, p < threshold) {
+    let significant = p < threshold;
+    // The part before the first ": " is the summary tables print; the figures follow.
+    match (large, significant) {
         (true, true) => (
             Status::Drift,
-            format!("large and significant difference (p = {p:.3e} < {threshold:.3e})"),
+            format!("large and significant: {effects}; p = {p:.1e} < {threshold:.1e}"),
         ),
         (true, false) => (
             Status::Warn,
             format!(
-                "large difference but not significant (p = {p:.3e} ≥ {threshold:.3e}): too \
-                 little data ({n} reference, {m} current)"
+                "large but too little data to be significant: p = {p:.1e} ≥ {threshold:.1e} \
+                 with {n} reference and {m} current observations; {effects}"
             ),
         ),
-        (false, _) => (Status::Ok, "difference below every effect floor".to_owned()),
+        (false, true) => (
+            Status::Ok,
+            format!("significant but every effect below its floor: p = {p:.1e}; {effects}"),
+        ),
+        (false, false) => (
+            Status::Ok,
+            format!("no large or significant difference: {effects}; p = {p:.1e}"),
+        ),
     }
 }
 
