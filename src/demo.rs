@@ -378,7 +378,7 @@ pub async fn run(
         } else {
             "stopped before gpu-host-2's scripted slowdown".to_owned()
         };
-        writeln!(out, "\nSLOs ({title}):\n{}", report::slo_table(&slos))?;
+        write!(out, "\nSLOs ({title}):\n{}", report::slo_table(&slos))?;
     }
     match (by_host, over_time) {
         _ if !drifted => writeln!(

@@ -415,7 +415,12 @@ pub fn drift_table(report: &Value) -> String {
                         f(&r["psi"]),
                         f(&r["js"]),
                         f(&r["wasserstein_norm"]),
-                        f(p),
+                        // A p-value that underflowed prints as the bound it is under.
+                        if p.as_f64() == Some(0.0) {
+                            "<1e-300".to_owned()
+                        } else {
+                            f(p)
+                        },
                         // The reason's summary (its figures are the columns before).
                         r["reason"]
                             .as_str()
