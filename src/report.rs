@@ -320,6 +320,12 @@ pub fn agents_table(report: &Value) -> String {
         ],
         &rows,
     );
+    if rows.is_empty() {
+        out.push_str(
+            "(no agent has connected to this aggregator yet; an agent that cannot connect says \
+             why in its own log: journalctl -u pitot-agent)\n",
+        );
+    }
     for a in report["agents"].as_array().into_iter().flatten() {
         if let Some(error) = a["connection"]["last_error"].as_str() {
             out.push_str(&format!(
@@ -572,6 +578,36 @@ mod tests {
         assert!(lines[3].starts_with("h1"));
         assert!(lines[4].starts_with("FLEET"));
         assert!(lines[4].contains("1.500"));
+    }
+
+    #[test]
+    fn agent_tables_explain_an_empty_fleet_and_show_links() {
+        let empty = agents_table(&serde_json::json!({"agents": [], "refused": []}));
+        assert!(empty.contains("no agent has connected"), "{empty}");
+        let report = serde_json::json!({
+            "agents": [{"id": "gpu-1", "version": "0.2.0", "last_batch_age_seconds": null,
+                        "lag_seconds": 0.0, "spool_bytes": 0, "batches": 0, "duplicates": 0,
+                        "loss": null,
+                        "connection": {"state": "disconnected",
+                                       "since": "2026-12-02T10:11:12.000Z",
+                                       "last_error": "timed out",
+                                       "last_error_at": "2026-12-02T10:11:12.000Z"}}],
+            "refused": [{"peer": "10.0.0.9", "agent": null, "kind": "unknown-ca", "count": 3,
+                         "last": "2026-12-02T10:12:00.000Z", "fix": "issue it with the CA"}]
+        });
+        let text = agents_table(&report);
+        assert!(text.contains("down since 10:11:12"), "{text}");
+        assert!(text.contains("none yet"), "{text}");
+        assert!(
+            text.contains("gpu-1: last connection error at 10:11:12: timed out"),
+            "{text}"
+        );
+        let refused = text.lines().last().unwrap();
+        assert!(
+            refused.starts_with("10.0.0.9") && refused.contains("unknown-ca"),
+            "{text}"
+        );
+        assert!(refused.ends_with("issue it with the CA"), "{text}");
     }
 
     #[test]

@@ -24,13 +24,13 @@ fn pitot(fleet: &Fleet, args: &[&str]) -> String {
         .args(args)
         .args(["--url", &fleet.url()])
         .output()
-        .unwrap();
+        .expect("pitot runs");
     assert!(
         out.status.success(),
         "pitot {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 #[test]

@@ -59,7 +59,10 @@ fn benches(c: &mut Criterion) {
     }
     let config = DriftConfig::default();
     let hosts = DriftQuery {
-        mode: Mode::Hosts,
+        mode: Mode::Hosts {
+            history_from_ms: now - 7_200_000,
+            history_to_ms: now - 3_600_000,
+        },
         metric: None,
         filters: vec![],
         from_ms: now - 3_600_000,
