@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pitot_aggregator::config::{self, Sli, SloDefinition, SloWindow};
+use pitot_aggregator::config;
+use pitot_aggregator::model::{Sli, SloDefinition, SloWindow};
 use pitot_aggregator::slo::{report_all, series_counts};
 use pitot_aggregator::store::{SledStore, Store};
 use pitot_shared::batch::SeriesData;

@@ -16,7 +16,8 @@ use serde_json::json;
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
 use crate::links::Links;
-use crate::reports::{self, MetricQuery, ReportError, parse_time};
+use crate::model::{parse_time, rfc3339};
+use crate::reports::{self, MetricQuery, ReportError};
 use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
 use crate::telemetry::Stats;
@@ -279,7 +280,7 @@ async fn agents(
     let links = Arc::clone(&state.links);
     let list =
         blocking(move || reports::agents(state.store.as_ref(), &links, from_ms, now)).await?;
-    let refused = state.links.refusals(from_ms, reports::rfc3339);
+    let refused = state.links.refusals(from_ms, rfc3339);
     Ok(Json(json!({ "agents": list, "refused": refused })))
 }
 

@@ -10,8 +10,7 @@ use pitot_shared::config::{ConfigError, OverrideError, TlsPaths, parse_duration}
 use pitot_shared::drift::DriftConfig;
 use serde::Deserialize;
 
-use crate::reports::parse_time;
-use crate::store::Resolution;
+use crate::model::{RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow, parse_time};
 
 /// The aggregator's TOML file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,72 +76,6 @@ pub enum RawSli {
         #[serde(default)]
         tags: Vec<String>,
     },
-}
-
-/// An SLO window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SloWindow {
-    /// The last `Duration`, rolling.
-    Rolling(Duration),
-    /// The calendar month so far (UTC).
-    Month,
-}
-
-/// How an SLO counts good events.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Sli {
-    /// Histogram events at or under `threshold`.
-    Latency {
-        /// Metric.
-        metric: String,
-        /// Threshold in the metric's unit.
-        threshold: f64,
-        /// Tag filters.
-        tags: Vec<(String, String)>,
-    },
-    /// Good / total counters.
-    Ratio {
-        /// Good counter.
-        good: String,
-        /// Total counter.
-        total: String,
-        /// Tag filters.
-        tags: Vec<(String, String)>,
-    },
-}
-
-/// A validated SLO.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SloDefinition {
-    /// Name.
-    pub name: String,
-    /// Objective in (0, 1).
-    pub objective: f64,
-    /// Window.
-    pub window: SloWindow,
-    /// Service (`sloth_service`).
-    pub service: String,
-    /// SLI.
-    pub sli: Sli,
-}
-
-impl SloWindow {
-    /// As written in the config: `30d`, `month`.
-    pub fn label(&self) -> String {
-        match self {
-            SloWindow::Month => "month".into(),
-            SloWindow::Rolling(d) => {
-                let s = d.as_secs();
-                if s.is_multiple_of(86_400) {
-                    format!("{}d", s / 86_400)
-                } else if s.is_multiple_of(3_600) {
-                    format!("{}h", s / 3_600)
-                } else {
-                    format!("{}m", s / 60)
-                }
-            }
-        }
-    }
 }
 
 fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
@@ -380,9 +313,6 @@ pub struct AggregatorConfig {
     pub slos: Vec<SloDefinition>,
 }
 
-const RESOLUTIONS: [(&str, u64, &str); 3] =
-    [("10s", 10, "2d"), ("1m", 60, "30d"), ("1h", 3600, "400d")];
-
 impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
     type Error = ConfigError;
 
@@ -401,7 +331,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
         let quic_listen = addr("quic.listen", &raw.quic.listen, "0.0.0.0:7443");
         let http_listen = addr("http.listen", &raw.http.listen, "127.0.0.1:7070");
         for key in raw.retention.keys() {
-            if !RESOLUTIONS.iter().any(|(label, _, _)| label == key) {
+            if !RESOLUTIONS.iter().any(|r| r.label == key) {
                 e.push(
                     &format!("retention.{key}"),
                     "unknown resolution; the resolutions are \"10s\", \"1m\" and \"1h\"",
@@ -409,14 +339,16 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             }
         }
         let mut resolutions = Vec::new();
-        for (code, (label, secs, default)) in RESOLUTIONS.iter().enumerate() {
-            let text = raw.retention.get(*label).map_or(*default, String::as_str);
+        for spec in &RESOLUTIONS {
+            let label = spec.label;
+            let text = raw
+                .retention
+                .get(label)
+                .map_or(spec.default_retention, String::as_str);
             match parse_duration(text) {
-                Ok(retention) if retention.as_secs() >= *secs => resolutions.push(Resolution {
-                    code: code as u8,
-                    bucket: Duration::from_secs(*secs),
-                    retention,
-                }),
+                Ok(retention) if retention.as_secs() >= spec.bucket_secs => {
+                    resolutions.push(spec.with_retention(retention));
+                }
                 Ok(_) => e.push(
                     &format!("retention.{label}"),
                     format!("must be at least one bucket ({label})"),

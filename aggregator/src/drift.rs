@@ -28,7 +28,8 @@ use pitot_shared::window::align_down;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::reports::{ReportError, choose_resolution, rfc3339};
+use crate::model::rfc3339;
+use crate::reports::{ReportError, choose_resolution};
 use crate::store::{Store, sum_buckets};
 
 /// Which comparison.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod drift;
 pub mod links;
 pub mod merge;
+pub mod model;
 pub mod reports;
 pub mod server;
 pub mod slo;

@@ -24,9 +24,9 @@ use pitot_shared::slo::{
 use pitot_shared::window::align_down;
 use serde::Serialize;
 
-use crate::config::{Sli, SloDefinition, SloWindow};
-use crate::reports::rfc3339;
-use crate::store::{Resolution, Store, StoreError};
+use crate::model::{Resolution, rfc3339};
+use crate::model::{Sli, SloDefinition, SloWindow};
+use crate::store::{Store, StoreError};
 
 /// Most cells one lookback reads; longer lookbacks use a coarser resolution.
 pub const MAX_CELLS: u64 = 1_440;

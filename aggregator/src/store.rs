@@ -56,38 +56,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use tracing::info;
 
-use crate::config::SloDefinition;
+use crate::model::{Resolution, SloDefinition};
 use crate::slo::{InstalledSlo, batch_deltas, canonical, metrics, series_counts};
-
-/// A storage resolution: bucket length and how long buckets are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resolution {
-    /// One-byte code in bucket keys.
-    pub code: u8,
-    /// Bucket length.
-    pub bucket: Duration,
-    /// Retention.
-    pub retention: Duration,
-}
-
-impl Resolution {
-    /// Bucket length in ms.
-    pub fn bucket_ms(&self) -> u64 {
-        self.bucket.as_millis() as u64
-    }
-
-    /// `10s`, `1m`, `1h`.
-    pub fn label(&self) -> String {
-        let secs = self.bucket.as_secs();
-        if secs.is_multiple_of(3600) {
-            format!("{}h", secs / 3600)
-        } else if secs.is_multiple_of(60) {
-            format!("{}m", secs / 60)
-        } else {
-            format!("{secs}s")
-        }
-    }
-}
 
 /// What the aggregator knows about an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -563,8 +533,8 @@ impl SledStore {
             let longest = slos
                 .iter()
                 .map(|s| match s.def.window {
-                    crate::config::SloWindow::Rolling(d) => d,
-                    crate::config::SloWindow::Month => Duration::from_secs(31 * 86_400),
+                    crate::model::SloWindow::Rolling(d) => d,
+                    crate::model::SloWindow::Month => Duration::from_secs(31 * 86_400),
                 })
                 .max()
                 .unwrap_or_default();

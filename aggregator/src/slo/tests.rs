@@ -10,7 +10,8 @@ use pitot_shared::series::AgentId;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::config::{self, SloDefinition};
+use crate::config;
+use crate::model::SloDefinition;
 use crate::store::SledStore;
 
 const MIN: i64 = 60_000;

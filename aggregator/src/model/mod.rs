@@ -1,0 +1,12 @@
+//! The aggregator's shared vocabulary, at the bottom of its layers: storage resolutions with
+//! their fixed key codes ([`resolution`]), time specifications ([`time`]) and SLO definitions
+//! ([`slo`]). No I/O and no imports from the rest of the crate (`tests/tidy.rs` checks), so the
+//! store, the engines, the config and the API can all speak it without importing each other.
+
+pub mod resolution;
+pub mod slo;
+pub mod time;
+
+pub use resolution::{RESOLUTIONS, Resolution, ResolutionSpec};
+pub use slo::{Sli, SloDefinition, SloWindow};
+pub use time::{now_ms, parse_time, rfc3339};
