@@ -67,3 +67,143 @@ fn no_absolute_paths_of_the_dev_machine() {
         }
     }
 }
+
+/// The crate-internal module graph of one crate's `src/`: top-level module → the top-level
+/// modules its non-test code names with `crate::`. Test code (`tests.rs` files and what follows
+/// `#[cfg(test)]`) and comments are left out: tests may reach across layers.
+fn module_graph(
+    src: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for path in files {
+        let rel = path.strip_prefix(src).expect("under src");
+        let first = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or("")
+            .trim_end_matches(".rs")
+            .to_owned();
+        if matches!(first.as_str(), "lib" | "main")
+            || rel.file_name().is_some_and(|n| n == "tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("utf-8 source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let deps = graph.entry(first.clone()).or_default();
+        for line in code.lines() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // `$crate::` in macros and `pitot_shared::…` paths are not this crate's.
+                let before = &line[..i];
+                if before.ends_with('$') || before.ends_with("_") || name.is_empty() {
+                    continue;
+                }
+                if name != first {
+                    deps.insert(name);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, if there is one, as the modules along it.
+fn find_cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(c) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_import_circles_and_the_aggregator_is_layered() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for krate in ["src", "agent/src", "aggregator/src", "shared/src"] {
+        let graph = module_graph(&root.join(krate));
+        assert!(graph.len() > 3, "{krate}: found only {graph:?}");
+        if let Some(cycle) = find_cycle(&graph) {
+            panic!("{krate}: import circle {}", cycle.join(" → "));
+        }
+    }
+    let graph = module_graph(&root.join("aggregator/src"));
+    // The bottom: the model imports nothing of the crate.
+    assert_eq!(
+        graph["model"],
+        Default::default(),
+        "model imports {:?}",
+        graph["model"]
+    );
+    // The store knows keys and bytes (the model), no engine, no API.
+    let allowed: std::collections::BTreeSet<String> = ["model".to_owned()].into();
+    assert!(
+        graph["store"].is_subset(&allowed),
+        "the store imports {:?}; it may import only the model",
+        graph["store"]
+    );
+    // The engines sit above the store and below the API.
+    for engine in ["slo", "drift", "reports", "merge"] {
+        for above in ["api", "server", "config"] {
+            assert!(
+                !graph[engine].contains(above),
+                "{engine} imports {above}, a layer above it"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_cycles() {
+    let mut g: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    g.entry("a".into()).or_default().insert("b".into());
+    g.entry("b".into()).or_default().insert("c".into());
+    g.entry("c".into()).or_default();
+    assert_eq!(find_cycle(&g), None);
+    g.entry("c".into()).or_default().insert("a".into());
+    assert_eq!(
+        find_cycle(&g),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pitot_aggregator::config;
 use pitot_aggregator::drift::{self, DriftQuery, Mode};
-use pitot_aggregator::store::{SledStore, Store};
+use pitot_aggregator::store::SledStore;
 use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
 use pitot_shared::drift::DriftConfig;
 use pitot_shared::histogram::ValueHistogram;
@@ -21,7 +21,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     // The default resolutions and retention, as an empty config file gives them.
     let defaults = config::parse("", Path::new("defaults")).expect("default config");
-    let store = SledStore::open(dir.path(), defaults.resolutions).expect("store");
+    let mut store = SledStore::open(dir.path(), defaults.resolutions).expect("store");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -55,7 +55,7 @@ fn benches(c: &mut Criterion) {
             spool_bytes: 0,
             series,
         };
-        store.merge_batch(&batch, now).expect("merge");
+        store.merge_batch(&batch, now, &[]).expect("merge");
     }
     let config = DriftConfig::default();
     let hosts = DriftQuery {

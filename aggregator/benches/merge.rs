@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pitot_aggregator::config;
-use pitot_aggregator::store::{SledStore, Store};
+use pitot_aggregator::store::SledStore;
+use pitot_aggregator::{config, slo};
 use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::{AgentId, SeriesKey};
@@ -71,16 +71,20 @@ fn benches(c: &mut Criterion) {
         // The default resolutions and retention, as a config without them gives them.
         let config = config::parse(&slos, Path::new("bench")).expect("config");
         // Marks at the first batch: coarser buckets are rolled up later, as in service.
-        let store = SledStore::open_at(dir.path(), config.resolutions, 1_700_000_000_000 - 1)
+        let mut store = SledStore::open_at(dir.path(), config.resolutions, 1_700_000_000_000 - 1)
             .expect("store");
-        store.install_slos(&config.slos).expect("install");
+        let installed = slo::install(&mut store, &config.slos).expect("install");
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     seq += 1;
                     batch(seq)
                 },
-                |batch| store.merge_batch(&batch, 0).expect("merge"),
+                |batch| {
+                    // As the merge actor does: the SLO engine's deltas, then the merge.
+                    let deltas = slo::batch_deltas(&installed, &batch);
+                    store.merge_batch(&batch, 0, &deltas).expect("merge")
+                },
                 criterion::BatchSize::SmallInput,
             )
         });

@@ -53,7 +53,7 @@ fn main() {
     let t0 = 1_790_812_800_000i64;
     // Marks at t0 (as for a store created just before the simulated day), rollups every 10
     // simulated seconds as the aggregator's timer asks for them.
-    let store = SledStore::open_at(dir.path(), resolutions, t0 - 1).expect("store");
+    let mut store = SledStore::open_at(dir.path(), resolutions, t0 - 1).expect("store");
     let intervals = hours * 360;
     let started = Instant::now();
     let mut x = 12_345u64;
@@ -98,7 +98,7 @@ fn main() {
             spool_bytes: 0,
             series: snapshot,
         };
-        store.merge_batch(&batch, 0).expect("merge");
+        store.merge_batch(&batch, 0, &[]).expect("merge");
         store.rollup(t0 + (i as i64 + 1) * 10_000).expect("rollup");
         if i % 360 == 359 {
             store.flush().expect("flush");

@@ -20,12 +20,12 @@ pub mod units;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, error_span, info, warn};
+use tracing::{Instrument as _, error_span, info};
 
 use config::AggregatorConfig;
 use store::{SledStore, Store};
@@ -52,18 +52,20 @@ pub async fn run(
     shutdown: CancellationToken,
     bound: Option<oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&config.store_dir, config.resolutions.clone())
-            .with_context(|| format!("opening the store at {}", config.store_dir.display()))?,
-    );
-    let slos = {
-        let store = Arc::clone(&store);
+    let mut writer = SledStore::open(&config.store_dir, config.resolutions.clone())
+        .with_context(|| format!("opening the store at {}", config.store_dir.display()))?;
+    let (writer, slos) = {
         let defs = config.slos.clone();
-        tokio::task::spawn_blocking(move || store.install_slos(&defs))
-            .await
-            .context("SLO install task")?
-            .context("installing the SLO counters")?
+        tokio::task::spawn_blocking(move || {
+            let installed = slo::install(&mut writer, &defs);
+            (writer, installed)
+        })
+        .await
+        .context("SLO install task")?
     };
+    let slos = slos.context("installing the SLO counters")?;
+    // The HTTP side reads; only the merge actor, which owns `writer`, writes.
+    let store: Arc<dyn Store> = Arc::new(writer.reader());
     if !slos.is_empty() {
         info!(slos = slos.len(), "SLOs installed.");
     }
@@ -87,7 +89,10 @@ pub async fn run(
         let _receiver_gone = tx.send(Bound { quic, http });
     }
 
-    let merges = merge::spawn(Arc::clone(&store), Arc::clone(&stats));
+    let merge::Actor {
+        jobs: merges,
+        thread: merge_thread,
+    } = merge::spawn(writer, slos.clone(), Arc::clone(&stats));
     // Rollups run on the merge actor (the store's only writer), asked by this timer.
     let rollup_task = {
         let merges = merges.clone();
@@ -119,16 +124,16 @@ pub async fn run(
     let quic_task = tokio::spawn(
         server::serve(
             endpoint,
-            merges,
+            merges.clone(),
             Arc::clone(&stats),
             Arc::clone(&links),
             shutdown.clone(),
         )
         .instrument(error_span!("quic")),
     );
+    // Retention also runs on the merge actor, asked by this timer.
     let prune_task = {
-        let store = Arc::clone(&store);
-        let stats = Arc::clone(&stats);
+        let merges = merges.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -136,16 +141,8 @@ pub async fn run(
                     () = tokio::time::sleep(PRUNE_EVERY) => {}
                     () = shutdown.cancelled() => return,
                 }
-                let store = Arc::clone(&store);
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
-                match tokio::task::spawn_blocking(move || store.prune(now)).await {
-                    Ok(Ok(n)) => {
-                        stats.buckets_pruned.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Ok(Err(error)) => warn!(%error, "Retention pass failed."),
-                    Err(error) => warn!(%error, "Retention task failed."),
+                if merges.send(merge::Job::Prune).await.is_err() {
+                    return;
                 }
             }
         })
@@ -171,7 +168,14 @@ pub async fn run(
     quic_task.await.context("QUIC task")?;
     prune_task.await.context("prune task")?;
     rollup_task.await.context("rollup task")?;
-    store.flush().context("flushing the store")?;
+    // Every sender is gone now: the merge actor drains, flushes and ends.
+    drop(merges);
+    if let Some(thread) = merge_thread {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .context("merge thread")?
+            .map_err(|_| anyhow::anyhow!("the merge thread panicked"))?;
+    }
     info!("Pitot aggregator stopped.");
     Ok(())
 }

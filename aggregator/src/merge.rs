@@ -1,17 +1,21 @@
-//! The merge actor: the only writer of the store. Connections send it decoded batches over a
-//! bounded channel; it merges them one by one, then flushes once for everything it merged in
-//! that round (group commit) and only then answers, so an acknowledgement always means the
-//! merge is on disk. Between rounds it rolls finer buckets up into coarser ones
-//! ([`Store::rollup`]) when a tick asks, so the store keeps a single writer.
+//! The merge actor: the only writer of the store. It owns the unique [`SledStore`] writer (the
+//! HTTP side has readers, which cannot write), so "one writer" is enforced by the compiler.
+//! Connections send it decoded batches over a bounded channel; it merges them one by one, each
+//! with what it adds to the SLO counters ([`slo::batch_deltas`]), then flushes once for
+//! everything it merged in that round (group commit) and only then answers, so an
+//! acknowledgement always means the merge is on disk. Between rounds it rolls finer buckets up
+//! into coarser ones and prunes what is past retention, when a timer asks.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use pitot_shared::batch::Batch;
 use tokio::sync::{mpsc, oneshot};
-use tracing::error;
+use tracing::{error, warn};
 
-use crate::store::{MergeOutcome, Store, StoreError};
+use crate::model::now_ms;
+use crate::slo::{self, InstalledSlo};
+use crate::store::{MergeOutcome, SledStore, StoreError};
 use crate::telemetry::Stats;
 
 /// Requests waiting for the actor, at most. Each connection has at most one outstanding, so
@@ -27,6 +31,8 @@ pub enum Job {
     Merge(MergeRequest),
     /// Roll up the coarser buckets whose time has passed (sent by a timer).
     Rollup,
+    /// Delete what is past retention (sent by a timer).
+    Prune,
 }
 
 /// One batch to merge and where to send the outcome.
@@ -40,36 +46,54 @@ pub struct MergeRequest {
     pub reply: oneshot::Sender<Result<MergeOutcome, String>>,
 }
 
-/// Starts the actor on its own thread (sled calls block); it ends when every sender is gone.
-pub fn spawn(store: Arc<dyn Store>, stats: Arc<Stats>) -> mpsc::Sender<Job> {
+/// The running actor: where to send jobs, and its thread (which ends, after a last flush,
+/// when every sender is gone).
+#[derive(Debug)]
+pub struct Actor {
+    /// Jobs in.
+    pub jobs: mpsc::Sender<Job>,
+    /// The thread, to join at shutdown.
+    pub thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the actor on its own thread (sled calls block), owning the store's writer and the
+/// installed SLOs.
+pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -> Actor {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let slo_history = slo::longest_window(&slos);
     let spawned = std::thread::Builder::new()
         .name("pitot-merge".into())
         .spawn(move || {
             while let Some(first) = rx.blocking_recv() {
                 let mut round = Vec::new();
-                let mut rollup = false;
+                let (mut rollup, mut prune) = (false, false);
                 let mut next = Some(first);
                 while let Some(job) = next.take() {
                     match job {
                         Job::Merge(r) => round.push(r),
                         Job::Rollup => rollup = true,
+                        Job::Prune => prune = true,
                     }
                     if round.len() < GROUP {
                         next = rx.try_recv().ok();
                     }
                 }
                 if rollup {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    match store.rollup(now) {
+                    match store.rollup(now_ms()) {
                         Ok(n) => {
                             stats.buckets_rolled_up.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(error) => {
                             error!(%error, "Rollup failed; it is retried at the next tick.")
                         }
+                    }
+                }
+                if prune {
+                    match store.prune(now_ms(), slo_history) {
+                        Ok(n) => {
+                            stats.buckets_pruned.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(error) => warn!(%error, "Retention pass failed."),
                     }
                 }
                 if round.is_empty() {
@@ -80,7 +104,10 @@ pub fn spawn(store: Arc<dyn Store>, stats: Arc<Stats>) -> mpsc::Sender<Job> {
                     .fetch_add(round.len() as u64, Ordering::Relaxed);
                 let outcomes: Vec<Result<MergeOutcome, StoreError>> = round
                     .iter()
-                    .map(|r| store.merge_batch(&r.batch, r.received_ms))
+                    .map(|r| {
+                        let deltas = slo::batch_deltas(&slos, &r.batch);
+                        store.merge_batch(&r.batch, r.received_ms, &deltas)
+                    })
                     .collect();
                 let flushed = store.flush();
                 for (request, outcome) in round.into_iter().zip(outcomes) {
@@ -92,9 +119,16 @@ pub fn spawn(store: Arc<dyn Store>, stats: Arc<Stats>) -> mpsc::Sender<Job> {
                     let _receiver_gone = request.reply.send(answer);
                 }
             }
+            if let Err(error) = store.flush() {
+                error!(%error, "Flushing the store at shutdown failed.");
+            }
         });
-    if let Err(error) = spawned {
-        error!(%error, "Cannot start the merge thread; no batch will be merged.");
-    }
-    tx
+    let thread = match spawned {
+        Ok(t) => Some(t),
+        Err(error) => {
+            error!(%error, "Cannot start the merge thread; no batch will be merged.");
+            None
+        }
+    };
+    Actor { jobs: tx, thread }
 }

@@ -23,10 +23,11 @@ use pitot_shared::slo::{
 };
 use pitot_shared::window::align_down;
 use serde::Serialize;
+use tracing::info;
 
 use crate::model::{Resolution, rfc3339};
-use crate::model::{Sli, SloDefinition, SloWindow};
-use crate::store::{Store, StoreError};
+use crate::model::{Sli, SloDefinition, SloDelta, SloWindow};
+use crate::store::{SledStore, Store, StoreError};
 
 /// Most cells one lookback reads; longer lookbacks use a coarser resolution.
 pub const MAX_CELLS: u64 = 1_440;
@@ -154,20 +155,15 @@ pub fn host_of<'a>(key: &'a SeriesKey, agent: &'a str) -> &'a str {
     key.tag("host").unwrap_or(agent)
 }
 
-/// What one batch adds to one SLO.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Delta {
-    /// Fleet-wide counts.
-    pub fleet: Counts,
-    /// Counts per host.
-    pub hosts: BTreeMap<String, Counts>,
-}
-
-/// The contribution of `batch` to every SLO it touches.
-pub fn batch_deltas(slos: &[InstalledSlo], batch: &Batch) -> Vec<(u64, Delta)> {
+/// The contribution of `batch` to every SLO it touches, for the store to write in the
+/// batch's merge transaction.
+pub fn batch_deltas(slos: &[InstalledSlo], batch: &Batch) -> Vec<SloDelta> {
     let mut out = Vec::new();
     for slo in slos {
-        let mut delta = Delta::default();
+        let mut delta = SloDelta {
+            id: slo.id,
+            ..SloDelta::default()
+        };
         let mut touched = false;
         for s in &batch.series {
             if let Some(c) = series_counts(&slo.def.sli, &s.key, &s.data) {
@@ -181,10 +177,125 @@ pub fn batch_deltas(slos: &[InstalledSlo], batch: &Batch) -> Vec<(u64, Delta)> {
             }
         }
         if touched {
-            out.push((slo.id, delta));
+            out.push(delta);
         }
     }
     out
+}
+
+/// How long per-host SLO sums must be kept: the longest window (a month counts 31 days).
+pub fn longest_window(slos: &[InstalledSlo]) -> Duration {
+    slos.iter()
+        .map(|s| match s.def.window {
+            SloWindow::Rolling(d) => d,
+            SloWindow::Month => Duration::from_secs(31 * 86_400),
+        })
+        .max()
+        .unwrap_or_default()
+}
+
+/// Gives each SLO's SLI a store id, backfills the counters of SLIs the store has not seen
+/// (or whose backfill was cut off) from the buckets kept, drops the counters of SLIs no
+/// longer configured, and returns the SLOs whose counts later merges add
+/// ([`batch_deltas`]). Run on the writer before merging.
+pub fn install(
+    store: &mut SledStore,
+    defs: &[SloDefinition],
+) -> Result<Vec<InstalledSlo>, StoreError> {
+    let mut known: BTreeMap<Vec<u8>, (u64, bool)> = store
+        .slo_ids()?
+        .into_iter()
+        .map(|(canon, id, ready)| (canon, (id, ready)))
+        .collect();
+    let mut installed = Vec::new();
+    let mut keep = std::collections::BTreeSet::new();
+    for def in defs {
+        let canon = canonical(&def.sli);
+        let id = match known.get(&canon).copied() {
+            Some((id, true)) => id,
+            Some((id, false)) => {
+                // A backfill was cut off: start it over.
+                store.clear_slo(id)?;
+                backfill(store, id, def)?;
+                id
+            }
+            None => {
+                let id = store.new_slo(&canon)?;
+                backfill(store, id, def)?;
+                id
+            }
+        };
+        store.slo_ready(&canon, id)?;
+        known.insert(canon.clone(), (id, true));
+        keep.insert(canon);
+        installed.push(InstalledSlo {
+            id,
+            def: def.clone(),
+        });
+    }
+    for (canon, (id, _)) in &known {
+        if !keep.contains(canon) {
+            store.drop_slo(canon, *id)?;
+        }
+    }
+    store.flush()?;
+    Ok(installed)
+}
+
+/// Fills an SLO's counters from the buckets kept (nothing merges meanwhile: the writer is
+/// borrowed).
+fn backfill(store: &mut SledStore, id: u64, def: &SloDefinition) -> Result<(), StoreError> {
+    let mut series = Vec::new();
+    for name in metrics(&def.sli) {
+        series.extend(store.series(Some(name), &[])?);
+    }
+    let resolutions = store.resolutions().to_vec();
+    let coarsest = resolutions.last().map(|r| r.code);
+    let mut cells_written = 0usize;
+    let mut hosts: BTreeMap<String, BTreeMap<i64, Counts>> = BTreeMap::new();
+    for res in &resolutions {
+        let mut cells: BTreeMap<i64, Counts> = BTreeMap::new();
+        for (key, _) in &series {
+            for (start, data) in store.read(key, res, i64::MIN, i64::MAX)? {
+                if let Some(c) = series_counts(&def.sli, key, &data) {
+                    cells.entry(start).or_default().add(c);
+                    if Some(res.code) == coarsest {
+                        let host = key.tag("host").unwrap_or_default().to_owned();
+                        hosts
+                            .entry(host)
+                            .or_default()
+                            .entry(start)
+                            .or_default()
+                            .add(c);
+                    }
+                }
+            }
+        }
+        cells_written += cells.len();
+        let cells: Vec<(i64, Counts)> = cells.into_iter().collect();
+        store.import_slo_cells(id, res, &cells)?;
+    }
+    for (host, buckets) in &hosts {
+        // Signed: a ratio SLI's good and total may land in different buckets.
+        let deltas: Vec<(i64, i64)> = buckets
+            .iter()
+            .map(|(start, c)| {
+                let bad = (c.total as i128 - c.good as i128)
+                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                (*start, bad)
+            })
+            .filter(|(_, bad)| *bad != 0)
+            .collect();
+        store.add_slo_host(id, host, &deltas)?;
+    }
+    info!(
+        slo = %def.name,
+        series = series.len(),
+        cells = cells_written,
+        hosts = hosts.len(),
+        "SLO counters backfilled from the stored buckets."
+    );
+    Ok(())
 }
 
 /// The resolution a lookback of `len` is read at: the finest that keeps it whole and needs at

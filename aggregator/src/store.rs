@@ -43,7 +43,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use pitot_shared::batch::{Batch, SeriesData};
@@ -54,10 +54,8 @@ use pitot_shared::wire::{decode_data, encode_data};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use tracing::info;
 
-use crate::model::{Resolution, SloDefinition};
-use crate::slo::{InstalledSlo, batch_deltas, canonical, metrics, series_counts};
+use crate::model::{Resolution, SloDelta};
 
 /// What the aggregator knows about an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,12 +115,9 @@ impl From<TransactionError<StoreError>> for StoreError {
     }
 }
 
-/// The store's operations, so sled can be replaced.
+/// What can be read from the store, so sled can be replaced. Readers ([`StoreReader`]) have
+/// only these; writing takes the unique [`SledStore`].
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Merges a batch exactly once (see the module docs). Not durable until [`Store::flush`].
-    fn merge_batch(&self, batch: &Batch, received_ms: i64) -> Result<MergeOutcome, StoreError>;
-    /// Makes every merge so far durable.
-    fn flush(&self) -> Result<(), StoreError>;
     /// Series whose name is `name` (or starts with it, when it ends in `*`; all when `None`)
     /// and that carry every tag filter.
     fn series(
@@ -140,17 +135,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<(i64, SeriesData)>, StoreError>;
     /// Every agent seen.
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
-    /// Deletes buckets past their retention; returns how many.
-    fn prune(&self, now_ms: i64) -> Result<u64, StoreError>;
-    /// Writes the coarser buckets whose time has passed from the finer ones (see the module
-    /// docs); returns how many. Only the merge actor calls it, between merges.
-    fn rollup(&self, now_ms: i64) -> Result<u64, StoreError>;
     /// The resolutions kept, finest first.
     fn resolutions(&self) -> &[Resolution];
-    /// Gives each SLO's SLI a store id, backfills the counters of SLIs it has not seen from
-    /// the buckets kept, drops the counters of SLIs no longer configured, and counts the
-    /// configured ones in every later merge. Call before merging.
-    fn install_slos(&self, defs: &[SloDefinition]) -> Result<Vec<InstalledSlo>, StoreError>;
     /// An SLO's good/total cells at `resolution` whose start lies in `[from_ms, to_ms)`.
     fn slo_cells(
         &self,
@@ -171,9 +157,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn host_bucket_ms(&self) -> u64;
 }
 
-/// The sled implementation.
+/// The trees, shared by the writer and its readers.
 #[derive(Debug)]
-pub struct SledStore {
+struct Trees {
     db: sled::Db,
     series: sled::Tree,
     buckets: sled::Tree,
@@ -184,8 +170,31 @@ pub struct SledStore {
     slo_hosts: sled::Tree,
     resolutions: Vec<Resolution>,
     /// Rollup mark per resolution (index as in `resolutions`; the finest is always written).
+    /// Written by the writer's rollups, read by every read.
     marks: RwLock<Vec<i64>>,
-    slos: RwLock<Vec<InstalledSlo>>,
+}
+
+/// A read handle: cheap to clone, and all the HTTP side and the reports get. It has no write
+/// methods, so the single-writer rule is the compiler's.
+#[derive(Debug, Clone)]
+pub struct StoreReader {
+    trees: Arc<Trees>,
+}
+
+/// The store's unique writer: opening the store yields one, it is not `Clone`, and every write
+/// takes `&mut self`. The merge actor owns it; merges, rollups, pruning and SLO installation
+/// all run there. It reads like a [`StoreReader`] (it dereferences to one).
+#[derive(Debug)]
+pub struct SledStore {
+    reader: StoreReader,
+}
+
+impl std::ops::Deref for SledStore {
+    type Target = StoreReader;
+
+    fn deref(&self) -> &StoreReader {
+        &self.reader
+    }
 }
 
 /// How long after a coarse bucket ends before it is rolled up: batches usually arrive within
@@ -357,7 +366,7 @@ impl SledStore {
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
-        let store = SledStore {
+        let trees = Trees {
             series: db.open_tree("series")?,
             buckets: db.open_tree("buckets")?,
             dedupe: db.open_tree("dedupe")?,
@@ -368,11 +377,26 @@ impl SledStore {
             db,
             marks: RwLock::new(Vec::new()),
             resolutions,
-            slos: RwLock::new(Vec::new()),
         };
-        store.with_marks(now_ms)
+        trees.load_marks(now_ms)?;
+        Ok(SledStore {
+            reader: StoreReader {
+                trees: Arc::new(trees),
+            },
+        })
     }
 
+    /// A read handle for the API and the reports.
+    pub fn reader(&self) -> StoreReader {
+        self.reader.clone()
+    }
+
+    fn trees(&self) -> &Trees {
+        &self.reader.trees
+    }
+}
+
+impl Trees {
     /// Every series id (unreadable index entries are skipped).
     fn series_ids(&self) -> Vec<u64> {
         self.series
@@ -387,7 +411,7 @@ impl SledStore {
     }
 
     /// Loads the rollup marks, creating the missing ones at the next bucket boundary.
-    fn with_marks(self, now_ms: i64) -> Result<Self, StoreError> {
+    fn load_marks(&self, now_ms: i64) -> Result<(), StoreError> {
         let mut marks = Vec::with_capacity(self.resolutions.len());
         for (i, res) in self.resolutions.iter().enumerate() {
             if i == 0 {
@@ -409,7 +433,7 @@ impl SledStore {
         }
         *self.marks.write().unwrap_or_else(|e| e.into_inner()) = marks;
         self.buckets.flush()?;
-        Ok(self)
+        Ok(())
     }
 
     fn marks(&self) -> Vec<i64> {
@@ -503,43 +527,36 @@ impl SledStore {
         })
     }
 
-    fn plan_slos(&self, batch: &Batch) -> Result<Vec<SloPlan>, StoreError> {
-        let slos = self.slos.read().unwrap_or_else(|e| e.into_inner());
+    fn plan_slos(&self, batch: &Batch, deltas: &[SloDelta]) -> Result<Vec<SloPlan>, StoreError> {
         let host_start = align_down(batch.interval_start_ms, self.host_bucket_ms());
         let mut plans = Vec::new();
-        for (id, delta) in batch_deltas(&slos, batch) {
+        for SloDelta {
+            id,
+            fleet,
+            hosts: delta_hosts,
+        } in deltas
+        {
             let mut hosts = Vec::new();
-            for (host, c) in &delta.hosts {
+            for (host, c) in delta_hosts {
                 let delta = signed_bad(*c);
                 if delta != 0 {
-                    hosts.push(self.plan_host(id, host, host_start, delta)?);
+                    hosts.push(self.plan_host(*id, host, host_start, delta)?);
                 }
             }
             plans.push(SloPlan {
-                id,
-                fleet: delta.fleet,
+                id: *id,
+                fleet: *fleet,
                 hosts,
             });
         }
         Ok(plans)
     }
 
-    /// SLO cells past their resolution's retention, and host entries older than the longest
-    /// SLO window (or the coarsest retention, if shorter), keeping each host's last entry
-    /// before the cutoff: it carries the running sum.
-    fn prune_slos(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let (ids, longest): (Vec<u64>, Duration) = {
-            let slos = self.slos.read().unwrap_or_else(|e| e.into_inner());
-            let longest = slos
-                .iter()
-                .map(|s| match s.def.window {
-                    crate::model::SloWindow::Rolling(d) => d,
-                    crate::model::SloWindow::Month => Duration::from_secs(31 * 86_400),
-                })
-                .max()
-                .unwrap_or_default();
-            (slos.iter().map(|s| s.id).collect(), longest)
-        };
+    /// SLO cells past their resolution's retention, and host entries older than `longest`
+    /// (the longest SLO window, given by the SLO engine; or the coarsest retention, if
+    /// shorter), keeping each host's last entry before the cutoff: it carries the running sum.
+    fn prune_slos(&self, now_ms: i64, longest: Duration) -> Result<u64, StoreError> {
+        let ids: Vec<u64> = self.slo_ids()?.into_iter().map(|(_, id, _)| id).collect();
         let mut removed = 0;
         for id in ids {
             let mut batch = sled::Batch::default();
@@ -583,9 +600,8 @@ impl SledStore {
         Ok(removed)
     }
 
-    /// Writes SLO cells straight into the store, replacing what is there (bulk loads and
-    /// benchmarks: normally merges write them). `cells` are (bucket start, counts) at `res`.
-    pub fn import_slo_cells(
+    /// Writes SLO cells, replacing what is there. `cells` are (bucket start, counts) at `res`.
+    fn import_slo_cells(
         &self,
         id: u64,
         res: &Resolution,
@@ -599,15 +615,10 @@ impl SledStore {
         Ok(())
     }
 
-    /// Writes one host's bad events per coarsest bucket straight into the store as running
-    /// sums (bulk loads and benchmarks), replacing that host's entries at those buckets.
-    /// `buckets` must be in time order and start after anything already stored for the host.
-    pub fn import_slo_host(
-        &self,
-        id: u64,
-        host: &str,
-        buckets: &[(i64, u64)],
-    ) -> Result<(), StoreError> {
+    /// Adds one host's bad events (signed: total − good) per coarsest bucket to its running
+    /// sums, replacing that host's entries at those buckets. `buckets` must be in time order
+    /// and start after anything already stored for the host.
+    fn add_slo_host(&self, id: u64, host: &str, buckets: &[(i64, i64)]) -> Result<(), StoreError> {
         let prefix = host_prefix(id, host);
         let mut running = match self.slo_hosts.scan_prefix(&prefix).next_back() {
             Some(entry) => {
@@ -617,16 +628,15 @@ impl SledStore {
         };
         let mut batch = sled::Batch::default();
         for (start, bad) in buckets {
-            running = running.saturating_add(i64::try_from(*bad).unwrap_or(i64::MAX));
+            running = running.saturating_add(*bad);
             batch.insert(with_time(&prefix, *start), &running.to_be_bytes()[..]);
         }
         self.slo_hosts.apply_batch(batch)?;
         Ok(())
     }
 
-    /// Writes one bucket of series data straight into the store, replacing what is there
-    /// (bulk loads and benchmarks).
-    pub fn import_bucket(
+    /// Writes one bucket of series data, replacing what is there.
+    fn import_bucket(
         &self,
         key: &SeriesKey,
         res: &Resolution,
@@ -648,63 +658,6 @@ impl SledStore {
             }
             tree.apply_batch(batch)?;
         }
-        Ok(())
-    }
-
-    /// Fills an SLO's counters from the buckets kept (the store is not merging meanwhile).
-    fn backfill(&self, id: u64, def: &SloDefinition) -> Result<(), StoreError> {
-        let mut series = Vec::new();
-        for name in metrics(&def.sli) {
-            series.extend(self.series(Some(name), &[])?);
-        }
-        let coarsest = self.resolutions.last().map(|r| r.code);
-        let mut cells_written = 0usize;
-        let mut hosts: BTreeMap<String, BTreeMap<i64, Counts>> = BTreeMap::new();
-        for res in &self.resolutions {
-            let mut cells: BTreeMap<i64, Counts> = BTreeMap::new();
-            for (key, _) in &series {
-                for (start, data) in self.read(key, res, i64::MIN, i64::MAX)? {
-                    if let Some(c) = series_counts(&def.sli, key, &data) {
-                        cells.entry(start).or_default().add(c);
-                        if Some(res.code) == coarsest {
-                            let host = key.tag("host").unwrap_or_default().to_owned();
-                            hosts
-                                .entry(host)
-                                .or_default()
-                                .entry(start)
-                                .or_default()
-                                .add(c);
-                        }
-                    }
-                }
-            }
-            let mut batch = sled::Batch::default();
-            for (start, c) in &cells {
-                batch.insert(&cell_key(id, res.code, *start)[..], &counts_value(*c)[..]);
-            }
-            cells_written += cells.len();
-            self.slo_cells.apply_batch(batch)?;
-        }
-        let mut batch = sled::Batch::default();
-        for (host, buckets) in &hosts {
-            let prefix = host_prefix(id, host);
-            let mut running = 0i64;
-            for (start, c) in buckets {
-                let delta = signed_bad(*c);
-                if delta != 0 {
-                    running = running.saturating_add(delta);
-                    batch.insert(with_time(&prefix, *start), &running.to_be_bytes()[..]);
-                }
-            }
-        }
-        self.slo_hosts.apply_batch(batch)?;
-        info!(
-            slo = %def.name,
-            series = series.len(),
-            cells = cells_written,
-            hosts = hosts.len(),
-            "SLO counters backfilled from the stored buckets."
-        );
         Ok(())
     }
 
@@ -735,7 +688,7 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-impl SledStore {
+impl Trees {
     fn apply_slo_plan(
         &self,
         cells: &TransactionalTree,
@@ -778,8 +731,13 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn merge_batch(&self, batch: &Batch, received_ms: i64) -> Result<MergeOutcome, StoreError> {
+impl Trees {
+    fn merge_batch(
+        &self,
+        batch: &Batch,
+        received_ms: i64,
+        slo_deltas: &[SloDelta],
+    ) -> Result<MergeOutcome, StoreError> {
         // Series ids are assigned outside the transaction; an id for a batch that later turns
         // out to be a duplicate is harmless (the series simply has no buckets yet).
         let mut targets = Vec::with_capacity(batch.series.len());
@@ -798,7 +756,7 @@ impl Store for SledStore {
         dedupe_key.extend_from_slice(&batch.epoch.to_be_bytes());
         let agent_key = batch.agent_id.0.as_bytes();
         let interval_end = batch.interval_start_ms + batch.interval_ms as i64;
-        let slo_plans = self.plan_slos(batch)?;
+        let slo_plans = self.plan_slos(batch, slo_deltas)?;
         let marks = self.marks();
         let trees = (
             &self.buckets,
@@ -985,7 +943,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn prune(&self, now_ms: i64) -> Result<u64, StoreError> {
+    fn prune(&self, now_ms: i64, slo_history: Duration) -> Result<u64, StoreError> {
         let mut removed = 0;
         let ids = self.series_ids();
         let marks = self.marks();
@@ -1004,7 +962,7 @@ impl Store for SledStore {
                 self.buckets.apply_batch(batch)?;
             }
         }
-        removed += self.prune_slos(now_ms)?;
+        removed += self.prune_slos(now_ms, slo_history)?;
         Ok(removed)
     }
 
@@ -1012,58 +970,26 @@ impl Store for SledStore {
         &self.resolutions
     }
 
-    fn install_slos(&self, defs: &[SloDefinition]) -> Result<Vec<InstalledSlo>, StoreError> {
-        let mut installed = Vec::new();
-        let mut keep = std::collections::BTreeSet::new();
-        for def in defs {
-            let canon = canonical(&def.sli);
-            let known = match self.slo_defs.get(&canon)? {
-                Some(v) if v.len() == 9 => Some((
-                    parse_u64(&v[..8]).ok_or_else(|| StoreError::Corrupt("slo def".into()))?,
-                    v[8] == 1,
-                )),
-                Some(_) => return Err(StoreError::Corrupt("slo def".into())),
-                None => None,
-            };
-            let id = match known {
-                Some((id, true)) => id,
-                Some((id, false)) => {
-                    // A backfill was cut off: start it over.
-                    self.clear_slo(id)?;
-                    self.backfill(id, def)?;
-                    id
-                }
-                None => {
-                    let id = self.db.generate_id()?;
-                    let mut v = id.to_be_bytes().to_vec();
-                    v.push(0);
-                    self.slo_defs.insert(&canon, v)?;
-                    self.slo_defs.flush()?;
-                    self.backfill(id, def)?;
-                    id
-                }
-            };
-            let mut v = id.to_be_bytes().to_vec();
-            v.push(1);
-            self.slo_defs.insert(&canon, v)?;
-            keep.insert(canon);
-            installed.push(InstalledSlo {
-                id,
-                def: def.clone(),
-            });
-        }
+    /// Every SLO counter set: its SLI's canonical bytes, id, and whether its backfill
+    /// finished.
+    fn slo_ids(&self) -> Result<Vec<(Vec<u8>, u64, bool)>, StoreError> {
+        let mut out = Vec::new();
         for entry in self.slo_defs.iter() {
             let (canon, v) = entry?;
-            if !keep.contains(canon.as_ref()) {
-                if let Some(id) = v.get(..8).and_then(parse_u64) {
-                    self.clear_slo(id)?;
-                }
-                self.slo_defs.remove(canon)?;
+            if v.len() != 9 {
+                return Err(StoreError::Corrupt("slo def".into()));
             }
+            let id = parse_u64(&v[..8]).ok_or_else(|| StoreError::Corrupt("slo def".into()))?;
+            out.push((canon.to_vec(), id, v[8] == 1));
         }
-        *self.slos.write().unwrap_or_else(|e| e.into_inner()) = installed.clone();
-        self.db.flush()?;
-        Ok(installed)
+        Ok(out)
+    }
+
+    fn set_slo(&self, canon: &[u8], id: u64, ready: bool) -> Result<(), StoreError> {
+        let mut v = id.to_be_bytes().to_vec();
+        v.push(u8::from(ready));
+        self.slo_defs.insert(canon, v)?;
+        Ok(())
     }
 
     fn slo_cells(
@@ -1138,6 +1064,193 @@ impl Store for SledStore {
         self.resolutions
             .last()
             .map_or(3_600_000, Resolution::bucket_ms)
+    }
+}
+
+/// Implements [`Store`] for a type by delegating every read to `$e` (an expression over
+/// `$s`, the `&self`): readers, the writer and test wrappers read alike.
+macro_rules! delegate_store_reads {
+    ($t:ty, $s:ident => $e:expr) => {
+        impl $crate::store::Store for $t {
+            fn series(
+                &self,
+                name: Option<&str>,
+                filters: &[(String, String)],
+            ) -> Result<
+                Vec<(pitot_shared::series::SeriesKey, pitot_shared::series::Kind)>,
+                $crate::store::StoreError,
+            > {
+                let $s = self;
+                $e.series(name, filters)
+            }
+
+            fn read(
+                &self,
+                series: &pitot_shared::series::SeriesKey,
+                resolution: &$crate::model::Resolution,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> Result<Vec<(i64, pitot_shared::batch::SeriesData)>, $crate::store::StoreError>
+            {
+                let $s = self;
+                $e.read(series, resolution, from_ms, to_ms)
+            }
+
+            fn agents(&self) -> Result<Vec<$crate::store::AgentRecord>, $crate::store::StoreError> {
+                let $s = self;
+                $e.agents()
+            }
+
+            fn resolutions(&self) -> &[$crate::model::Resolution] {
+                let $s = self;
+                $e.resolutions()
+            }
+
+            fn slo_cells(
+                &self,
+                id: u64,
+                resolution: &$crate::model::Resolution,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> Result<Vec<(i64, pitot_shared::slo::Counts)>, $crate::store::StoreError> {
+                let $s = self;
+                $e.slo_cells(id, resolution, from_ms, to_ms)
+            }
+
+            fn slo_host_bad(
+                &self,
+                id: u64,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> Result<Vec<(String, u64)>, $crate::store::StoreError> {
+                let $s = self;
+                $e.slo_host_bad(id, from_ms, to_ms)
+            }
+
+            fn host_bucket_ms(&self) -> u64 {
+                let $s = self;
+                $e.host_bucket_ms()
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use delegate_store_reads;
+
+delegate_store_reads!(StoreReader, s => s.trees);
+delegate_store_reads!(SledStore, s => s.reader.trees);
+
+/// The writes, all `&mut self`: only the owner of the unique writer can make them.
+impl SledStore {
+    /// Merges a batch exactly once (see the module docs), with what it adds to each SLO's
+    /// counters (`slo_deltas`, from `slo::batch_deltas`) in the same transaction. Not durable
+    /// until [`SledStore::flush`].
+    pub fn merge_batch(
+        &mut self,
+        batch: &Batch,
+        received_ms: i64,
+        slo_deltas: &[SloDelta],
+    ) -> Result<MergeOutcome, StoreError> {
+        self.trees().merge_batch(batch, received_ms, slo_deltas)
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.trees().flush()
+    }
+
+    /// Writes the coarser buckets whose time has passed from the finer ones (see the module
+    /// docs); returns how many.
+    pub fn rollup(&mut self, now_ms: i64) -> Result<u64, StoreError> {
+        self.trees().rollup(now_ms)
+    }
+
+    /// Deletes buckets past their retention, and SLO host sums older than `slo_history` (the
+    /// longest SLO window); returns how many.
+    pub fn prune(&mut self, now_ms: i64, slo_history: Duration) -> Result<u64, StoreError> {
+        self.trees().prune(now_ms, slo_history)
+    }
+
+    /// Every SLO counter set: canonical SLI bytes, id, and whether its backfill finished.
+    pub fn slo_ids(&self) -> Result<Vec<(Vec<u8>, u64, bool)>, StoreError> {
+        self.trees().slo_ids()
+    }
+
+    /// A new SLO counter set for `canon`, not ready (its backfill has not finished); durable
+    /// before it returns, so a cut-off backfill is found and redone at the next start.
+    pub fn new_slo(&mut self, canon: &[u8]) -> Result<u64, StoreError> {
+        let t = self.trees();
+        let id = t.db.generate_id()?;
+        t.set_slo(canon, id, false)?;
+        t.slo_defs.flush()?;
+        Ok(id)
+    }
+
+    /// Marks the counter set of `canon` as backfilled.
+    pub fn slo_ready(&mut self, canon: &[u8], id: u64) -> Result<(), StoreError> {
+        self.trees().set_slo(canon, id, true)
+    }
+
+    /// Removes every counter of SLO `id` (before a backfill starts over).
+    pub fn clear_slo(&mut self, id: u64) -> Result<(), StoreError> {
+        self.trees().clear_slo(id)
+    }
+
+    /// Forgets the counter set of `canon` and its counters (an SLI no longer configured).
+    pub fn drop_slo(&mut self, canon: &[u8], id: u64) -> Result<(), StoreError> {
+        let t = self.trees();
+        t.clear_slo(id)?;
+        t.slo_defs.remove(canon)?;
+        Ok(())
+    }
+
+    /// Writes SLO cells, replacing what is there (backfills, bulk loads and benchmarks:
+    /// normally merges write them). `cells` are (bucket start, counts) at `res`.
+    pub fn import_slo_cells(
+        &mut self,
+        id: u64,
+        res: &Resolution,
+        cells: &[(i64, Counts)],
+    ) -> Result<(), StoreError> {
+        self.trees().import_slo_cells(id, res, cells)
+    }
+
+    /// Adds one host's signed bad events (total − good) per coarsest bucket to its running
+    /// sums (backfills). `buckets` in time order, after anything already stored for the host.
+    pub fn add_slo_host(
+        &mut self,
+        id: u64,
+        host: &str,
+        buckets: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        self.trees().add_slo_host(id, host, buckets)
+    }
+
+    /// Writes one host's bad events per coarsest bucket as running sums (bulk loads and
+    /// benchmarks), in time order and after anything already stored for the host.
+    pub fn import_slo_host(
+        &mut self,
+        id: u64,
+        host: &str,
+        buckets: &[(i64, u64)],
+    ) -> Result<(), StoreError> {
+        let signed: Vec<(i64, i64)> = buckets
+            .iter()
+            .map(|(t, b)| (*t, i64::try_from(*b).unwrap_or(i64::MAX)))
+            .collect();
+        self.trees().add_slo_host(id, host, &signed)
+    }
+
+    /// Writes one bucket of series data straight into the store, replacing what is there
+    /// (bulk loads and benchmarks).
+    pub fn import_bucket(
+        &mut self,
+        key: &SeriesKey,
+        res: &Resolution,
+        start_ms: i64,
+        data: &SeriesData,
+    ) -> Result<(), StoreError> {
+        self.trees().import_bucket(key, res, start_ms, data)
     }
 }
 

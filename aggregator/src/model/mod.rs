@@ -8,5 +8,5 @@ pub mod slo;
 pub mod time;
 
 pub use resolution::{RESOLUTIONS, Resolution, ResolutionSpec};
-pub use slo::{Sli, SloDefinition, SloWindow};
+pub use slo::{Sli, SloDefinition, SloDelta, SloWindow};
 pub use time::{now_ms, parse_time, rfc3339};

@@ -2,7 +2,22 @@
 //! these; the store keys its counters by [`canonical`](crate::slo::canonical) bytes of the SLI;
 //! the SLO engine evaluates them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use pitot_shared::slo::Counts;
+
+/// What one batch adds to one SLO's counters: the SLO engine computes it
+/// (`slo::batch_deltas`), the store writes it in the batch's merge transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SloDelta {
+    /// The SLO's store id.
+    pub id: u64,
+    /// Fleet-wide counts.
+    pub fleet: Counts,
+    /// Counts per host.
+    pub hosts: BTreeMap<String, Counts>,
+}
 
 /// An SLO window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

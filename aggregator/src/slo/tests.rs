@@ -12,7 +12,48 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::config;
 use crate::model::SloDefinition;
-use crate::store::SledStore;
+use crate::store::{MergeOutcome, SledStore, StoreReader};
+
+/// The writer with the SLOs it counts, as the merge actor holds them (behind a mutex, so the
+/// tests read like a sequence of the actor's jobs).
+#[derive(Debug)]
+struct TestStore {
+    writer: std::sync::Mutex<SledStore>,
+    slos: std::sync::Mutex<Vec<InstalledSlo>>,
+    reader: StoreReader,
+}
+
+impl TestStore {
+    fn open(dir: &Path, resolutions: Vec<Resolution>) -> Result<Self, StoreError> {
+        let writer = SledStore::open(dir, resolutions)?;
+        Ok(TestStore {
+            reader: writer.reader(),
+            writer: std::sync::Mutex::new(writer),
+            slos: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn install_slos(&self, defs: &[SloDefinition]) -> Result<Vec<InstalledSlo>, StoreError> {
+        let installed = install(&mut self.writer.lock().expect("writer"), defs)?;
+        *self.slos.lock().expect("slos") = installed.clone();
+        Ok(installed)
+    }
+
+    fn merge_batch(&self, b: &Batch, received_ms: i64) -> Result<MergeOutcome, StoreError> {
+        let deltas = batch_deltas(&self.slos.lock().expect("slos"), b);
+        self.writer
+            .lock()
+            .expect("writer")
+            .merge_batch(b, received_ms, &deltas)
+    }
+
+    fn prune(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let history = longest_window(&self.slos.lock().expect("slos"));
+        self.writer.lock().expect("writer").prune(now_ms, history)
+    }
+}
+
+crate::store::delegate_store_reads!(TestStore, s => s.reader);
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -127,8 +168,8 @@ fn oracle_hosts(events: &Events, from: i64, to: i64) -> BTreeMap<String, u64> {
     out
 }
 
-fn store(dir: &Path, slos: &str) -> (SledStore, Vec<InstalledSlo>) {
-    let store = SledStore::open(dir, default_resolutions()).expect("open");
+fn store(dir: &Path, slos: &str) -> (TestStore, Vec<InstalledSlo>) {
+    let store = TestStore::open(dir, default_resolutions()).expect("open");
     let installed = store.install_slos(&slo_config(slos)).expect("install");
     (store, installed)
 }
@@ -261,7 +302,7 @@ fn backfill_equals_counting_at_merge() {
     let slos_text = format!("{RATIO}{LATENCY}");
     let (live, live_slos) = store(live_dir.path(), &slos_text);
     // The second store learns about the SLOs only after the data arrived.
-    let late = SledStore::open(late_dir.path(), default_resolutions()).expect("open");
+    let late = TestStore::open(late_dir.path(), default_resolutions()).expect("open");
     let now = T0 + 3 * DAY;
     let mut seq = 0;
     for i in 0..(3 * 24 * 6) {
@@ -343,7 +384,7 @@ fn host_running_sums_survive_late_data_and_pruning() {
             events.push((start, host.to_owned(), 10 - bad, 10));
         }
     }
-    let check = |store: &SledStore, events: &Events| {
+    let check = |store: &TestStore, events: &Events| {
         for (from_h, to_h) in [(0, 48), (5, 6), (10, 30), (47, 48), (0, 1)] {
             let (from, to) = (T0 + from_h * HOUR, T0 + to_h * HOUR);
             let got: BTreeMap<String, u64> = store
@@ -388,7 +429,7 @@ fn host_running_sums_survive_late_data_and_pruning() {
 
 /// Builds a 30-day history ending at `now`: hourly batches until the last day, then one batch a
 /// minute; `bad_per_mille(minute index from the start)` sets the error rate of each minute.
-fn history(store: &SledStore, now: i64, bad_per_mille: &dyn Fn(i64) -> u64) -> Events {
+fn history(store: &TestStore, now: i64, bad_per_mille: &dyn Fn(i64) -> u64) -> Events {
     let start = now - 30 * DAY;
     let mut events = Vec::new();
     let mut seq = 0;

@@ -59,19 +59,19 @@ fn count(store: &SledStore, res: usize, agent: &str, from: i64, to: i64) -> u64 
 #[test]
 fn batches_merge_exactly_once_per_epoch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), resolutions()).unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     let b1 = batch("a", 1, 1, 1_000_000, &[1.0, 2.0]);
     assert!(matches!(
-        store.merge_batch(&b1, 1_001_000).unwrap(),
+        store.merge_batch(&b1, 1_001_000, &[]).unwrap(),
         MergeOutcome::Merged { series: 1, .. }
     ));
     assert_eq!(
-        store.merge_batch(&b1, 1_002_000).unwrap(),
+        store.merge_batch(&b1, 1_002_000, &[]).unwrap(),
         MergeOutcome::Duplicate
     );
     // A new epoch (a fresh spool) starts its sequence again and is merged.
     store
-        .merge_batch(&batch("a", 2, 1, 1_001_000, &[3.0]), 1_003_000)
+        .merge_batch(&batch("a", 2, 1, 1_001_000, &[3.0]), 1_003_000, &[])
         .unwrap();
     assert_eq!(count(&store, 0, "a", 0, i64::MAX), 3);
     assert_eq!(count(&store, 1, "a", 0, i64::MAX), 3);
@@ -84,10 +84,10 @@ fn batches_merge_exactly_once_per_epoch() {
 #[test]
 fn reads_respect_time_ranges_including_negative_times() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), resolutions()).unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     for (seq, start) in [(1, -20_000), (2, 0), (3, 10_000), (4, 20_000)] {
         store
-            .merge_batch(&batch("a", 1, seq, start, &[1.0]), 0)
+            .merge_batch(&batch("a", 1, seq, start, &[1.0]), 0, &[])
             .unwrap();
     }
     assert_eq!(count(&store, 0, "a", -20_000, 10_000), 2);
@@ -98,12 +98,14 @@ fn reads_respect_time_ranges_including_negative_times() {
 #[test]
 fn kind_conflicts_are_refused_not_merged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), resolutions()).unwrap();
-    store.merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0).unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    store
+        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[])
+        .unwrap();
     let mut counter = batch("a", 1, 2, 0, &[]);
     counter.series[0].data = SeriesData::Counter(5.0);
     assert_eq!(
-        store.merge_batch(&counter, 0).unwrap(),
+        store.merge_batch(&counter, 0, &[]).unwrap(),
         MergeOutcome::Merged {
             series: 0,
             kind_conflicts: 1
@@ -115,10 +117,15 @@ fn kind_conflicts_are_refused_not_merged() {
 #[test]
 fn prune_honours_retention_per_resolution() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), resolutions()).unwrap();
-    store.merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0).unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    store
+        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[])
+        .unwrap();
     // Two hours later the 10 s bucket (1 h retention) goes, the 1 min one (1 d) stays.
-    assert_eq!(store.prune(7_200_000).unwrap(), 1);
+    assert_eq!(
+        store.prune(7_200_000, std::time::Duration::ZERO).unwrap(),
+        1
+    );
     assert_eq!(count(&store, 0, "a", i64::MIN, i64::MAX), 0);
     assert_eq!(count(&store, 1, "a", i64::MIN, i64::MAX), 1);
 }
@@ -126,9 +133,13 @@ fn prune_honours_retention_per_resolution() {
 #[test]
 fn series_lookup_by_name_prefix_and_tags() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), resolutions()).unwrap();
-    store.merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0).unwrap();
-    store.merge_batch(&batch("b", 1, 1, 0, &[1.0]), 0).unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    store
+        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[])
+        .unwrap();
+    store
+        .merge_batch(&batch("b", 1, 1, 0, &[1.0]), 0, &[])
+        .unwrap();
     assert_eq!(store.series(Some("lat"), &[]).unwrap().len(), 2);
     assert_eq!(store.series(Some("la"), &[]).unwrap().len(), 0);
     assert_eq!(store.series(Some("la*"), &[]).unwrap().len(), 2);
@@ -155,6 +166,7 @@ fn three_resolutions() -> Vec<Resolution> {
 fn stored_buckets(store: &SledStore, res: usize) -> usize {
     let r = store.resolutions()[res];
     store
+        .trees()
         .buckets
         .scan_prefix([r.code])
         .filter(|e| e.as_ref().is_ok_and(|(k, _)| k.len() == 17))
@@ -166,13 +178,13 @@ fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_800_000_000_000; // 2027-01-15T08:00:00Z, on an hour boundary
     // Opened a little before t0: the marks fall on the next boundaries (t0 for both).
-    let store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
+    let mut store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
     // Two hours of 10 s batches, two values each.
     let mut seq = 0;
     for i in 0..720 {
         seq += 1;
         store
-            .merge_batch(&batch("a", 1, seq, t0 + i * 10_000, &[1.0, 2.0]), 0)
+            .merge_batch(&batch("a", 1, seq, t0 + i * 10_000, &[1.0, 2.0]), 0, &[])
             .unwrap();
     }
     // Nothing coarse is written at merge time, but every resolution reads all 1 440 values.
@@ -212,7 +224,7 @@ fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
     // A late batch for a rolled-up minute and hour is merged into them directly.
     seq += 1;
     store
-        .merge_batch(&batch("a", 1, seq, t0 + 30_000, &[3.0]), 0)
+        .merge_batch(&batch("a", 1, seq, t0 + 30_000, &[3.0]), 0, &[])
         .unwrap();
     for res in 0..3 {
         assert_eq!(
@@ -223,7 +235,7 @@ fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
     }
     // The marks survive a restart.
     drop(store);
-    let store = SledStore::open_at(dir.path(), three_resolutions(), now + 86_400_000).unwrap();
+    let mut store = SledStore::open_at(dir.path(), three_resolutions(), now + 86_400_000).unwrap();
     assert_eq!(store.rollup(now).unwrap(), 0);
     assert_eq!(count(&store, 2, "a", t0, t0 + 7_200_000), 1_441);
 }
@@ -232,17 +244,23 @@ fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
 fn pruning_keeps_finer_buckets_until_they_are_rolled_up() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = 1_800_000_000_000; // on an hour boundary
-    let store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
-    store.merge_batch(&batch("a", 1, 1, t0, &[1.0]), 0).unwrap();
+    let mut store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
+    store
+        .merge_batch(&batch("a", 1, 1, t0, &[1.0]), 0, &[])
+        .unwrap();
     // Two hours later the 10 s bucket is past its retention, but no rollup ran: it stays.
-    store.prune(t0 + 7_200_000).unwrap();
+    store
+        .prune(t0 + 7_200_000, std::time::Duration::ZERO)
+        .unwrap();
     assert_eq!(count(&store, 0, "a", t0, t0 + 60_000), 1);
     assert_eq!(count(&store, 2, "a", t0, t0 + 3_600_000), 1);
     // After the rollups it may go, and the coarser buckets still hold the value.
     for _ in 0..10 {
         store.rollup(t0 + 7_200_000).unwrap();
     }
-    store.prune(t0 + 7_200_000).unwrap();
+    store
+        .prune(t0 + 7_200_000, std::time::Duration::ZERO)
+        .unwrap();
     assert_eq!(count(&store, 0, "a", t0, t0 + 60_000), 0);
     assert_eq!(count(&store, 1, "a", t0, t0 + 60_000), 1);
     assert_eq!(count(&store, 2, "a", t0, t0 + 3_600_000), 1);
