@@ -228,9 +228,7 @@ pub async fn run(
 
     let client = Client::new(&url);
     let started = Instant::now();
-    let started_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let started_ms = pitot_aggregator::glue::now_ms();
     let mut last_state: std::collections::BTreeMap<String, String> = Default::default();
     loop {
         let wait = tokio::time::sleep(options.every);
@@ -346,9 +344,7 @@ pub async fn run(
     let drift_from =
         started_ms + options.duration.map_or(DRIFT_AFTER, |d| d / 2).as_millis() as i64;
     let slow_from = started_ms + options.duration.map_or(SLOW_AFTER, |d| d / 3).as_millis() as i64;
-    let ended_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let ended_ms = pitot_aggregator::glue::now_ms();
     let slowed = ended_ms > slow_from;
     let drifted = ended_ms > drift_from;
     let c = client.clone();

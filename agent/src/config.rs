@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pitot_shared::config::OverrideError;
 use pitot_shared::config::{ConfigError, TlsPaths};
 use pitot_shared::series::{MAX_TAG_BYTES, MAX_TAGS};
 use serde::Deserialize;
@@ -546,40 +545,13 @@ impl TryFrom<RawAgentConfig> for AgentConfig {
     }
 }
 
-/// Why a config file could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has unknown keys.
-    #[error("{path} is not a valid agent config: {message}")]
-    Parse {
-        /// The path.
-        path: PathBuf,
-        /// The parser's message (it names the key and line).
-        message: String,
-    },
-    /// Values are invalid.
-    #[error("{path}: {source}")]
-    Invalid {
-        /// The path.
-        path: PathBuf,
-        /// Every problem.
-        source: ConfigError,
-    },
-}
+pub use pitot_shared::config::LoadError;
 
 /// Parses TOML text without validating values.
 pub fn parse_raw(text: &str, path: &Path) -> Result<RawAgentConfig, LoadError> {
     toml::from_str(text).map_err(|e| LoadError::Parse {
         path: path.to_owned(),
+        kind: "agent",
         message: e.to_string(),
     })
 }
@@ -607,16 +579,7 @@ pub fn parse_raw_with_env(
     path: &Path,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<RawAgentConfig, LoadError> {
-    pitot_shared::config::parse_toml_with_env(text, ENV_PREFIX, vars).map_err(|e| match e {
-        OverrideError::Invalid(source) => LoadError::Invalid {
-            path: path.to_owned(),
-            source,
-        },
-        other => LoadError::Parse {
-            path: path.to_owned(),
-            message: other.to_string(),
-        },
-    })
+    pitot_shared::config::parse_file_with_env(text, path, "agent", ENV_PREFIX, vars)
 }
 
 /// Reads a config file without validating values, with `PITOT_AGENT__*` overrides from the

@@ -11,6 +11,8 @@
 //! the uplink drain for `shutdown_grace`, flush the spool.
 
 pub mod config;
+#[path = "../../shared/daemon/glue.rs"]
+pub mod glue;
 pub mod gpu;
 pub mod ingest;
 pub mod recorder;

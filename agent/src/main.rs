@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pitot_agent::{config, run, telemetry};
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use pitot_agent::glue::{self, EX_USAGE};
+use pitot_agent::{config, run};
+use tracing::info;
 
 /// Pitot agent: runs beside model servers, takes in their DogStatsD metrics, folds them into
 /// histograms per interval, and streams them over QUIC with mutual TLS to the aggregator.
@@ -42,11 +42,9 @@ enum Command {
     },
 }
 
-const EX_USAGE: u8 = 64;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_tracing();
+    glue::init_tracing();
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
@@ -95,45 +93,7 @@ fn main() -> ExitCode {
                 }
             };
             info!(config = %config.display(), "Configuration loaded.");
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    error!(error = %e, "Cannot start the async runtime.");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result = runtime.block_on(async move {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(wait_for_signal(shutdown.clone()));
-                run(cfg, shutdown).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = format!("{e:#}"), "Agent failed.");
-                    ExitCode::FAILURE
-                }
-            }
+            glue::run_until_signal("Agent", Some(2), |shutdown| run(cfg, shutdown))
         }
     }
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("Cannot install signal handlers; stop the agent with SIGKILL.");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received."),
-        _ = int.recv() => info!("SIGINT received."),
-    }
-    shutdown.cancel();
 }

@@ -8,7 +8,7 @@
 //! value is left behind.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pitot_shared::batch::{Batch, SeriesSnapshot};
 use pitot_shared::series::AgentId;
@@ -22,12 +22,7 @@ use crate::samples::Samples;
 use crate::spool::Spool;
 use crate::telemetry::{SelfMetrics, UplinkStats, client_losses};
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::glue::now_ms;
 
 /// Everything the recorder works with.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! The agent's own observability in one place: tracing setup, and the catalogue of
+//! The agent's own observability in one place: the catalogue of
 //! `pitot.agent.*` self-metric series it ships in every batch.
 //!
 //! | series | kind | meaning |
@@ -33,17 +33,6 @@ use pitot_shared::series::SeriesKey;
 
 use crate::ingest::IngestShared;
 use crate::spool::Spool;
-
-/// Sets up the tracing subscriber: `RUST_LOG` or `info`, to stderr.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
 
 /// Uplink outcome counters, written by the uplink task.
 #[derive(Debug)]

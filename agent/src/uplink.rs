@@ -9,7 +9,6 @@
 //! `poll_transmit` yields.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,21 +16,18 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use pitot_shared::config::TlsPaths;
 use pitot_shared::loggate::LogGate;
-use pitot_shared::protocol::{AgentSession, AgentSessionConfig, SessionEvent};
+use pitot_shared::protocol::{ALPN, AgentSession, AgentSessionConfig, SessionEvent};
 use pitot_shared::series::AgentId;
 use pitot_shared::wire::{Frame, WireError, decode_frame_body, encode_frame, frame_length};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::glue::{load_certs, load_key};
 use crate::recorder::now_ms;
 use crate::spool::Spool;
 use crate::telemetry::UplinkStats;
 
-/// ALPN protocol id of the Pitot uplink.
-pub const ALPN: &[u8] = b"pitot/1";
 /// QUIC keep-alive: frequent enough that an idle NAT or a dead aggregator is noticed soon.
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// QUIC idle timeout: a silent peer is considered gone after this.
@@ -56,15 +52,6 @@ pub struct UplinkConfig {
     pub shutdown_grace: Duration,
 }
 
-fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading certificates from {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
-    Ok(certs)
-}
-
 /// Builds the QUIC client config: TLS 1.3, the configured CA as the only root, and this
 /// agent's certificate for client authentication.
 pub fn client_config(tls: &TlsPaths) -> anyhow::Result<quinn::ClientConfig> {
@@ -73,8 +60,7 @@ pub fn client_config(tls: &TlsPaths) -> anyhow::Result<quinn::ClientConfig> {
         roots.add(cert).context("adding the CA certificate")?;
     }
     let chain = load_certs(&tls.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .with_context(|| format!("reading the private key {}", tls.key.display()))?;
+    let key = load_key(&tls.key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

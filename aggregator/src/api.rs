@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
@@ -15,6 +14,7 @@ use serde_json::json;
 
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
+use crate::glue::now_ms;
 use crate::links::Links;
 use crate::model::{parse_time, rfc3339};
 use crate::reports::{self, MetricQuery, ReportError};
@@ -54,12 +54,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/slo/{name}", get(slo_one))
         .fallback(not_found)
         .with_state(state)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// An API error with its status.

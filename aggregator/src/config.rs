@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pitot_shared::config::{ConfigError, OverrideError, TlsPaths, parse_duration};
+use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
 use pitot_shared::drift::DriftConfig;
 use serde::Deserialize;
 
@@ -422,35 +422,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
     }
 }
 
-/// Why a config file could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or unknown keys.
-    #[error("{path} is not a valid aggregator config: {message}")]
-    Parse {
-        /// The path.
-        path: PathBuf,
-        /// The parser's message (it names the key and line).
-        message: String,
-    },
-    /// Values are invalid.
-    #[error("{path}: {source}")]
-    Invalid {
-        /// The path.
-        path: PathBuf,
-        /// Every problem.
-        source: ConfigError,
-    },
-}
+pub use pitot_shared::config::LoadError;
 
 /// Parses TOML text into a validated config.
 pub fn parse(text: &str, path: &Path) -> Result<AggregatorConfig, LoadError> {
@@ -468,16 +440,7 @@ pub fn parse_with_env(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<AggregatorConfig, LoadError> {
     let raw: RawAggregatorConfig =
-        pitot_shared::config::parse_toml_with_env(text, ENV_PREFIX, vars).map_err(|e| match e {
-            OverrideError::Invalid(source) => LoadError::Invalid {
-                path: path.to_owned(),
-                source,
-            },
-            other => LoadError::Parse {
-                path: path.to_owned(),
-                message: other.to_string(),
-            },
-        })?;
+        pitot_shared::config::parse_file_with_env(text, path, "aggregator", ENV_PREFIX, vars)?;
     AggregatorConfig::try_from(raw).map_err(|source| LoadError::Invalid {
         path: path.to_owned(),
         source,

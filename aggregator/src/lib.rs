@@ -7,6 +7,8 @@
 pub mod api;
 pub mod config;
 pub mod drift;
+#[path = "../../shared/daemon/glue.rs"]
+pub mod glue;
 pub mod links;
 pub mod merge;
 pub mod model;

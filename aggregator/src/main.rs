@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pitot_aggregator::{config, run, telemetry};
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use pitot_aggregator::glue::{self, EX_USAGE};
+use pitot_aggregator::{config, run};
+use tracing::info;
 
 /// Pitot aggregator: accepts agents over QUIC with mutual TLS, merges their histograms exactly
 /// into an embedded store, and answers fleet questions over HTTP.
@@ -39,11 +39,9 @@ enum Command {
     },
 }
 
-const EX_USAGE: u8 = 64;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_tracing();
+    glue::init_tracing();
     match cli.command {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
@@ -79,44 +77,7 @@ fn main() -> ExitCode {
                 }
             };
             info!(config = %config.display(), "Configuration loaded.");
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    error!(error = %e, "Cannot start the async runtime.");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result = runtime.block_on(async move {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(wait_for_signal(shutdown.clone()));
-                run(cfg, shutdown, None).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = format!("{e:#}"), "Aggregator failed.");
-                    ExitCode::FAILURE
-                }
-            }
+            glue::run_until_signal("Aggregator", None, |shutdown| run(cfg, shutdown, None))
         }
     }
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("Cannot install signal handlers; stop the aggregator with SIGKILL.");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received."),
-        _ = int.recv() => info!("SIGINT received."),
-    }
-    shutdown.cancel();
 }

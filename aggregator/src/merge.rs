@@ -13,7 +13,7 @@ use pitot_shared::batch::Batch;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
-use crate::model::now_ms;
+use crate::glue::now_ms;
 use crate::slo::{self, InstalledSlo};
 use crate::store::{MergeOutcome, SledStore, StoreError};
 use crate::telemetry::Stats;

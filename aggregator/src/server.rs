@@ -8,44 +8,32 @@
 //! refused.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use pitot_shared::config::TlsPaths;
 use pitot_shared::loggate::LogGate;
-use pitot_shared::protocol::{AggregatorEvent, AggregatorSession, ProtocolError};
+use pitot_shared::protocol::{ALPN, AggregatorEvent, AggregatorSession, ProtocolError};
 use pitot_shared::series::AgentId;
 use pitot_shared::wire::{decode_batch, decode_frame_body, encode_frame, frame_length};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error_span, info, warn};
 
+use crate::glue::{load_certs, load_key, now_ms};
 use crate::links::Links;
 use crate::merge::{Job, MergeRequest};
 use crate::store::MergeOutcome;
 use crate::telemetry::Stats;
 
-/// ALPN protocol id of the Pitot uplink.
-pub const ALPN: &[u8] = b"pitot/1";
 /// How long a new connection may take to open its stream and say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest reason sent in a CONNECTION_CLOSE frame (it must fit one packet).
 const MAX_CLOSE_REASON: usize = 400;
-
-fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading certificates from {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
-    Ok(certs)
-}
 
 /// Builds the QUIC server config that requires a client certificate from `tls.ca`.
 pub fn server_config(tls: &TlsPaths) -> anyhow::Result<quinn::ServerConfig> {
@@ -59,8 +47,7 @@ pub fn server_config(tls: &TlsPaths) -> anyhow::Result<quinn::ServerConfig> {
             .build()
             .context("building the client certificate verifier")?;
     let chain = load_certs(&tls.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .with_context(|| format!("reading the private key {}", tls.key.display()))?;
+    let key = load_key(&tls.key)?;
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 setup")?
@@ -100,12 +87,6 @@ pub fn identity(cert: &CertificateDer<'_>) -> Option<String> {
         .next()
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_owned)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Binds the QUIC endpoint.

@@ -347,10 +347,7 @@ fn bincode_config() -> impl bincode::config::Config {
 impl SledStore {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, resolutions: Vec<Resolution>) -> Result<Self, StoreError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        Self::open_at(dir, resolutions, now)
+        Self::open_at(dir, resolutions, crate::glue::now_ms())
     }
 
     /// Opens the store as if the time were `now_ms`: a coarser resolution without a rollup

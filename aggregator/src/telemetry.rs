@@ -1,18 +1,7 @@
-//! The aggregator's own observability: tracing setup and the self-metric counters served on
+//! The aggregator's own observability: the self-metric counters served on
 //! `/metrics` under `pitot_aggregator_*` names.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// Sets up the tracing subscriber: `RUST_LOG` or `info`, to stderr.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
 
 /// Counters, monotonic since start.
 #[derive(Debug, Default)]

@@ -183,6 +183,60 @@ pub fn parse_toml_with_env<T: serde::de::DeserializeOwned>(
         })
 }
 
+/// Why a daemon's config file could not be loaded (both daemons report it the same way).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or unknown keys.
+    #[error("{path} is not a valid {kind} config: {message}")]
+    Parse {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Whose config (`agent`, `aggregator`).
+        kind: &'static str,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// Values are invalid.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Every problem.
+        source: ConfigError,
+    },
+}
+
+/// [`parse_toml_with_env`] for the file at `path` (the `kind` of config), its errors as
+/// [`LoadError`]s.
+pub fn parse_file_with_env<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &std::path::Path,
+    kind: &'static str,
+    prefix: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, LoadError> {
+    parse_toml_with_env(text, prefix, vars).map_err(|e| match e {
+        OverrideError::Invalid(source) => LoadError::Invalid {
+            path: path.to_owned(),
+            source,
+        },
+        other => LoadError::Parse {
+            path: path.to_owned(),
+            kind,
+            message: other.to_string(),
+        },
+    })
+}
+
 /// Sets `path` (table names, then the key) in `table` to `value`, creating tables on the way;
 /// `Err(segment)` when a segment names a value that is not a table.
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {

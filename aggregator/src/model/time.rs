@@ -1,11 +1,4 @@
-//! Times as the API and the config write them, and the clock.
-
-/// Now, Unix ms (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+//! Times as the API and the config write them.
 
 /// Parses `now`, `now-1h`, RFC 3339, or Unix seconds into Unix ms.
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {

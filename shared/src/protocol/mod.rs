@@ -13,6 +13,10 @@
 mod agent;
 mod aggregator;
 
+/// ALPN protocol id of the Pitot uplink, offered by the agent and required by the aggregator
+/// (one definition: if the two differed, every handshake would fail).
+pub const ALPN: &[u8] = b"pitot/1";
+
 pub use agent::{AgentSession, AgentSessionConfig, AgentState, SessionEvent, SpoolId};
 pub use aggregator::{AggregatorEvent, AggregatorSession};
 
