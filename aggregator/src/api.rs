@@ -71,9 +71,20 @@ impl From<ReportError> for ApiError {
         match e {
             ReportError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
             ReportError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
-            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+            other => internal(&other),
         }
     }
+}
+
+/// A 500: the cause goes to the log with an id; the client gets the id and nothing internal.
+fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(error_id = id, error = %cause, "API request failed.");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error {id}; the aggregator's log has the cause (error_id={id})"),
+    )
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -191,7 +202,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| internal(&e))?
         .map_err(ApiError::from)
 }
 
@@ -451,6 +462,19 @@ async fn drift_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_500_carries_an_id_and_nothing_internal() {
+        let store_failure = ReportError::Store(crate::store::StoreError::Corrupt(
+            "slo host entry at /var/lib/pitot".into(),
+        ));
+        let ApiError(status, message) = ApiError::from(store_failure);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(message.starts_with("internal error "), "{message}");
+        assert!(!message.contains("slo host") && !message.contains("/var/lib"), "{message}");
+        let ApiError(status, message) = ApiError::from(ReportError::NotFound("no `x`".into()));
+        assert_eq!((status, message.as_str()), (StatusCode::NOT_FOUND, "no `x`"));
+    }
 
     #[test]
     fn times() {

@@ -43,7 +43,18 @@ pub struct MergeRequest {
     /// Receive time, Unix ms.
     pub received_ms: i64,
     /// The outcome, sent after the flush.
-    pub reply: oneshot::Sender<Result<MergeOutcome, String>>,
+    pub reply: oneshot::Sender<Result<MergeOutcome, MergeError>>,
+}
+
+/// Why a batch was not merged (it is not acknowledged: the agent keeps it and sends it again).
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The batch's transaction failed.
+    #[error("merging the batch failed: {0}")]
+    Merge(#[source] StoreError),
+    /// The round's flush failed, so nothing in it is durable.
+    #[error("flushing the store failed: {0}")]
+    Flush(#[source] Arc<StoreError>),
 }
 
 /// The running actor: where to send jobs, and its thread (which ends, after a last flush,
@@ -109,12 +120,12 @@ pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -
                         store.merge_batch(&r.batch, r.received_ms, &deltas)
                     })
                     .collect();
-                let flushed = store.flush();
+                let flushed = store.flush().map_err(Arc::new);
                 for (request, outcome) in round.into_iter().zip(outcomes) {
                     let answer = match (&flushed, outcome) {
                         (Ok(()), Ok(o)) => Ok(o),
-                        (Err(e), _) => Err(format!("store flush failed: {e}")),
-                        (_, Err(e)) => Err(e.to_string()),
+                        (Err(e), _) => Err(MergeError::Flush(Arc::clone(e))),
+                        (_, Err(e)) => Err(MergeError::Merge(e)),
                     };
                     let _receiver_gone = request.reply.send(answer);
                 }
