@@ -471,9 +471,15 @@ mod tests {
         let ApiError(status, message) = ApiError::from(store_failure);
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(message.starts_with("internal error "), "{message}");
-        assert!(!message.contains("slo host") && !message.contains("/var/lib"), "{message}");
+        assert!(
+            !message.contains("slo host") && !message.contains("/var/lib"),
+            "{message}"
+        );
         let ApiError(status, message) = ApiError::from(ReportError::NotFound("no `x`".into()));
-        assert_eq!((status, message.as_str()), (StatusCode::NOT_FOUND, "no `x`"));
+        assert_eq!(
+            (status, message.as_str()),
+            (StatusCode::NOT_FOUND, "no `x`")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use pitot_shared::batch::Batch;
+use pitot_shared::protocol::VerifiedBatch;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
@@ -38,8 +38,8 @@ pub enum Job {
 /// One batch to merge and where to send the outcome.
 #[derive(Debug)]
 pub struct MergeRequest {
-    /// The decoded batch.
-    pub batch: Batch,
+    /// The batch, as the protocol session verified it (only it can build one).
+    pub batch: VerifiedBatch,
     /// Receive time, Unix ms.
     pub received_ms: i64,
     /// The outcome, sent after the flush.
@@ -116,8 +116,9 @@ pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -
                 let outcomes: Vec<Result<MergeOutcome, StoreError>> = round
                     .iter()
                     .map(|r| {
-                        let deltas = slo::batch_deltas(&slos, &r.batch);
-                        store.merge_batch(&r.batch, r.received_ms, &deltas)
+                        let batch = r.batch.batch();
+                        let deltas = slo::batch_deltas(&slos, batch);
+                        store.merge_batch(batch, r.received_ms, &deltas)
                     })
                     .collect();
                 let flushed = store.flush().map_err(Arc::new);

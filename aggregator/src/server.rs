@@ -17,7 +17,7 @@ use pitot_shared::config::TlsPaths;
 use pitot_shared::loggate::LogGate;
 use pitot_shared::protocol::{ALPN, AggregatorEvent, AggregatorSession, ProtocolError};
 use pitot_shared::series::AgentId;
-use pitot_shared::wire::{decode_batch, decode_frame_body, encode_frame, frame_length};
+use pitot_shared::wire::{decode_frame_body, encode_frame, frame_length};
 use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use tokio::sync::{mpsc, oneshot};
@@ -293,56 +293,37 @@ async fn drive(
                     );
                     *established = true;
                 }
-                AggregatorEvent::Batch {
-                    epoch,
-                    seq,
-                    payload,
-                } => {
-                    let batch = match decode_batch(&payload) {
-                        Ok(b) if b.agent_id != agent => Err(format!(
-                            "batch claims agent {} but the certificate says {agent}",
-                            b.agent_id
-                        )),
-                        Ok(b) if b.seq != seq || b.epoch != epoch => {
-                            Err("batch sequence or epoch differs from its frame".to_owned())
+                AggregatorEvent::InvalidBatch { seq, reason } => {
+                    stats.batches_rejected.fetch_add(1, Ordering::Relaxed);
+                    warn!(seq, %reason, "Batch rejected.");
+                    session.rejected(seq, reason);
+                }
+                AggregatorEvent::Batch { seq, batch } => {
+                    let (reply, answer) = oneshot::channel();
+                    stats.merge_queue_pushed.fetch_add(1, Ordering::Relaxed);
+                    merges
+                        .send(Job::Merge(MergeRequest {
+                            batch: *batch,
+                            received_ms: now_ms(),
+                            reply,
+                        }))
+                        .await
+                        .context("merge actor gone")?;
+                    match answer.await.context("merge actor gone")? {
+                        Ok(MergeOutcome::Merged { kind_conflicts, .. }) => {
+                            stats.batches_merged.fetch_add(1, Ordering::Relaxed);
+                            stats
+                                .kind_conflicts
+                                .fetch_add(kind_conflicts as u64, Ordering::Relaxed);
+                            session.merged(seq, false);
                         }
-                        Ok(b) => Ok(b),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match batch {
-                        Err(reason) => {
-                            stats.batches_rejected.fetch_add(1, Ordering::Relaxed);
-                            warn!(seq, %reason, "Batch rejected.");
-                            session.rejected(seq, reason);
+                        Ok(MergeOutcome::Duplicate) => {
+                            stats.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+                            session.merged(seq, true);
                         }
-                        Ok(batch) => {
-                            let (reply, answer) = oneshot::channel();
-                            stats.merge_queue_pushed.fetch_add(1, Ordering::Relaxed);
-                            merges
-                                .send(Job::Merge(MergeRequest {
-                                    batch,
-                                    received_ms: now_ms(),
-                                    reply,
-                                }))
-                                .await
-                                .context("merge actor gone")?;
-                            match answer.await.context("merge actor gone")? {
-                                Ok(MergeOutcome::Merged { kind_conflicts, .. }) => {
-                                    stats.batches_merged.fetch_add(1, Ordering::Relaxed);
-                                    stats
-                                        .kind_conflicts
-                                        .fetch_add(kind_conflicts as u64, Ordering::Relaxed);
-                                    session.merged(seq, false);
-                                }
-                                Ok(MergeOutcome::Duplicate) => {
-                                    stats.batches_duplicate.fetch_add(1, Ordering::Relaxed);
-                                    session.merged(seq, true);
-                                }
-                                // Not acknowledged: the agent keeps the batch and re-sends it
-                                // on its next connection.
-                                Err(reason) => anyhow::bail!("merge failed: {reason}"),
-                            }
-                        }
+                        // Not acknowledged: the agent keeps the batch and re-sends it
+                        // on its next connection.
+                        Err(reason) => anyhow::bail!("merge failed: {reason}"),
                     }
                 }
                 _ => {}

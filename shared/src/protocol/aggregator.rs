@@ -2,25 +2,50 @@
 
 use std::collections::VecDeque;
 
+use crate::batch::Batch;
 use crate::series::AgentId;
-use crate::wire::{ACCEPTED_VERSIONS, Frame};
+use crate::wire::{ACCEPTED_VERSIONS, Frame, decode_batch};
 
 use super::ProtocolError;
 use super::agent::frame_name;
 
+/// A batch this session decoded (with the wire's size limit) and checked: its agent id is
+/// the certificate's, its epoch the `Hello`'s and its sequence number its frame's. Only the
+/// session can build one, so whatever the server hands to the merge actor was verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedBatch(Batch);
+
+impl VerifiedBatch {
+    /// The batch.
+    pub fn batch(&self) -> &Batch {
+        &self.0
+    }
+
+    /// The batch, owned.
+    pub fn into_batch(self) -> Batch {
+        self.0
+    }
+}
+
 /// What the driver must act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum AggregatorEvent {
-    /// A batch to merge; answer with [`AggregatorSession::merged`] or
-    /// [`AggregatorSession::rejected`], in arrival order.
+    /// A verified batch to merge; answer with [`AggregatorSession::merged`] (or
+    /// [`AggregatorSession::rejected`] if it can never be merged), in arrival order.
     Batch {
-        /// The agent's spool epoch (from Hello).
-        epoch: u64,
         /// The batch's sequence number.
         seq: u64,
-        /// `bincode(Batch)`; decode with `wire::decode_batch`.
-        payload: Vec<u8>,
+        /// The batch.
+        batch: Box<VerifiedBatch>,
+    },
+    /// A batch that failed decoding or the checks; answer with
+    /// [`AggregatorSession::rejected`] with `reason`, in arrival order.
+    InvalidBatch {
+        /// Its frame's sequence number.
+        seq: u64,
+        /// Why.
+        reason: String,
     },
     /// Hello accepted.
     Established {
@@ -99,11 +124,14 @@ impl AggregatorSession {
                 Ok(())
             }
             (State::Ready { epoch }, Frame::Batch { seq, payload }) => {
-                self.events.push_back(AggregatorEvent::Batch {
-                    epoch,
-                    seq,
-                    payload,
-                });
+                let event = match self.verify(epoch, seq, &payload) {
+                    Ok(batch) => AggregatorEvent::Batch {
+                        seq,
+                        batch: Box::new(batch),
+                    },
+                    Err(reason) => AggregatorEvent::InvalidBatch { seq, reason },
+                };
+                self.events.push_back(event);
                 Ok(())
             }
             (_, Frame::Goodbye { reason }) => {
@@ -122,6 +150,20 @@ impl AggregatorSession {
                 }))
             }
         }
+    }
+
+    fn verify(&self, epoch: u64, seq: u64, payload: &[u8]) -> Result<VerifiedBatch, String> {
+        let batch = decode_batch(payload).map_err(|e| e.to_string())?;
+        if batch.agent_id != self.certified {
+            return Err(format!(
+                "batch claims agent {} but the certificate says {}",
+                batch.agent_id, self.certified
+            ));
+        }
+        if batch.seq != seq || batch.epoch != epoch {
+            return Err("batch sequence or epoch differs from its frame".to_owned());
+        }
+        Ok(VerifiedBatch(batch))
     }
 
     fn close(&mut self, error: ProtocolError) -> ProtocolError {

@@ -18,7 +18,7 @@ mod aggregator;
 pub const ALPN: &[u8] = b"pitot/1";
 
 pub use agent::{AgentSession, AgentSessionConfig, AgentState, SessionEvent, SpoolId};
-pub use aggregator::{AggregatorEvent, AggregatorSession};
+pub use aggregator::{AggregatorEvent, AggregatorSession, VerifiedBatch};
 
 /// A violation of the protocol by the peer. The driver closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

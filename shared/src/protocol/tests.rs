@@ -11,6 +11,21 @@ use super::*;
 use crate::series::AgentId;
 use crate::wire::{Frame, decode_frame_body, encode_frame_body};
 
+/// An encoded batch of `agent`, spool `epoch`, number `seq` (no series: the session checks
+/// the header).
+fn payload(agent: &str, epoch: u64, seq: u64) -> Vec<u8> {
+    crate::wire::encode_batch(&crate::batch::Batch {
+        agent_id: AgentId(agent.into()),
+        epoch,
+        seq,
+        interval_start_ms: 0,
+        interval_ms: 10_000,
+        agent_version: "test".into(),
+        spool_bytes: 0,
+        series: Vec::new(),
+    })
+}
+
 /// Both ends plus a model of the aggregator's store: the high-water mark per epoch and how
 /// many times each batch was merged.
 struct Pair {
@@ -34,7 +49,10 @@ impl Pair {
             },
         );
         for seq in 1..=20 {
-            agent.enqueue(SpoolId(seq), Arc::from(vec![seq as u8].into_boxed_slice()));
+            agent.enqueue(
+                SpoolId(seq),
+                Arc::from(payload("a1", 42, seq).into_boxed_slice()),
+            );
         }
         Pair {
             // Only the base of virtual time; the sessions never read a clock.
@@ -87,8 +105,8 @@ impl Pair {
                 let frame = decode_frame_body(&encode_frame_body(&frame)).unwrap();
                 server.handle_frame(frame)?;
                 while let Some(ev) = server.poll_event() {
-                    if let AggregatorEvent::Batch { epoch, seq, .. } = ev {
-                        let hw = self.high_water.entry(epoch).or_insert(0);
+                    if let AggregatorEvent::Batch { seq, batch } = ev {
+                        let hw = self.high_water.entry(batch.batch().epoch).or_insert(0);
                         let duplicate = seq <= *hw;
                         if !duplicate {
                             *hw = seq;
@@ -238,5 +256,47 @@ proptest! {
         acked.sort();
         acked.dedup();
         prop_assert_eq!(acked.len(), 20);
+    }
+}
+
+#[test]
+fn only_batches_that_pass_the_checks_come_out_verified() {
+    let mut server = AggregatorSession::new(AgentId("a1".into()));
+    server
+        .handle_frame(Frame::Hello {
+            versions: vec![crate::wire::PROTOCOL_VERSION],
+            agent_id: AgentId("a1".into()),
+            epoch: 7,
+            agent_version: "test".into(),
+        })
+        .unwrap();
+    let mut send = |seq: u64, payload: Vec<u8>| {
+        server.handle_frame(Frame::Batch { seq, payload }).unwrap();
+        let mut out = None;
+        while let Some(ev) = server.poll_event() {
+            if !matches!(ev, AggregatorEvent::Established { .. }) {
+                out = Some(ev);
+            }
+        }
+        out.unwrap()
+    };
+    let ok = send(1, payload("a1", 7, 1));
+    assert!(
+        matches!(&ok, AggregatorEvent::Batch { seq: 1, batch } if batch.batch().epoch == 7),
+        "{ok:?}"
+    );
+    for (seq, bytes, why) in [
+        (2, payload("a2", 7, 2), "claims agent a2"),
+        (3, payload("a1", 8, 3), "epoch differs"),
+        (4, payload("a1", 7, 5), "sequence or epoch differs"),
+        (5, vec![0xff; 9], ""),
+    ] {
+        match send(seq, bytes) {
+            AggregatorEvent::InvalidBatch { seq: s, reason } => {
+                assert_eq!(s, seq);
+                assert!(reason.contains(why), "{reason}");
+            }
+            other => panic!("batch {seq} came out {other:?}"),
+        }
     }
 }
