@@ -21,7 +21,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     // The default resolutions and retention, as an empty config file gives them.
     let defaults = config::parse("", Path::new("defaults")).expect("default config");
-    let mut store = SledStore::open(dir.path(), defaults.resolutions).expect("store");
+    let mut store = SledStore::open(dir.path(), defaults.store.resolutions).expect("store");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")

@@ -71,8 +71,9 @@ fn benches(c: &mut Criterion) {
         // The default resolutions and retention, as a config without them gives them.
         let config = config::parse(&slos, Path::new("bench")).expect("config");
         // Marks at the first batch: coarser buckets are rolled up later, as in service.
-        let mut store = SledStore::open_at(dir.path(), config.resolutions, 1_700_000_000_000 - 1)
-            .expect("store");
+        let mut store =
+            SledStore::open_at(dir.path(), config.store.resolutions, 1_700_000_000_000 - 1)
+                .expect("store");
         let installed = slo::install(&mut store, &config.slos).expect("install");
         g.bench_function(name, |b| {
             b.iter_batched(

@@ -58,13 +58,13 @@ fn benches(c: &mut Criterion) {
         .unwrap_or(1_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let defaults = config::parse("", Path::new("defaults")).expect("default config");
-    let mut store = SledStore::open(dir.path(), defaults.resolutions.clone()).expect("store");
+    let mut store = SledStore::open(dir.path(), defaults.store.resolutions.clone()).expect("store");
     let installed = slo::install(&mut store, &definitions()).expect("install");
     let now = T0 + 30 * DAY;
     let setup = Instant::now();
     let (mut cells, mut host_entries) = (0usize, 0usize);
     for slo in &installed {
-        for res in &defaults.resolutions {
+        for res in &defaults.store.resolutions {
             // Every bucket the resolution's retention keeps, up to 30 days.
             let span = res.retention.as_millis().min(30 * DAY as u128) as i64;
             let step = res.bucket_ms() as i64;
@@ -105,7 +105,12 @@ fn benches(c: &mut Criterion) {
         }
     }
     // The baseline's data: one latency histogram per host per hour for 30 days.
-    let hourly = defaults.resolutions.last().copied().expect("coarsest");
+    let hourly = defaults
+        .store
+        .resolutions
+        .last()
+        .copied()
+        .expect("coarsest");
     let mut h = ValueHistogram::new();
     for i in 0..200 {
         h.record(5.0 + (i * 37 % 400) as f64).expect("finite");

@@ -43,7 +43,7 @@ fn main() {
     let hours = args.get(2).copied().unwrap_or(24);
     let dir = tempfile::tempdir().expect("tempdir");
     let defaults = config::parse("", Path::new("defaults")).expect("defaults");
-    let mut resolutions = defaults.resolutions.clone();
+    let mut resolutions = defaults.store.resolutions.clone();
     if let Some(n) = std::env::var("STORE_SIZE_RESOLUTIONS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -375,10 +375,7 @@ async fn drift_report(
                             "no reference window named `{name}` in [drift.reference]"
                         ))
                     })?;
-                    (
-                        parse_time(f, now).map_err(bad)?,
-                        parse_time(t, now).map_err(bad)?,
-                    )
+                    (f.at(now), t.at(now))
                 }
                 None => {
                     let rf = match params.one("ref_from") {

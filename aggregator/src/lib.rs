@@ -54,8 +54,8 @@ pub async fn run(
     shutdown: CancellationToken,
     bound: Option<oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
-    let mut writer = SledStore::open(&config.store_dir, config.resolutions.clone())
-        .with_context(|| format!("opening the store at {}", config.store_dir.display()))?;
+    let mut writer = SledStore::open(&config.store.dir, config.store.resolutions.clone())
+        .with_context(|| format!("opening the store at {}", config.store.dir.display()))?;
     let (writer, slos) = {
         let defs = config.slos.clone();
         tokio::task::spawn_blocking(move || {
@@ -73,18 +73,18 @@ pub async fn run(
     }
     let stats = Arc::new(Stats::default());
     let links = Arc::new(links::Links::default());
-    let endpoint = server::bind(config.quic_listen, &config.tls)?;
+    let endpoint = server::bind(config.quic.listen, &config.quic.tls)?;
     let quic = endpoint.local_addr().context("QUIC local address")?;
     stats.quic_up.store(true, Ordering::Relaxed);
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http = listener.local_addr().context("HTTP local address")?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         %quic,
         %http,
-        store = %config.store_dir.display(),
+        store = %config.store.dir.display(),
         "Pitot aggregator listening."
     );
     if let Some(tx) = bound {
@@ -155,7 +155,7 @@ pub async fn run(
         links,
         drift: Arc::new(config.drift.clone()),
         slos: Arc::new(slos),
-        sloth_metrics: config.sloth_metrics,
+        sloth_metrics: config.http.sloth_metrics,
     });
     let http_shutdown = shutdown.clone();
     axum::serve(listener, app)

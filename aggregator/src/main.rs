@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Command::Validate { config } => match config::load(&config) {
             Ok(c) => {
                 // What `serve` would refuse when it starts: the TLS identity and the CA.
-                if let Err(e) = pitot_aggregator::server::server_config(&c.tls) {
+                if let Err(e) = pitot_aggregator::server::server_config(&c.quic.tls) {
                     eprintln!(
                         "error: {}: quic.ca / quic.cert / quic.key: {e:#}\n  fix: point them \
                          at readable PEM files: the fleet CA, the aggregator's certificate and \
@@ -58,8 +58,8 @@ fn main() -> ExitCode {
                 eprintln!(
                     "{}: valid (QUIC {}, HTTP {})",
                     config.display(),
-                    c.quic_listen,
-                    c.http_listen
+                    c.quic.listen,
+                    c.http.listen
                 );
                 ExitCode::SUCCESS
             }

@@ -9,4 +9,4 @@ pub mod time;
 
 pub use resolution::{RESOLUTIONS, Resolution, ResolutionSpec};
 pub use slo::{Sli, SloDefinition, SloDelta, SloWindow};
-pub use time::{parse_time, rfc3339};
+pub use time::{TimeSpec, parse_time, rfc3339};

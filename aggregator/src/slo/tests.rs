@@ -64,6 +64,7 @@ const T0: i64 = 1_793_491_200_000;
 fn default_resolutions() -> Vec<Resolution> {
     config::parse("", Path::new("defaults"))
         .expect("default config")
+        .store
         .resolutions
 }
 

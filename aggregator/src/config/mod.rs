@@ -1,5 +1,11 @@
-//! Aggregator configuration: `RawAggregatorConfig` (the TOML file, every key defaulted)
-//! becomes a validated [`AggregatorConfig`], collecting every problem at once.
+//! Aggregator configuration: [`raw::RawAggregatorConfig`] (the TOML file, every key
+//! defaulted, in `raw.rs`) becomes a validated [`AggregatorConfig`], sectioned like the file
+//! and parsed once (times of named drift references included), collecting every problem at
+//! once.
+
+pub mod raw;
+
+pub use raw::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,75 +14,8 @@ use std::time::Duration;
 
 use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
 use pitot_shared::drift::DriftConfig;
-use serde::Deserialize;
 
-use crate::model::{RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow, parse_time};
-
-/// The aggregator's TOML file as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawAggregatorConfig {
-    /// QUIC listener.
-    pub quic: RawQuic,
-    /// HTTP API.
-    pub http: RawHttp,
-    /// Store.
-    pub store: RawStore,
-    /// Retention per resolution: `"10s" = "2d"`, `"1m" = "30d"`, `"1h" = "400d"` by default.
-    pub retention: BTreeMap<String, String>,
-    /// SLO definitions (`[[slo]]`).
-    pub slo: Vec<RawSlo>,
-    /// Drift settings.
-    pub drift: RawDrift,
-}
-
-/// One `[[slo]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSlo {
-    /// Unique name: letters, digits, `-`, `_`.
-    pub name: String,
-    /// Fraction of good events, in (0, 1), e.g. 0.99.
-    pub objective: f64,
-    /// Rolling window (`"30d"`, `"7d"`, `"28d"`) or `"month"` (the calendar month so far).
-    #[serde(default = "default_slo_window")]
-    pub window: String,
-    /// The service it belongs to: the `sloth_service` label on `/metrics`. Default `"pitot"`.
-    #[serde(default)]
-    pub service: Option<String>,
-    /// How good events are counted.
-    pub sli: RawSli,
-}
-
-fn default_slo_window() -> String {
-    "30d".into()
-}
-
-/// `[slo.sli]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum RawSli {
-    /// Good = events of a histogram series at or under a threshold.
-    Latency {
-        /// The histogram metric.
-        metric: String,
-        /// Threshold, in the metric's unit (milliseconds for DogStatsD timers).
-        threshold_ms: f64,
-        /// `k:v` filters.
-        #[serde(default)]
-        tags: Vec<String>,
-    },
-    /// Good / total from two counter metrics.
-    Ratio {
-        /// The good-events counter.
-        good: String,
-        /// The all-events counter.
-        total: String,
-        /// `k:v` filters.
-        #[serde(default)]
-        tags: Vec<String>,
-    },
-}
+use crate::model::{RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow, TimeSpec};
 
 fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
     let mut out: Vec<SloDefinition> = Vec::new();
@@ -95,7 +34,10 @@ fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
         } else if out.iter().any(|s| s.name == r.name) {
             e.push(&key("name"), format!("`{}` is defined twice", r.name));
         }
-        let service = r.service.clone().unwrap_or_else(|| "pitot".into());
+        let service = r
+            .service
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SLO_SERVICE.into());
         if service.is_empty()
             || !service
                 .chars()
@@ -175,51 +117,6 @@ fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
     out
 }
 
-/// `[drift]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawDrift {
-    /// Significance before the Bonferroni correction. Default 0.001.
-    pub alpha: f64,
-    /// KS effect floor. Default 0.05.
-    pub ks_floor: f64,
-    /// PSI effect floor. Default 0.1.
-    pub psi_floor: f64,
-    /// Normalised Wasserstein effect floor. Default 0.1.
-    pub wasserstein_norm_floor: f64,
-    /// Jensen–Shannon effect floor (categorical). Default 0.1.
-    pub js_floor: f64,
-    /// Series whose name starts with this are model inputs, covered by default. `"input."`.
-    pub input_prefix: String,
-    /// Named reference windows: `[drift.reference.last-week] from = "now-8d", to = "now-1d"`.
-    pub reference: BTreeMap<String, RawReference>,
-}
-
-impl Default for RawDrift {
-    fn default() -> Self {
-        let d = DriftConfig::default();
-        RawDrift {
-            alpha: d.alpha,
-            ks_floor: d.ks_floor,
-            psi_floor: d.psi_floor,
-            wasserstein_norm_floor: d.wasserstein_norm_floor,
-            js_floor: d.js_floor,
-            input_prefix: "input.".into(),
-            reference: BTreeMap::new(),
-        }
-    }
-}
-
-/// A named reference window; times are RFC 3339, Unix seconds or `now-<duration>`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawReference {
-    /// Start.
-    pub from: String,
-    /// End.
-    pub to: String,
-}
-
 /// Validated drift settings.
 #[derive(Debug, Clone)]
 pub struct DriftSettings {
@@ -227,90 +124,50 @@ pub struct DriftSettings {
     pub config: DriftConfig,
     /// Prefix of input series.
     pub input_prefix: String,
-    /// Named reference windows (from, to), evaluated at query time.
-    pub references: BTreeMap<String, (String, String)>,
+    /// Named reference windows (from, to), parsed once, resolved at query time.
+    pub references: BTreeMap<String, (TimeSpec, TimeSpec)>,
 }
 
-/// `[quic]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawQuic {
-    /// Listen address. Default `"0.0.0.0:7443"`.
-    pub listen: String,
-    /// CA whose certificates agents must present (PEM). Default `/etc/pitot/tls/ca.pem`.
-    pub ca: PathBuf,
-    /// The aggregator's certificate (PEM). Default `/etc/pitot/tls/aggregator.pem`.
-    pub cert: PathBuf,
-    /// The aggregator's key (PEM). Default `/etc/pitot/tls/aggregator.key`.
-    pub key: PathBuf,
-}
-
-impl Default for RawQuic {
-    fn default() -> Self {
-        RawQuic {
-            listen: "0.0.0.0:7443".into(),
-            ca: "/etc/pitot/tls/ca.pem".into(),
-            cert: "/etc/pitot/tls/aggregator.pem".into(),
-            key: "/etc/pitot/tls/aggregator.key".into(),
-        }
-    }
-}
-
-/// `[http]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawHttp {
-    /// Listen address. Default `"127.0.0.1:7070"`.
-    pub listen: String,
-    /// Publish SLO series under Sloth's recording-rule names (`slo:sli_error:ratio_rate5m`…)
-    /// on `/metrics`. Default true. `promtool check metrics` lints the `:` in those names.
-    pub sloth_metrics: bool,
-}
-
-impl Default for RawHttp {
-    fn default() -> Self {
-        RawHttp {
-            listen: "127.0.0.1:7070".into(),
-            sloth_metrics: true,
-        }
-    }
-}
-
-/// `[store]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawStore {
-    /// Data directory. Default `/var/lib/pitot`.
-    pub dir: PathBuf,
-}
-
-impl Default for RawStore {
-    fn default() -> Self {
-        RawStore {
-            dir: "/var/lib/pitot".into(),
-        }
-    }
-}
-
-/// The validated configuration.
+/// The validated configuration, sectioned like the file.
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
-    /// QUIC listen address.
-    pub quic_listen: SocketAddr,
+    /// `[quic]`.
+    pub quic: QuicSettings,
+    /// `[http]`.
+    pub http: HttpSettings,
+    /// `[store]` and `[retention]`.
+    pub store: StoreSettings,
+    /// `[drift]`.
+    pub drift: DriftSettings,
+    /// `[[slo]]`.
+    pub slos: Vec<SloDefinition>,
+}
+
+/// Validated `[quic]`.
+#[derive(Debug, Clone)]
+pub struct QuicSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
     /// TLS files.
     pub tls: TlsPaths,
-    /// HTTP listen address.
-    pub http_listen: SocketAddr,
+}
+
+/// Validated `[http]`.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
     /// Sloth-named SLO series on `/metrics`.
     pub sloth_metrics: bool,
-    /// Store directory.
-    pub store_dir: PathBuf,
-    /// Resolutions, finest first.
+}
+
+/// Validated `[store]` with `[retention]`.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Resolutions kept, finest first, with their retention.
     pub resolutions: Vec<Resolution>,
-    /// Drift settings.
-    pub drift: DriftSettings,
-    /// SLO definitions.
-    pub slos: Vec<SloDefinition>,
 }
 
 impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
@@ -328,8 +185,8 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
                 None
             }
         };
-        let quic_listen = addr("quic.listen", &raw.quic.listen, "0.0.0.0:7443");
-        let http_listen = addr("http.listen", &raw.http.listen, "127.0.0.1:7070");
+        let quic_listen = addr("quic.listen", &raw.quic.listen, DEFAULT_QUIC_LISTEN);
+        let http_listen = addr("http.listen", &raw.http.listen, DEFAULT_HTTP_LISTEN);
         for key in raw.retention.keys() {
             if !RESOLUTIONS.iter().any(|r| r.label == key) {
                 e.push(
@@ -359,7 +216,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
         if raw.store.dir.as_os_str().is_empty() {
             e.push(
                 "store.dir",
-                "must be a directory path, e.g. \"/var/lib/pitot\"",
+                format!("must be a directory path, e.g. \"{DEFAULT_STORE_DIR}\""),
             );
         }
         let d = &raw.drift;
@@ -382,9 +239,9 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
         let mut references = BTreeMap::new();
         for (name, r) in &d.reference {
             let key = format!("drift.reference.{name}");
-            match (parse_time(&r.from, 0), parse_time(&r.to, 0)) {
-                (Ok(f), Ok(t)) if f < t => {
-                    references.insert(name.clone(), (r.from.clone(), r.to.clone()));
+            match (TimeSpec::parse(&r.from), TimeSpec::parse(&r.to)) {
+                (Ok(f), Ok(t)) if f.at(0) < t.at(0) => {
+                    references.insert(name.clone(), (f, t));
                 }
                 (Ok(_), Ok(_)) => e.push(&key, "`from` must be before `to`"),
                 (Err(m), _) | (_, Err(m)) => e.push(&key, m),
@@ -406,16 +263,22 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             return Err(e);
         };
         e.finish(AggregatorConfig {
-            quic_listen,
-            tls: TlsPaths {
-                ca: raw.quic.ca,
-                cert: raw.quic.cert,
-                key: raw.quic.key,
+            quic: QuicSettings {
+                listen: quic_listen,
+                tls: TlsPaths {
+                    ca: raw.quic.ca,
+                    cert: raw.quic.cert,
+                    key: raw.quic.key,
+                },
             },
-            http_listen,
-            sloth_metrics: raw.http.sloth_metrics,
-            store_dir: raw.store.dir,
-            resolutions,
+            http: HttpSettings {
+                listen: http_listen,
+                sloth_metrics: raw.http.sloth_metrics,
+            },
+            store: StoreSettings {
+                dir: raw.store.dir,
+                resolutions,
+            },
             drift,
             slos,
         })
@@ -478,10 +341,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = parse("", Path::new("t.toml")).unwrap();
-        assert_eq!(c.http_listen, "127.0.0.1:7070".parse().unwrap());
-        assert_eq!(c.resolutions.len(), 3);
+        assert_eq!(c.http.listen, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(c.store.resolutions.len(), 3);
         assert_eq!(
-            c.resolutions[2].retention,
+            c.store.resolutions[2].retention,
             Duration::from_secs(400 * 86_400)
         );
     }
@@ -536,9 +399,12 @@ tags = ["model:llama3"]
             ]),
         )
         .unwrap();
-        assert_eq!(c.store_dir, PathBuf::from("/tmp/x"));
-        assert!(!c.sloth_metrics);
-        assert_eq!(c.resolutions[0].retention, Duration::from_secs(86_400));
+        assert_eq!(c.store.dir, PathBuf::from("/tmp/x"));
+        assert!(!c.http.sloth_metrics);
+        assert_eq!(
+            c.store.resolutions[0].retention,
+            Duration::from_secs(86_400)
+        );
         let e = parse_with_env(
             "",
             Path::new("t"),
@@ -553,7 +419,7 @@ tags = ["model:llama3"]
     fn the_shipped_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/aggregator.toml");
         let c = load(&path).unwrap();
-        assert_eq!(c.quic_listen, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(c.quic.listen, "0.0.0.0:7443".parse().unwrap());
         // The commented SLO examples are valid once uncommented.
         let text = std::fs::read_to_string(&path).unwrap();
         let examples = &text[text.find("# [[slo]]").unwrap()..];

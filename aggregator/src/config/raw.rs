@@ -1,0 +1,194 @@
+//! The aggregator's TOML file as written: every section and key, each default written once
+//! (the constants below, which validation also uses in its examples). Validation
+//! ([`super::AggregatorConfig`]) turns this into settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pitot_shared::drift::DriftConfig;
+use serde::Deserialize;
+
+/// Default `quic.listen`.
+pub const DEFAULT_QUIC_LISTEN: &str = "0.0.0.0:7443";
+/// Default `http.listen`.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7070";
+/// Default `store.dir`.
+pub const DEFAULT_STORE_DIR: &str = "/var/lib/pitot";
+/// Default `slo.window`.
+pub const DEFAULT_SLO_WINDOW: &str = "30d";
+/// Default `slo.service`.
+pub const DEFAULT_SLO_SERVICE: &str = "pitot";
+/// Default `drift.input_prefix`.
+pub const DEFAULT_INPUT_PREFIX: &str = "input.";
+
+/// The aggregator's TOML file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAggregatorConfig {
+    /// QUIC listener.
+    pub quic: RawQuic,
+    /// HTTP API.
+    pub http: RawHttp,
+    /// Store.
+    pub store: RawStore,
+    /// Retention per resolution: `"10s" = "2d"`, `"1m" = "30d"`, `"1h" = "400d"` by default.
+    pub retention: BTreeMap<String, String>,
+    /// SLO definitions (`[[slo]]`).
+    pub slo: Vec<RawSlo>,
+    /// Drift settings.
+    pub drift: RawDrift,
+}
+
+/// One `[[slo]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Unique name: letters, digits, `-`, `_`.
+    pub name: String,
+    /// Fraction of good events, in (0, 1), e.g. 0.99.
+    pub objective: f64,
+    /// Rolling window (`"30d"`, `"7d"`, `"28d"`) or `"month"` (the calendar month so far).
+    #[serde(default = "default_slo_window")]
+    pub window: String,
+    /// The service it belongs to: the `sloth_service` label on `/metrics`. Default `"pitot"`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// How good events are counted.
+    pub sli: RawSli,
+}
+
+fn default_slo_window() -> String {
+    DEFAULT_SLO_WINDOW.into()
+}
+
+/// `[slo.sli]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawSli {
+    /// Good = events of a histogram series at or under a threshold.
+    Latency {
+        /// The histogram metric.
+        metric: String,
+        /// Threshold, in the metric's unit (milliseconds for DogStatsD timers).
+        threshold_ms: f64,
+        /// `k:v` filters.
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+    /// Good / total from two counter metrics.
+    Ratio {
+        /// The good-events counter.
+        good: String,
+        /// The all-events counter.
+        total: String,
+        /// `k:v` filters.
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+}
+
+/// `[drift]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDrift {
+    /// Significance before the Bonferroni correction. Default 0.001.
+    pub alpha: f64,
+    /// KS effect floor. Default 0.05.
+    pub ks_floor: f64,
+    /// PSI effect floor. Default 0.1.
+    pub psi_floor: f64,
+    /// Normalised Wasserstein effect floor. Default 0.1.
+    pub wasserstein_norm_floor: f64,
+    /// Jensen–Shannon effect floor (categorical). Default 0.1.
+    pub js_floor: f64,
+    /// Series whose name starts with this are model inputs, covered by default. `"input."`.
+    pub input_prefix: String,
+    /// Named reference windows: `[drift.reference.last-week] from = "now-8d", to = "now-1d"`.
+    pub reference: BTreeMap<String, RawReference>,
+}
+
+impl Default for RawDrift {
+    fn default() -> Self {
+        let d = DriftConfig::default();
+        RawDrift {
+            alpha: d.alpha,
+            ks_floor: d.ks_floor,
+            psi_floor: d.psi_floor,
+            wasserstein_norm_floor: d.wasserstein_norm_floor,
+            js_floor: d.js_floor,
+            input_prefix: DEFAULT_INPUT_PREFIX.into(),
+            reference: BTreeMap::new(),
+        }
+    }
+}
+
+/// A named reference window; times are RFC 3339, Unix seconds or `now-<duration>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReference {
+    /// Start.
+    pub from: String,
+    /// End.
+    pub to: String,
+}
+
+/// `[quic]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQuic {
+    /// Listen address. Default `"0.0.0.0:7443"`.
+    pub listen: String,
+    /// CA whose certificates agents must present (PEM). Default `/etc/pitot/tls/ca.pem`.
+    pub ca: PathBuf,
+    /// The aggregator's certificate (PEM). Default `/etc/pitot/tls/aggregator.pem`.
+    pub cert: PathBuf,
+    /// The aggregator's key (PEM). Default `/etc/pitot/tls/aggregator.key`.
+    pub key: PathBuf,
+}
+
+impl Default for RawQuic {
+    fn default() -> Self {
+        RawQuic {
+            listen: DEFAULT_QUIC_LISTEN.into(),
+            ca: "/etc/pitot/tls/ca.pem".into(),
+            cert: "/etc/pitot/tls/aggregator.pem".into(),
+            key: "/etc/pitot/tls/aggregator.key".into(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    /// Listen address. Default `"127.0.0.1:7070"`.
+    pub listen: String,
+    /// Publish SLO series under Sloth's recording-rule names (`slo:sli_error:ratio_rate5m`…)
+    /// on `/metrics`. Default true. `promtool check metrics` lints the `:` in those names.
+    pub sloth_metrics: bool,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: DEFAULT_HTTP_LISTEN.into(),
+            sloth_metrics: true,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// Data directory. Default `/var/lib/pitot`.
+    pub dir: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            dir: DEFAULT_STORE_DIR.into(),
+        }
+    }
+}
