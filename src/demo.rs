@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use pitot_aggregator::reports::{AgentsReport, CounterReport, QuantileReport};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -239,6 +240,7 @@ pub async fn run(
         let c = client.clone();
         let report = tokio::task::spawn_blocking(move || {
             report::latency(&c, "request.latency", "host,model", "now-1h", &[])
+                .and_then(|v| report::typed(&v))
         })
         .await?;
         match report {
@@ -295,15 +297,12 @@ pub async fn run(
     let c = client.clone();
     let (latency, counts, agents_report) = tokio::task::spawn_blocking(move || {
         (
-            report::latency(&c, "request.latency", "host,model", "now-1h", &[]),
-            c.get(
-                "/api/v1/counters",
-                &[
-                    ("metric", "request.count".to_owned()),
-                    ("from", "now-1h".to_owned()),
-                ],
-            ),
-            c.get("/api/v1/agents", &[]),
+            report::latency(&c, "request.latency", "host,model", "now-1h", &[])
+                .and_then(|v| report::typed::<QuantileReport>(&v)),
+            report::counters(&c, "request.count", "", "now-1h", &[])
+                .and_then(|v| report::typed::<CounterReport>(&v)),
+            c.get("/api/v1/agents", &[])
+                .and_then(|v| report::typed::<AgentsReport>(&v)),
         )
     })
     .await?;
@@ -314,17 +313,25 @@ pub async fn run(
         report::latency_table(&latency, "host,model")
     )?;
     writeln!(out, "Agents:\n{}", report::agents_table(&agents_report?))?;
-    let fleet = &latency["fleet"];
-    let counted = fleet["count"].as_u64().unwrap_or(0);
+    let fleet = &latency.fleet;
+    let counted = fleet.count;
+    let q = |k: &str| {
+        fleet
+            .quantiles
+            .get(k)
+            .copied()
+            .flatten()
+            .unwrap_or(f64::NAN)
+    };
     writeln!(
         out,
         "Fleet: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms over {} timings.",
-        fleet["quantiles"]["0.5"].as_f64().unwrap_or(f64::NAN),
-        fleet["quantiles"]["0.99"].as_f64().unwrap_or(f64::NAN),
-        fleet["quantiles"]["0.999"].as_f64().unwrap_or(f64::NAN),
+        q("0.5"),
+        q("0.99"),
+        q("0.999"),
         counted
     )?;
-    let requests = counts?["fleet"]["total"].as_f64().unwrap_or(0.0);
+    let requests = counts?.fleet.total;
     writeln!(
         out,
         "Sent {} timings and {} request counts; the aggregator counted {} and {} ({}).",

@@ -300,9 +300,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else {
                 let text = match what {
-                    ReportKind::Latency => report::latency_table(&value, &group_by),
-                    ReportKind::Counters => report::counters_table(&value, &group_by),
-                    ReportKind::Agents => report::agents_table(&value),
+                    ReportKind::Latency => {
+                        report::latency_table(&report::typed(&value)?, &group_by)
+                    }
+                    ReportKind::Counters => {
+                        report::counters_table(&report::typed(&value)?, &group_by)
+                    }
+                    ReportKind::Agents => report::agents_table(&report::typed(&value)?),
                     ReportKind::Drift => report::drift_table(&value),
                     ReportKind::Slo => report::slo_table(&value),
                 };

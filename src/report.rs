@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
+use pitot_aggregator::reports::{
+    AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport,
+};
 use serde_json::Value;
 
 /// A small blocking client for the aggregator API.
@@ -90,14 +95,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn num(v: &Value) -> String {
-    match v.as_f64() {
-        Some(x) if x.abs() >= 100.0 => format!("{x:.1}"),
-        Some(x) => format!("{x:.3}"),
-        None => "-".into(),
-    }
-}
-
 /// The quantiles a latency table shows.
 pub const LATENCY_QUANTILES: &str = "0.5,0.9,0.99,0.999";
 
@@ -136,6 +133,16 @@ pub fn counters(
     client.get("/api/v1/counters", &q)
 }
 
+/// An API answer as the aggregator's own response type (defined once, in
+/// `pitot_aggregator::reports`): a field renamed there fails to build here, and an aggregator
+/// of another version that answers another shape is an error, not a blank cell.
+pub fn typed<T: serde::de::DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).context(
+        "the aggregator's answer does not have the shape this pitot expects (are both the \
+         same version?)",
+    )
+}
+
 /// The tags a report groups by when none are asked for: `host` and `model`, those of them that
 /// some series of `metric` has (the API refuses to group by a tag no series has).
 pub fn default_group_by(client: &Client, metric: &str, tags: &[String]) -> anyhow::Result<String> {
@@ -155,24 +162,48 @@ pub fn default_group_by(client: &Client, metric: &str, tags: &[String]) -> anyho
 }
 
 /// The first line of a metric table: what, over when, at which resolution, in which unit.
-fn caption(report: &Value, no_unit: &str) -> String {
-    let unit = match report["unit"].as_str() {
+fn caption(
+    (metric, from, to, resolution): (&str, &str, &str, &str),
+    unit: Option<&str>,
+    no_unit: &str,
+) -> String {
+    let unit = match unit {
         Some(u) => format!("values in {u}"),
         None => no_unit.to_owned(),
     };
-    format!(
-        "{} over {} … {} ({} buckets); {unit}\n",
-        report["metric"].as_str().unwrap_or(""),
-        report["from"].as_str().unwrap_or(""),
-        report["to"].as_str().unwrap_or(""),
-        report["resolution"].as_str().unwrap_or("")
-    )
+    format!("{metric} over {from} … {to} ({resolution} buckets); {unit}\n")
+}
+
+fn f(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), f)
+}
+
+/// The group's values of the `group_by` tags, in order.
+fn group_names(tags: &[&str], group: &BTreeMap<String, String>) -> Vec<String> {
+    tags.iter()
+        .map(|t| group.get(*t).cloned().unwrap_or_default())
+        .collect()
+}
+
+/// `FLEET` under the first tag column.
+fn fleet_names(tags: &[&str]) -> Vec<String> {
+    let mut names = vec!["FLEET".to_owned()];
+    names.resize(tags.len().max(1), String::new());
+    names
 }
 
 /// Renders a counter report as a table (total and per second), with a fleet row last.
-pub fn counters_table(report: &Value, group_by: &str) -> String {
+pub fn counters_table(report: &CounterReport, group_by: &str) -> String {
     let tags: Vec<&str> = group_by.split(',').filter(|t| !t.is_empty()).collect();
-    let unit = report["unit"].as_str();
+    let unit = report.unit.as_deref();
     let total = unit.map_or_else(|| "total".to_owned(), |u| format!("total ({u})"));
     let rate = unit.map_or_else(|| "per second".to_owned(), |u| format!("{u} per second"));
     let mut headers: Vec<&str> = if tags.is_empty() {
@@ -181,39 +212,33 @@ pub fn counters_table(report: &Value, group_by: &str) -> String {
         tags.clone()
     };
     headers.extend([total.as_str(), rate.as_str()]);
-    let whole = |v: &Value| match v.as_f64() {
-        Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
-        _ => num(v),
-    };
-    let row = |g: &Value, mut names: Vec<String>| {
-        names.push(whole(&g["total"]));
-        names.push(num(&g["per_second"]));
+    let row = |g: &CounterSummary, mut names: Vec<String>| {
+        names.push(if g.total.fract() == 0.0 {
+            format!("{:.0}", g.total)
+        } else {
+            f(g.total)
+        });
+        names.push(f(g.per_second));
         names
     };
-    let mut rows: Vec<Vec<String>> = report["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| {
-            row(
-                g,
-                tags.iter()
-                    .map(|t| g["tags"][*t].as_str().unwrap_or("").to_owned())
-                    .collect(),
-            )
-        })
+    let mut rows: Vec<Vec<String>> = report
+        .groups
+        .iter()
+        .map(|g| row(g, group_names(&tags, &g.tags)))
         .collect();
-    let mut fleet = vec!["FLEET".to_owned()];
-    fleet.resize(tags.len().max(1), String::new());
-    rows.push(row(&report["fleet"], fleet));
-    caption(report, "counted as sent (the name carries no unit)") + &table(&headers, &rows)
+    rows.push(row(&report.fleet, fleet_names(&tags)));
+    caption(
+        (&report.metric, &report.from, &report.to, &report.resolution),
+        unit,
+        "counted as sent (the name carries no unit)",
+    ) + &table(&headers, &rows)
 }
 
 /// Renders a latency report as a table, with a fleet row last. Column headers carry the unit
 /// when the metric's name gives one.
-pub fn latency_table(report: &Value, group_by: &str) -> String {
+pub fn latency_table(report: &QuantileReport, group_by: &str) -> String {
     let tags: Vec<&str> = group_by.split(',').filter(|t| !t.is_empty()).collect();
-    let with_unit = |h: &str| match report["unit"].as_str() {
+    let with_unit = |h: &str| match &report.unit {
         Some(u) => format!("{h} ({u})"),
         None => h.to_owned(),
     };
@@ -224,45 +249,35 @@ pub fn latency_table(report: &Value, group_by: &str) -> String {
     let mut headers: Vec<&str> = tags.clone();
     headers.push("count");
     headers.extend(value_headers.iter().map(String::as_str));
-    let row = |g: &Value, names: Vec<String>| {
-        let mut r = names;
-        r.push(g["count"].as_u64().unwrap_or(0).to_string());
+    let row = |g: &HistogramSummary, mut r: Vec<String>| {
+        r.push(g.count.to_string());
         for q in ["0.5", "0.9", "0.99", "0.999"] {
-            r.push(num(&g["quantiles"][q]));
+            r.push(opt(g.quantiles.get(q).copied().flatten()));
         }
-        r.push(num(&g["max"]));
+        r.push(opt(g.max));
         r
     };
-    let mut rows: Vec<Vec<String>> = report["groups"]
-        .as_array()
-        .map(|groups| {
-            groups
-                .iter()
-                .map(|g| {
-                    row(
-                        g,
-                        tags.iter()
-                            .map(|t| g["tags"][*t].as_str().unwrap_or("").to_owned())
-                            .collect(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut fleet_names = vec!["FLEET".to_owned()];
-    fleet_names.resize(tags.len().max(1), String::new());
+    let mut rows: Vec<Vec<String>> = report
+        .groups
+        .iter()
+        .map(|g| row(g, group_names(&tags, &g.tags)))
+        .collect();
     if tags.is_empty() {
         headers.insert(0, "");
     }
-    rows.push(row(&report["fleet"], fleet_names));
+    rows.push(row(&report.fleet, fleet_names(&tags)));
     let no_unit = "values as sent (the name carries no unit; a DogStatsD `ms` timer is in \
                    milliseconds)";
-    caption(report, no_unit) + &table(&headers, &rows)
+    caption(
+        (&report.metric, &report.from, &report.to, &report.resolution),
+        report.unit.as_deref(),
+        no_unit,
+    ) + &table(&headers, &rows)
 }
 
 /// The clock time of an RFC 3339 timestamp (`2026-12-02T10:11:12.345Z` → `10:11:12`).
-fn clock(v: &Value) -> &str {
-    v.as_str().and_then(|t| t.get(11..19)).unwrap_or("-")
+fn clock(t: Option<&str>) -> &str {
+    t.and_then(|t| t.get(11..19)).unwrap_or("-")
 }
 
 /// Renders `/api/v1/agents` as a table. `link` is the agent's connection now and since when
@@ -270,40 +285,32 @@ fn clock(v: &Value) -> &str {
 /// by default): lines the agent refused or dropped, UDP datagrams the kernel dropped, and
 /// packets the DogStatsD clients say they dropped. Below the table: each agent's last
 /// connection error, and connections the aggregator refused before knowing the agent.
-pub fn agents_table(report: &Value) -> String {
-    let rows: Vec<Vec<String>> = report["agents"]
-        .as_array()
-        .map(|agents| {
-            agents
-                .iter()
-                .map(|a| {
-                    vec![
-                        a["id"].as_str().unwrap_or("").to_owned(),
-                        a["version"].as_str().unwrap_or("").to_owned(),
-                        match a["connection"]["state"].as_str() {
-                            Some("connected") => {
-                                format!("up since {}", clock(&a["connection"]["since"]))
-                            }
-                            Some("disconnected") => {
-                                format!("down since {}", clock(&a["connection"]["since"]))
-                            }
-                            _ => "not seen".to_owned(),
-                        },
-                        a["last_batch_age_seconds"]
-                            .as_f64()
-                            .map_or_else(|| "none yet".to_owned(), |s| format!("{s:.1}")),
-                        format!("{:.2}", a["lag_seconds"].as_f64().unwrap_or(0.0)),
-                        a["spool_bytes"].as_u64().unwrap_or(0).to_string(),
-                        a["batches"].as_u64().unwrap_or(0).to_string(),
-                        a["duplicates"].as_u64().unwrap_or(0).to_string(),
-                        loss_cell(&a["loss"], &["malformed_lines", "dropped_lines"]),
-                        loss_cell(&a["loss"], &["kernel_dropped_datagrams"]),
-                        loss_cell(&a["loss"], &["client_dropped_packets"]),
-                    ]
-                })
-                .collect()
+pub fn agents_table(report: &AgentsReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .agents
+        .iter()
+        .map(|a| {
+            let c = &a.connection;
+            vec![
+                a.id.clone(),
+                a.version.clone(),
+                match c.state.as_str() {
+                    "connected" => format!("up since {}", clock(c.since.as_deref())),
+                    "disconnected" => format!("down since {}", clock(c.since.as_deref())),
+                    _ => "not seen".to_owned(),
+                },
+                a.last_batch_age_seconds
+                    .map_or_else(|| "none yet".to_owned(), |s| format!("{s:.1}")),
+                format!("{:.2}", a.lag_seconds),
+                a.spool_bytes.to_string(),
+                a.batches.to_string(),
+                a.duplicates.to_string(),
+                format!("{:.0}", a.loss.malformed_lines + a.loss.dropped_lines),
+                format!("{:.0}", a.loss.kernel_dropped_datagrams),
+                format!("{:.0}", a.loss.client_dropped_packets),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     let mut out = table(
         &[
             "agent",
@@ -326,28 +333,28 @@ pub fn agents_table(report: &Value) -> String {
              why in its own log: journalctl -u pitot-agent)\n",
         );
     }
-    for a in report["agents"].as_array().into_iter().flatten() {
-        if let Some(error) = a["connection"]["last_error"].as_str() {
+    for a in &report.agents {
+        if let Some(error) = &a.connection.last_error {
             out.push_str(&format!(
                 "{}: last connection error at {}: {error}\n",
-                a["id"].as_str().unwrap_or(""),
-                clock(&a["connection"]["last_error_at"]),
+                a.id,
+                clock(a.connection.last_error_at.as_deref()),
             ));
         }
     }
-    let refused = report["refused"].as_array().map_or(&[][..], Vec::as_slice);
-    if !refused.is_empty() {
+    if !report.refused.is_empty() {
         out.push_str("\nRefused connections (before any agent session):\n");
-        let rows: Vec<Vec<String>> = refused
+        let rows: Vec<Vec<String>> = report
+            .refused
             .iter()
             .map(|r| {
                 vec![
-                    r["peer"].as_str().unwrap_or("").to_owned(),
-                    r["agent"].as_str().unwrap_or("-").to_owned(),
-                    r["kind"].as_str().unwrap_or("").to_owned(),
-                    r["count"].as_u64().unwrap_or(0).to_string(),
-                    clock(&r["last"]).to_owned(),
-                    r["fix"].as_str().unwrap_or("").to_owned(),
+                    r.peer.clone(),
+                    r.agent.clone().unwrap_or_else(|| "-".into()),
+                    r.kind.clone(),
+                    r.count.to_string(),
+                    clock(Some(&r.last)).to_owned(),
+                    r.fix.clone(),
                 ]
             })
             .collect();
@@ -357,15 +364,6 @@ pub fn agents_table(report: &Value) -> String {
         ));
     }
     out
-}
-
-/// The sum of some `loss` fields of an agent, for the table ("-" when the report has none).
-fn loss_cell(loss: &Value, fields: &[&str]) -> String {
-    if loss.is_null() {
-        return "-".to_owned();
-    }
-    let n: f64 = fields.iter().filter_map(|f| loss[*f].as_f64()).sum();
-    format!("{n:.0}")
 }
 
 /// Renders `/api/v1/drift` as a table, most severe first (the API's order).
@@ -567,12 +565,15 @@ mod tests {
     #[test]
     fn tables_align_and_include_the_fleet_row() {
         let report = serde_json::json!({
-            "metric": "lat", "from": "a", "to": "b", "resolution": "10s",
-            "fleet": {"count": 3, "max": 9.0, "quantiles": {"0.5": 1.5, "0.9": 2.0, "0.99": 9.0, "0.999": 9.0}},
-            "groups": [{"tags": {"host": "h1"}, "count": 3, "max": 9.0,
+            "metric": "lat", "from": "a", "to": "b", "resolution": "10s", "unit": null,
+            "series": 1,
+            "fleet": {"count": 3, "sum": 12.5, "min": 1.0, "max": 9.0, "mean": 4.2,
+                      "quantiles": {"0.5": 1.5, "0.9": 2.0, "0.99": 9.0, "0.999": 9.0}},
+            "groups": [{"tags": {"host": "h1"}, "count": 3, "sum": 12.5, "min": 1.0, "max": 9.0,
+                        "mean": 4.2,
                         "quantiles": {"0.5": 1.5, "0.9": 2.0, "0.99": 9.0, "0.999": 9.0}}]
         });
-        let text = latency_table(&report, "host");
+        let text = latency_table(&typed(&report).unwrap(), "host");
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[1].starts_with("host"));
         assert!(lines[3].starts_with("h1"));
@@ -582,20 +583,37 @@ mod tests {
 
     #[test]
     fn agent_tables_explain_an_empty_fleet_and_show_links() {
-        let empty = agents_table(&serde_json::json!({"agents": [], "refused": []}));
+        let empty =
+            agents_table(&typed(&serde_json::json!({"agents": [], "refused": []})).unwrap());
         assert!(empty.contains("no agent has connected"), "{empty}");
         let report = serde_json::json!({
-            "agents": [{"id": "gpu-1", "version": "0.2.0", "last_batch_age_seconds": null,
+            "agents": [{"id": "gpu-1", "host": "gpu-1", "version": "0.2.0",
+                        "first_seen": "2026-12-02T10:00:00.000Z", "last_batch_time": null,
+                        "last_batch_age_seconds": null,
                         "lag_seconds": 0.0, "spool_bytes": 0, "batches": 0, "duplicates": 0,
-                        "loss": null,
-                        "connection": {"state": "disconnected",
+                        "loss": {"from": "2026-12-02T09:00:00.000Z", "malformed_lines": 0.0,
+                                 "dropped_lines": 0.0, "kernel_dropped_datagrams": 0.0,
+                                 "unspooled_batches": 0.0, "client_dropped_packets": 0.0,
+                                 "client_dropped_bytes": 0.0, "any": false},
+                        "connection": {"state": "disconnected", "peer": "10.0.0.1:4000",
                                        "since": "2026-12-02T10:11:12.000Z",
                                        "last_error": "timed out",
                                        "last_error_at": "2026-12-02T10:11:12.000Z"}}],
             "refused": [{"peer": "10.0.0.9", "agent": null, "kind": "unknown-ca", "count": 3,
+                         "reason": "UnknownIssuer", "first": "2026-12-02T10:11:00.000Z",
                          "last": "2026-12-02T10:12:00.000Z", "fix": "issue it with the CA"}]
         });
-        let text = agents_table(&report);
+        let text = agents_table(&typed(&report).unwrap());
+        // An answer of another shape is an error, not a table of blanks.
+        let mut renamed = report.clone();
+        renamed["agents"][0]["connection"]["status"] =
+            renamed["agents"][0]["connection"]["state"].take();
+        renamed["agents"][0]["connection"]
+            .as_object_mut()
+            .unwrap()
+            .remove("state");
+        let err = typed::<AgentsReport>(&renamed).unwrap_err();
+        assert!(format!("{err:#}").contains("same version"), "{err:#}");
         assert!(text.contains("down since 10:11:12"), "{text}");
         assert!(text.contains("none yet"), "{text}");
         assert!(

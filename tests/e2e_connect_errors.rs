@@ -134,7 +134,9 @@ fn an_agent_id_that_is_not_its_certificates_is_refused_and_shown() {
         refused["reason"].as_str().unwrap().contains("gpu-other"),
         "{refused:#}"
     );
-    let text = pitot::report::agents_table(&fleet.client().get("/api/v1/agents", &[]).unwrap());
+    let text = pitot::report::agents_table(
+        &pitot::report::typed(&fleet.client().get("/api/v1/agents", &[]).unwrap()).unwrap(),
+    );
     assert!(text.contains("Refused connections"), "{text}");
     assert!(text.contains("identity-mismatch"), "{text}");
     let line = wait_for("the agent's warning", Duration::from_secs(30), || {
@@ -168,7 +170,9 @@ fn a_working_link_shows_connected_then_disconnected() {
             .starts_with("127.0.0.1:"),
         "{agent:#}"
     );
-    let text = pitot::report::agents_table(&fleet.client().get("/api/v1/agents", &[]).unwrap());
+    let text = pitot::report::agents_table(
+        &pitot::report::typed(&fleet.client().get("/api/v1/agents", &[]).unwrap()).unwrap(),
+    );
     assert!(text.contains("up since"), "{text}");
     // A killed agent: its connection times out (30 s idle) or is reset; either way it ends.
     fleet.kill_agent("gpu-l");

@@ -278,7 +278,7 @@ async fn slo_one(
 async fn agents(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<reports::AgentsReport>, ApiError> {
     let params = Params::parse_known(raw, &["from"])?;
     let now = now_ms();
     let from_ms = parse_time(params.one("from").unwrap_or("now-1h"), now).map_err(bad)?;
@@ -286,7 +286,10 @@ async fn agents(
     let list =
         blocking(move || reports::agents(state.store.as_ref(), &links, from_ms, now)).await?;
     let refused = state.links.refusals(from_ms, rfc3339);
-    Ok(Json(json!({ "agents": list, "refused": refused })))
+    Ok(Json(reports::AgentsReport {
+        agents: list,
+        refused,
+    }))
 }
 
 async fn series(

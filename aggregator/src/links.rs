@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Refusal groups kept (peer address × kind).
 pub const MAX_REFUSALS: usize = 256;
@@ -50,10 +50,10 @@ pub struct Links {
 }
 
 /// One agent's link, as `/api/v1/agents` shows it under `connection`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LinkState {
     /// `connected`, `disconnected`, or `unknown` (not seen since this aggregator started).
-    pub state: &'static str,
+    pub state: String,
     /// When it entered that state (RFC 3339); `null` when unknown.
     pub since: Option<String>,
     /// The agent's address (`ip:port`) on its last connection.
@@ -66,17 +66,17 @@ pub struct LinkState {
 
 /// Connections from one address refused for one reason, as `/api/v1/agents` lists them under
 /// `refused`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RefusedGroup {
     /// The peer's IP address.
     pub peer: String,
     /// `no-certificate`, `unknown-ca`, `agent-refused` (the agent refused our certificate),
     /// `no-identity`, `identity-mismatch`, `version`, `other`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The last refusal's error.
     pub reason: String,
     /// What fixes it.
-    pub fix: &'static str,
+    pub fix: String,
     /// The certified agent id, when the handshake got far enough to know it.
     pub agent: Option<String>,
     /// First and last refusal (RFC 3339) and how many.
@@ -178,7 +178,7 @@ impl Links {
         let inner = self.lock();
         match inner.agents.get(agent) {
             None => LinkState {
-                state: "unknown",
+                state: "unknown".into(),
                 since: None,
                 peer: None,
                 last_error: None,
@@ -189,7 +189,8 @@ impl Links {
                     "connected"
                 } else {
                     "disconnected"
-                },
+                }
+                .into(),
                 since: Some(rfc3339(link.since_ms)),
                 peer: Some(link.peer.clone()),
                 last_error: link.last_error.as_ref().map(|(e, _)| e.clone()),
@@ -219,9 +220,9 @@ impl Links {
                     r.last_ms,
                     RefusedGroup {
                         peer: peer.to_string(),
-                        kind: r.kind,
+                        kind: r.kind.into(),
                         reason: r.reason.clone(),
-                        fix: r.fix,
+                        fix: r.fix.into(),
                         agent: r.agent.clone(),
                         first: rfc3339(r.first_ms),
                         last: rfc3339(r.last_ms),
@@ -251,7 +252,7 @@ mod tests {
         links.connected("a", "0.2.0", peer, 10);
         let s = links.state("a", t);
         assert_eq!(
-            (s.state, s.since.as_deref(), s.peer.as_deref()),
+            (s.state.as_str(), s.since.as_deref(), s.peer.as_deref()),
             ("connected", Some("t10"), Some("127.0.0.1:5000"))
         );
         // A second connection (a reconnect racing the old one's close) keeps it connected.
@@ -276,7 +277,11 @@ mod tests {
         let groups = links.refusals(0, t);
         assert_eq!(groups.len(), 2);
         assert_eq!(
-            (groups[0].kind, groups[0].count, groups[0].reason.as_str()),
+            (
+                groups[0].kind.as_str(),
+                groups[0].count,
+                groups[0].reason.as_str()
+            ),
             ("unknown-ca", 2, "second")
         );
         assert_eq!(

@@ -14,9 +14,9 @@ use pitot_shared::categorical::{self, Categorical};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::Kind;
 use pitot_shared::window::align_down;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::links::{LinkState, Links};
+use crate::links::{LinkState, Links, RefusedGroup};
 
 use crate::model::{Resolution, rfc3339};
 use crate::store::{Store, StoreError, group_series, sum_buckets};
@@ -52,10 +52,10 @@ pub struct MetricQuery {
 }
 
 /// Summary of a merged histogram (one group, or the fleet).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistogramSummary {
     /// Tags that define the group (absent for the fleet).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub tags: BTreeMap<String, String>,
     /// Observations.
     pub count: u64,
@@ -71,18 +71,20 @@ pub struct HistogramSummary {
     pub quantiles: BTreeMap<String, Option<f64>>,
     /// Classic (scraped) histograms only: the quantiles are estimates inside the bucket that
     /// must hold them, given here as `[lo, hi]` per quantile.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// (Not read back by clients: `+Inf` is `null` in JSON.)
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub quantile_bounds: Option<BTreeMap<String, Option<(f64, f64)>>>,
     /// Classic histograms only: their bucket layouts and counts, as scraped and merged.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// (Not read back by clients: `+Inf` is `null` in JSON.)
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
     pub buckets: Option<Vec<pitot_shared::buckets::Layout>>,
     /// True when the quantiles are bucket-bounded estimates (classic histograms).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub approximate: bool,
 }
 
 /// `GET /api/v1/quantiles`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuantileReport {
     /// Metric.
     pub metric: String,
@@ -93,7 +95,7 @@ pub struct QuantileReport {
     /// Resolution used.
     pub resolution: String,
     /// The values' unit when the metric's name says it (`null`: as the clients sent them).
-    pub unit: Option<&'static str>,
+    pub unit: Option<String>,
     /// Series merged.
     pub series: usize,
     /// The whole fleet.
@@ -103,10 +105,10 @@ pub struct QuantileReport {
 }
 
 /// Totals of a counter (one group, or the fleet).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CounterSummary {
     /// Tags that define the group (absent for the fleet).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub tags: BTreeMap<String, String>,
     /// Total over the range.
     pub total: f64,
@@ -115,7 +117,7 @@ pub struct CounterSummary {
 }
 
 /// `GET /api/v1/counters`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CounterReport {
     /// Metric.
     pub metric: String,
@@ -126,7 +128,7 @@ pub struct CounterReport {
     /// Resolution used.
     pub resolution: String,
     /// The unit of what is counted when the metric's name says it (`null`: as sent).
-    pub unit: Option<&'static str>,
+    pub unit: Option<String>,
     /// Series summed.
     pub series: usize,
     /// The whole fleet.
@@ -383,7 +385,7 @@ pub fn quantiles(
         from: rfc3339(q.from_ms),
         to: rfc3339(q.to_ms),
         resolution: res.label(),
-        unit: crate::units::unit(&q.metric),
+        unit: crate::units::unit(&q.metric).map(str::to_owned),
         series,
         fleet: summary(fleet.as_ref(), BTreeMap::new()),
         groups: out,
@@ -423,7 +425,7 @@ pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, Rep
         from: rfc3339(q.from_ms),
         to: rfc3339(q.to_ms),
         resolution: res.label(),
-        unit: crate::units::unit(&q.metric),
+        unit: crate::units::unit(&q.metric).map(str::to_owned),
         series,
         fleet: CounterSummary {
             tags: BTreeMap::new(),
@@ -501,8 +503,17 @@ pub fn series(
         .collect())
 }
 
+/// `GET /api/v1/agents`: the agents and the connections refused before an agent session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentsReport {
+    /// Every agent seen, by id.
+    pub agents: Vec<AgentInfo>,
+    /// Refused connections, newest first.
+    pub refused: Vec<RefusedGroup>,
+}
+
 /// One agent, as `/api/v1/agents` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentInfo {
     /// Agent id (from its certificate).
     pub id: String,
@@ -533,7 +544,7 @@ pub struct AgentInfo {
 
 /// Everything the agent and its DogStatsD clients counted as lost or refused over a window,
 /// read from the `pitot.agent.*` series, so "did anything get lost?" has one answer.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AgentLoss {
     /// Window start (RFC 3339).
     pub from: String,
