@@ -435,10 +435,42 @@ fn align_up(t: i64, len_ms: u64) -> i64 {
     if down == t { t } else { down + len_ms as i64 }
 }
 
-/// Evaluates one SLO at `now_ms`.
-pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloReport, StoreError> {
-    let resolutions = store.resolutions();
-    let def = &slo.def;
+/// What one SLO report reads: the window and each burn lookback with the resolution it is read
+/// at, and from where per-host bad events count. Pure: a function of the definition, the
+/// resolutions kept and the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportPlan {
+    /// Start of the window (Unix ms).
+    pub window_from: i64,
+    /// The window's length for burn-rate scaling (a calendar month's whole length).
+    pub scale_len: Duration,
+    /// (label, from, resolution): the window first (label ""), then each burn lookback.
+    pub spans: Vec<(String, i64, Resolution)>,
+    /// Per resolution read, the earliest start any span needs.
+    pub reads: BTreeMap<u8, (Resolution, i64)>,
+    /// Per-host bad events count from here (aligned to the per-host buckets).
+    pub hosts_from: i64,
+}
+
+/// What the store holds for one plan: the cells of each resolution read, whether the SLI's
+/// series are scraped bucket layouts, and the per-host bad events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportInputs {
+    /// Cells per resolution code, as read for [`ReportPlan::reads`].
+    pub cells: BTreeMap<u8, Vec<(i64, Counts)>>,
+    /// A latency SLI over classic (bucket) histograms.
+    pub bucket_layouts: bool,
+    /// Bad events per host since [`ReportPlan::hosts_from`].
+    pub host_bad: Vec<(String, u64)>,
+}
+
+/// Plans the report of `def` at `now_ms` over `resolutions`.
+pub fn plan(
+    def: &SloDefinition,
+    resolutions: &[Resolution],
+    host_bucket_ms: u64,
+    now_ms: i64,
+) -> ReportPlan {
     let (window_from, scale_len) = match def.window {
         SloWindow::Rolling(d) => (now_ms - d.as_millis() as i64, d),
         SloWindow::Month => {
@@ -446,13 +478,12 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
             (start, Duration::from_millis((end - start) as u64))
         }
     };
-    // (label, from, resolution) for the window and each burn lookback.
-    let mut spans: Vec<(String, i64, Resolution)> = Vec::new();
     let fallback = Resolution {
         code: 0,
         bucket: Duration::from_secs(10),
         retention: Duration::from_secs(86_400),
     };
+    let mut spans: Vec<(String, i64, Resolution)> = Vec::new();
     let window_len = Duration::from_millis((now_ms - window_from).max(0) as u64);
     spans.push((
         String::new(),
@@ -467,18 +498,55 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
         ));
     }
     // Read each resolution once, from the earliest span that uses it.
-    let mut earliest: BTreeMap<u8, (Resolution, i64)> = BTreeMap::new();
+    let mut reads: BTreeMap<u8, (Resolution, i64)> = BTreeMap::new();
     for (_, from, r) in &spans {
-        let e = earliest.entry(r.code).or_insert((*r, *from));
+        let e = reads.entry(r.code).or_insert((*r, *from));
         e.1 = e.1.min(*from);
     }
-    let mut cells: BTreeMap<u8, Vec<(i64, Counts)>> = BTreeMap::new();
-    for (code, (r, from)) in &earliest {
+    ReportPlan {
+        window_from,
+        scale_len,
+        spans,
+        reads,
+        hosts_from: align_up(window_from, host_bucket_ms),
+    }
+}
+
+/// Reads what `plan` needs from the store (the only I/O of a report).
+pub fn load(
+    store: &dyn Store,
+    slo: &InstalledSlo,
+    plan: &ReportPlan,
+    now_ms: i64,
+) -> Result<ReportInputs, StoreError> {
+    let mut cells = BTreeMap::new();
+    for (code, (r, from)) in &plan.reads {
         cells.insert(*code, store.slo_cells(slo.id, r, *from, now_ms)?);
     }
+    let bucket_layouts = match &slo.def.sli {
+        Sli::Latency { metric, tags, .. } => store
+            .series(Some(metric), tags)?
+            .iter()
+            .any(|(_, kind)| *kind == pitot_shared::series::Kind::Buckets),
+        Sli::Ratio { .. } => false,
+    };
+    Ok(ReportInputs {
+        cells,
+        bucket_layouts,
+        host_bad: store.slo_host_bad(slo.id, plan.hosts_from, now_ms)?,
+    })
+}
+
+/// The report of `def` at `now_ms` from what [`load`] read for `plan`. Pure.
+pub fn evaluate(
+    def: &SloDefinition,
+    plan: &ReportPlan,
+    inputs: &ReportInputs,
+    now_ms: i64,
+) -> SloReport {
     let sum = |code: u8, from: i64| {
         let mut c = Counts::default();
-        for (start, counts) in cells.get(&code).map_or(&[][..], Vec::as_slice) {
+        for (start, counts) in inputs.cells.get(&code).map_or(&[][..], Vec::as_slice) {
             if *start >= from && *start < now_ms {
                 c.add(*counts);
             }
@@ -488,8 +556,8 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
     let mut lookbacks = BTreeMap::new();
     let mut burn_resolutions = BTreeMap::new();
     let mut in_window = Counts::default();
-    let mut window_res = fallback;
-    for (label, from, r) in &spans {
+    let mut window_res = plan.spans[0].2;
+    for (label, from, r) in &plan.spans {
         let c = sum(r.code, *from);
         if label.is_empty() {
             in_window = c;
@@ -499,27 +567,20 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
             burn_resolutions.insert(label.clone(), r.label());
         }
     }
-    let e = evaluate_counts(def.objective, scale_len, in_window, &lookbacks);
+    let e = evaluate_counts(def.objective, plan.scale_len, in_window, &lookbacks);
     let mut indicator = indicator(&def.sli);
-    if let Sli::Latency { metric, tags, .. } = &def.sli {
-        indicator.bucket_layouts = store
-            .series(Some(metric), tags)?
-            .iter()
-            .any(|(_, kind)| *kind == pitot_shared::series::Kind::Buckets);
-    }
+    indicator.bucket_layouts = inputs.bucket_layouts;
     let uncertain =
         (indicator.bucket_layouts || in_window.uncertain > 0).then_some(in_window.uncertain);
-    let host_bucket = store.host_bucket_ms();
-    let hosts_from = align_up(window_from, host_bucket);
-    let top = slo::top_hosts(store.slo_host_bad(slo.id, hosts_from, now_ms)?, TOP_HOSTS);
-    Ok(SloReport {
+    let top = slo::top_hosts(inputs.host_bad.iter().cloned(), TOP_HOSTS);
+    SloReport {
         name: def.name.clone(),
         service: def.service.clone(),
         objective: def.objective,
         window: def.window.label(),
         indicator,
         at: rfc3339(now_ms),
-        from: rfc3339(align_up(window_from, window_res.bucket_ms())),
+        from: rfc3339(align_up(plan.window_from, window_res.bucket_ms())),
         to: rfc3339(now_ms),
         resolution: window_res.label(),
         good: e.good,
@@ -534,8 +595,15 @@ pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloR
             .into_iter()
             .map(|(host, bad)| HostBad { host, bad })
             .collect(),
-        top_hosts_from: rfc3339(hosts_from),
-    })
+        top_hosts_from: rfc3339(plan.hosts_from),
+    }
+}
+
+/// The report of one SLO at `now_ms`: [`plan`], [`load`], [`evaluate`].
+pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloReport, StoreError> {
+    let plan = plan(&slo.def, store.resolutions(), store.host_bucket_ms(), now_ms);
+    let inputs = load(store, slo, &plan, now_ms)?;
+    Ok(evaluate(&slo.def, &plan, &inputs, now_ms))
 }
 
 /// Evaluates every SLO at `now_ms`, in configuration order.

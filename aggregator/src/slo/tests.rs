@@ -698,3 +698,55 @@ fn latency_slos_over_scraped_buckets_count_whole_buckets_and_say_so() {
         "{text}"
     );
 }
+
+/// The engine without a store: planned spans, hand-made cells, the report and its exposition.
+#[test]
+fn evaluation_is_a_function_of_its_inputs() {
+    let def = &slo_config(RATIO)[0];
+    let resolutions = default_resolutions();
+    let now = T0 + 2 * DAY;
+    let host_bucket = resolutions.last().expect("resolutions").bucket_ms();
+    let plan = plan(def, &resolutions, host_bucket, now);
+    // The window (30 d) is read at the coarsest resolution, the 5-minute lookback at the finest.
+    assert_eq!(plan.spans[0].0, "");
+    assert_eq!(plan.spans[0].2.label(), "1h");
+    let five = plan.spans.iter().find(|s| s.0 == "5m").expect("5m");
+    assert_eq!(five.2.label(), "10s");
+    // 1 000 events an hour for two days, 10 bad each hour; the last 10 minutes 50 % bad.
+    let mut inputs = ReportInputs::default();
+    let hourly: Vec<(i64, Counts)> = (0..48)
+        .map(|h| {
+            (
+                T0 + h * HOUR,
+                Counts {
+                    good: 990,
+                    total: 1000,
+                    uncertain: 0,
+                },
+            )
+        })
+        .collect();
+    inputs.cells.insert(plan.spans[0].2.code, hourly);
+    let recent: Vec<(i64, Counts)> = (0..60)
+        .map(|i| {
+            (
+                now - 600_000 + i * 10_000,
+                Counts {
+                    good: 5,
+                    total: 10,
+                    uncertain: 0,
+                },
+            )
+        })
+        .collect();
+    inputs.cells.insert(five.2.code, recent);
+    inputs.host_bad = vec![("h2".into(), 300), ("h1".into(), 180)];
+    let r = evaluate(def, &plan, &inputs, now);
+    assert_eq!((r.good, r.total), (47_520, 48_000));
+    assert_eq!(r.top_hosts[0].host, "h2");
+    // 5 m lookback: 30 cells of 5 bad in 10 → burn 0.5 / 0.001 = 500.
+    assert!((r.burn_rates["5m"] - 500.0).abs() < 1e-9, "{:?}", r.burn_rates);
+    assert_eq!(r.alert, pitot_shared::slo::Alert::Page);
+    let text = exposition(std::slice::from_ref(&r), true);
+    assert!(text.contains("slo:sli_error:ratio_rate5m{"), "{text}");
+}
