@@ -392,8 +392,8 @@ pub async fn run(
         (Ok(h), Ok(t)) => writeln!(
             out,
             "\nInput drift (gpu-host-3 got longer prompts and a new language half-way):\n{}\n{}",
-            report::drift_table(&h),
-            report::drift_table(&t)
+            report::drift_table(&report::typed(&h)?),
+            report::drift_table(&report::typed(&t)?)
         )?,
         (Err(e), _) | (_, Err(e)) => writeln!(out, "\n(drift report unavailable: {e:#})")?,
     }

@@ -307,7 +307,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                         report::counters_table(&report::typed(&value)?, &group_by)
                     }
                     ReportKind::Agents => report::agents_table(&report::typed(&value)?),
-                    ReportKind::Drift => report::drift_table(&value),
+                    ReportKind::Drift => report::drift_table(&report::typed(&value)?),
                     ReportKind::Slo => report::slo_table(&value),
                 };
                 write!(out, "{text}")?;

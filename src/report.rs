@@ -6,6 +6,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
+use pitot_aggregator::drift::DriftReport;
 use pitot_aggregator::reports::{
     AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport,
 };
@@ -367,87 +368,62 @@ pub fn agents_table(report: &AgentsReport) -> String {
 }
 
 /// Renders `/api/v1/drift` as a table, most severe first (the API's order).
-pub fn drift_table(report: &Value) -> String {
-    let f = |v: &Value| match v.as_f64() {
+pub fn drift_table(report: &DriftReport) -> String {
+    let f = |v: Option<f64>| match v {
         Some(x) if x != 0.0 && x.abs() < 1e-3 => format!("{x:.1e}"),
         Some(x) => format!("{x:.3}"),
         None => "-".into(),
     };
-    let rows: Vec<Vec<String>> = report["results"]
-        .as_array()
-        .map(|results| {
-            results
+    let rows: Vec<Vec<String>> = report
+        .results
+        .iter()
+        .map(|r| {
+            let tags = r
+                .tags
                 .iter()
-                .map(|r| {
-                    let tags = r["tags"]
-                        .as_object()
-                        .map(|t| {
-                            t.iter()
-                                .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    let scope = match (r["host"].as_str(), r["a"].as_str(), r["b"].as_str()) {
-                        (Some(h), _, _) => {
-                            format!("{h} vs {}", r["against"].as_str().unwrap_or("rest"))
-                        }
-                        (_, Some(a), Some(b)) => format!("{b} vs {a}"),
-                        _ => "fleet".into(),
-                    };
-                    let p = if r["kind"] == "categorical" {
-                        &r["p_value"]
-                    } else {
-                        &r["ks_p_value"]
-                    };
-                    vec![
-                        r["status"]
-                            .as_str()
-                            .unwrap_or("")
-                            .replace('_', " ")
-                            .to_uppercase(),
-                        r["metric"].as_str().unwrap_or("").to_owned(),
-                        tags,
-                        scope,
-                        r["reference_count"]
-                            .as_u64()
-                            .map_or("-".into(), |n| n.to_string()),
-                        r["current_count"]
-                            .as_u64()
-                            .map_or("-".into(), |n| n.to_string()),
-                        f(&r["ks"]),
-                        f(&r["psi"]),
-                        f(&r["js"]),
-                        f(&r["wasserstein_norm"]),
-                        // A p-value that underflowed prints as the bound it is under.
-                        if p.as_f64() == Some(0.0) {
-                            "<1e-300".to_owned()
-                        } else {
-                            f(p)
-                        },
-                        // The reason's summary (its figures are the columns before).
-                        r["reason"]
-                            .as_str()
-                            .and_then(|t| t.split(": ").next())
-                            .unwrap_or("")
-                            .to_owned(),
-                    ]
-                })
-                .collect()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let scope = match (&r.host, &r.a, &r.b) {
+                (Some(h), _, _) => format!("{h} vs {}", r.against.as_deref().unwrap_or("rest")),
+                (_, Some(a), Some(b)) => format!("{b} vs {a}"),
+                _ => "fleet".into(),
+            };
+            let p = if r.kind == "categorical" {
+                r.figure("p_value")
+            } else {
+                r.figure("ks_p_value")
+            };
+            vec![
+                r.status.label().to_owned(),
+                r.metric.clone(),
+                tags,
+                scope,
+                r.count("reference_count")
+                    .map_or("-".into(), |n| n.to_string()),
+                r.count("current_count")
+                    .map_or("-".into(), |n| n.to_string()),
+                f(r.figure("ks")),
+                f(r.figure("psi")),
+                f(r.figure("js")),
+                f(r.figure("wasserstein_norm")),
+                // A p-value that underflowed prints as the bound it is under.
+                if p == Some(0.0) {
+                    "<1e-300".to_owned()
+                } else {
+                    f(p)
+                },
+                // The reason's summary (its figures are the columns before).
+                r.reason.split(": ").next().unwrap_or("").to_owned(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     let mut head = format!(
         "drift ({}) over {} … {}",
-        report["mode"].as_str().unwrap_or(""),
-        report["current"]["from"].as_str().unwrap_or(""),
-        report["current"]["to"].as_str().unwrap_or("")
+        report.mode, report.current.from, report.current.to
     );
-    if let Some(r) = report.get("reference") {
-        head.push_str(&format!(
-            ", reference {} … {}",
-            r["from"].as_str().unwrap_or(""),
-            r["to"].as_str().unwrap_or("")
-        ));
+    if let Some(r) = &report.reference {
+        head.push_str(&format!(", reference {} … {}", r.from, r.to));
     }
     head.push('\n');
     head + &table(

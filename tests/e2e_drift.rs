@@ -273,7 +273,7 @@ fn two_hosts_are_told_apart_by_their_own_history() {
         why.starts_with("b moved against its own history, a did not"),
         "{why}"
     );
-    let table = pitot::report::drift_table(&pair);
+    let table = pitot::report::drift_table(&pitot::report::typed(&pair).unwrap());
     let first = table.lines().nth(3).unwrap();
     assert!(
         first.starts_with("DRIFT") && first.contains("b vs a"),
@@ -297,7 +297,7 @@ fn two_hosts_are_told_apart_by_their_own_history() {
             "{r:#}"
         );
     }
-    assert!(pitot::report::drift_table(&nohist).contains("DIFFER"));
+    assert!(pitot::report::drift_table(&pitot::report::typed(&nohist).unwrap()).contains("DIFFER"));
 
     let temporal = client
         .get("/api/v1/drift", &query("nohist", "temporal"))
@@ -306,6 +306,6 @@ fn two_hosts_are_told_apart_by_their_own_history() {
     assert_eq!(r["status"], "no_data", "{temporal:#}");
     assert_eq!(r["reference_count"], 0, "{temporal:#}");
     assert_eq!(r["reason"], "no data in the reference", "{temporal:#}");
-    let table = pitot::report::drift_table(&temporal);
+    let table = pitot::report::drift_table(&pitot::report::typed(&temporal).unwrap());
     assert!(table.contains("NO DATA"), "{table}");
 }

@@ -360,7 +360,7 @@ const DEFAULT_REFERENCE_MS: i64 = 7 * 86_400_000;
 async fn drift_report(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<drift::DriftReport>, ApiError> {
     let params = Params::parse_known(raw, DRIFT_PARAMS)?;
     let now = now_ms();
     let time = |key: &str, default: &str| parse_time(params.one(key).unwrap_or(default), now);

@@ -25,7 +25,7 @@ use pitot_shared::drift::{self, DriftConfig, Status};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::{Kind, SeriesKey};
 use pitot_shared::window::align_down;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::rfc3339;
@@ -74,15 +74,40 @@ pub struct DriftQuery {
     pub to_ms: i64,
 }
 
+/// `GET /api/v1/drift`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// `temporal`, `hosts` or `versions`.
+    pub mode: String,
+    /// The current window.
+    pub current: Window,
+    /// Temporal mode: the reference window.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reference: Option<Window>,
+    /// Comparisons with figures (the Bonferroni divisor).
+    pub tests: usize,
+    /// Most severe first.
+    pub results: Vec<DriftResult>,
+}
+
+/// A time window (RFC 3339).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Window {
+    /// Start.
+    pub from: String,
+    /// End.
+    pub to: String,
+}
+
 /// One result row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DriftResult {
     /// Metric.
     pub metric: String,
     /// The feature's tags (without host, and without version in versions mode).
     pub tags: BTreeMap<String, String>,
     /// `histogram` or `categorical`.
-    pub kind: &'static str,
+    pub kind: String,
     /// In hosts mode, the host compared with the rest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
@@ -109,15 +134,30 @@ pub struct DriftResult {
     p: f64,
 }
 
+impl DriftResult {
+    /// A figure by name (`ks`, `psi`, `p_value`, …), when the row has it.
+    pub fn figure(&self, name: &str) -> Option<f64> {
+        self.figures.get(name).and_then(Value::as_f64)
+    }
+
+    /// An observation count (`reference_count`, `current_count`).
+    pub fn count(&self, name: &str) -> Option<u64> {
+        self.figures.get(name).and_then(Value::as_u64)
+    }
+}
+
 /// Summed data of one side of a comparison.
 #[derive(Debug, Clone)]
-enum Side {
+pub enum Side {
+    /// A numeric input's histogram.
     Numeric(ValueHistogram),
+    /// A categorical input's counts.
     Categorical(Categorical),
 }
 
 impl Side {
-    fn empty(kind: Kind) -> Side {
+    /// An empty side of `kind`.
+    pub fn empty(kind: Kind) -> Side {
         match kind {
             Kind::Categorical => Side::Categorical(Categorical::new()),
             _ => Side::Numeric(ValueHistogram::new()),
@@ -134,7 +174,8 @@ impl Side {
         }
     }
 
-    fn add(&mut self, data: &SeriesData) {
+    /// Adds one series' data.
+    pub fn add(&mut self, data: &SeriesData) {
         match (self, data) {
             (Side::Numeric(h), SeriesData::Histogram(x)) => {
                 let _overflow = h.merge(x);
@@ -187,7 +228,49 @@ pub fn report(
     q: &DriftQuery,
     config: &DriftConfig,
     input_prefix: &str,
-) -> Result<Value, ReportError> {
+) -> Result<DriftReport, ReportError> {
+    let features = load_features(store, q, input_prefix)?;
+    Ok(compare(features, q, config))
+}
+
+/// One feature's data as loaded for a query's mode.
+#[derive(Debug, Clone)]
+pub struct LoadedFeature {
+    /// Metric.
+    pub metric: String,
+    /// The feature's tags.
+    pub tags: BTreeMap<String, String>,
+    /// The series' kind.
+    pub kind: Kind,
+    /// Its sides.
+    pub sides: Sides,
+}
+
+/// The data a comparison needs.
+#[derive(Debug, Clone)]
+pub enum Sides {
+    /// Temporal (the reference window, the current one) or versions (`a`, `b`).
+    Pair {
+        /// Reference (or version `a`).
+        reference: Box<Side>,
+        /// Current (or version `b`).
+        current: Box<Side>,
+    },
+    /// Hosts mode: each host's current window, and with exactly two hosts each one's history.
+    Hosts {
+        /// Per host, the current window.
+        current: BTreeMap<String, Side>,
+        /// Per host, the history window (two hosts only; empty otherwise).
+        history: BTreeMap<String, Side>,
+    },
+}
+
+/// Loads every feature of `q` (the only I/O of a drift report).
+pub fn load_features(
+    store: &dyn Store,
+    q: &DriftQuery,
+    input_prefix: &str,
+) -> Result<Vec<LoadedFeature>, ReportError> {
     let pattern = match &q.metric {
         Some(m) => m.clone(),
         None => format!("{input_prefix}*"),
@@ -210,9 +293,7 @@ pub fn report(
             .or_default()
             .push((key, kind));
     }
-    let mut pending = Vec::new();
-    let mut host_features = Vec::new();
-    let mut pairs = 0usize;
+    let mut out = Vec::new();
     for ((metric, tags), members) in features {
         let kind = members[0].1;
         let members: Vec<SeriesKey> = members
@@ -234,14 +315,14 @@ pub fn report(
                         refr.add(&d);
                     }
                 }
-                pending.push(Pending {
+                out.push(LoadedFeature {
                     metric,
                     tags,
                     kind,
-                    host: None,
-                    reference: refr,
-                    current: cur,
-                    history: None,
+                    sides: Sides::Pair {
+                        reference: Box::new(refr),
+                        current: Box::new(cur),
+                    },
                 });
             }
             Mode::Hosts {
@@ -258,32 +339,31 @@ pub fn report(
                             .add(&d);
                     }
                 }
+                let mut history: BTreeMap<String, Side> = BTreeMap::new();
                 if per_host.len() == 2 {
-                    let pair = pairs;
-                    pairs += 1;
-                    let sides: Vec<(&String, &Side)> = per_host.iter().collect();
-                    for (i, (host, side)) in sides.iter().enumerate() {
-                        let mut history = Side::empty(kind);
+                    for host in per_host.keys() {
+                        let mut h = Side::empty(kind);
                         for s in members
                             .iter()
                             .filter(|s| s.tag("host") == Some(host.as_str()))
                         {
                             if let Some(d) = load(store, s, *history_from_ms, *history_to_ms)? {
-                                history.add(&d);
+                                h.add(&d);
                             }
                         }
-                        pending.push(Pending {
-                            metric: metric.clone(),
-                            tags: tags.clone(),
-                            kind,
-                            host: Some((*host).clone()),
-                            reference: sides[1 - i].1.clone(),
-                            current: (*side).clone(),
-                            history: Some((history, pair)),
-                        });
+                        history.insert(host.clone(), h);
                     }
-                } else if per_host.len() > 2 {
-                    host_features.push((metric, tags, kind, per_host));
+                }
+                if per_host.len() >= 2 {
+                    out.push(LoadedFeature {
+                        metric,
+                        tags,
+                        kind,
+                        sides: Sides::Hosts {
+                            current: per_host,
+                            history,
+                        },
+                    });
                 }
             }
             Mode::Versions { a, b } => {
@@ -298,16 +378,67 @@ pub fn report(
                         side.add(&d);
                     }
                 }
-                pending.push(Pending {
+                out.push(LoadedFeature {
                     metric,
                     tags,
                     kind,
-                    host: None,
-                    reference: sa,
-                    current: sb,
-                    history: None,
+                    sides: Sides::Pair {
+                        reference: Box::new(sa),
+                        current: Box::new(sb),
+                    },
                 });
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The drift report from loaded features (pure): the comparisons of `q`'s mode, the
+/// Bonferroni correction over all of them, two-host attribution, severity order.
+pub fn compare(features: Vec<LoadedFeature>, q: &DriftQuery, config: &DriftConfig) -> DriftReport {
+    let mut pending = Vec::new();
+    let mut host_features = Vec::new();
+    let mut pairs = 0usize;
+    for f in features {
+        let LoadedFeature {
+            metric,
+            tags,
+            kind,
+            sides,
+        } = f;
+        match sides {
+            Sides::Pair { reference, current } => pending.push(Pending {
+                metric,
+                tags,
+                kind,
+                host: None,
+                reference: *reference,
+                current: *current,
+                history: None,
+            }),
+            Sides::Hosts {
+                current: per_host,
+                mut history,
+            } if per_host.len() == 2 => {
+                let pair = pairs;
+                pairs += 1;
+                let sides: Vec<(&String, &Side)> = per_host.iter().collect();
+                for (i, (host, side)) in sides.iter().enumerate() {
+                    let h = history.remove(*host).unwrap_or_else(|| Side::empty(kind));
+                    pending.push(Pending {
+                        metric: metric.clone(),
+                        tags: tags.clone(),
+                        kind,
+                        host: Some((*host).clone()),
+                        reference: sides[1 - i].1.clone(),
+                        current: (*side).clone(),
+                        history: Some((h, pair)),
+                    });
+                }
+            }
+            Sides::Hosts {
+                current: per_host, ..
+            } => host_features.push((metric, tags, kind, per_host)),
         }
     }
     // Hosts: each host against the rest, leaving hosts already found drifting out of the rest
@@ -423,7 +554,7 @@ pub fn report(
             let row = DriftResult {
                 metric: p.metric,
                 tags: p.tags,
-                kind: p.kind.as_str(),
+                kind: p.kind.as_str().to_owned(),
                 host: p.host,
                 a: a.clone(),
                 b: b.clone(),
@@ -444,20 +575,28 @@ pub fn report(
             .then(x.p.total_cmp(&y.p))
             .then(x.metric.cmp(&y.metric))
     });
-    let mut out = json!({
-        "mode": match q.mode { Mode::Temporal { .. } => "temporal", Mode::Hosts { .. } => "hosts", Mode::Versions { .. } => "versions" },
-        "current": {"from": rfc3339(q.from_ms), "to": rfc3339(q.to_ms)},
-        "tests": tests,
-        "results": results,
-    });
-    if let Mode::Temporal {
-        ref_from_ms,
-        ref_to_ms,
-    } = q.mode
-    {
-        out["reference"] = json!({"from": rfc3339(ref_from_ms), "to": rfc3339(ref_to_ms)});
+    let window = |from: i64, to: i64| Window {
+        from: rfc3339(from),
+        to: rfc3339(to),
+    };
+    DriftReport {
+        mode: match q.mode {
+            Mode::Temporal { .. } => "temporal",
+            Mode::Hosts { .. } => "hosts",
+            Mode::Versions { .. } => "versions",
+        }
+        .to_owned(),
+        current: window(q.from_ms, q.to_ms),
+        reference: match q.mode {
+            Mode::Temporal {
+                ref_from_ms,
+                ref_to_ms,
+            } => Some(window(ref_from_ms, ref_to_ms)),
+            _ => None,
+        },
+        tests,
+        results,
     }
-    Ok(out)
 }
 
 /// Sums sides of one kind.
@@ -618,5 +757,106 @@ fn side_count(side: &Side) -> u64 {
     match side {
         Side::Numeric(h) => h.count(),
         Side::Categorical(c) => c.total(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic sample around `median` (a spread of ±50 %), as a histogram side.
+    fn side(n: usize, median: f64) -> Side {
+        let mut h = ValueHistogram::new();
+        for i in 0..n {
+            let u = (i as f64 + 0.5) / n as f64;
+            h.record(median * (0.5 + u)).expect("record");
+        }
+        Side::Numeric(h)
+    }
+
+    fn query(mode: Mode) -> DriftQuery {
+        DriftQuery {
+            mode,
+            metric: None,
+            filters: Vec::new(),
+            from_ms: 1_000_000,
+            to_ms: 2_000_000,
+        }
+    }
+
+    fn feature(sides: Sides) -> LoadedFeature {
+        LoadedFeature {
+            metric: "input.prompt_tokens".into(),
+            tags: BTreeMap::new(),
+            kind: Kind::Histogram,
+            sides,
+        }
+    }
+
+    /// The comparisons without a store: loaded sides in, verdicts out.
+    #[test]
+    fn comparisons_are_a_function_of_the_loaded_sides() {
+        let config = DriftConfig::default();
+        let hosts = Mode::Hosts {
+            history_from_ms: 0,
+            history_to_ms: 1_000_000,
+        };
+        // Two hosts, b moved against its own history, a did not.
+        let two = feature(Sides::Hosts {
+            current: [
+                ("a".into(), side(4000, 400.0)),
+                ("b".into(), side(4000, 600.0)),
+            ]
+            .into(),
+            history: [
+                ("a".into(), side(4000, 400.0)),
+                ("b".into(), side(4000, 400.0)),
+            ]
+            .into(),
+        });
+        let r = compare(vec![two], &query(hosts.clone()), &config);
+        let status = |h: &str| {
+            r.results
+                .iter()
+                .find(|x| x.host.as_deref() == Some(h))
+                .map(|x| x.status)
+        };
+        assert_eq!(
+            (status("a"), status("b")),
+            (Some(Status::Ok), Some(Status::Drift))
+        );
+        assert_eq!(r.results[0].against.as_deref(), Some("a"));
+        // Three hosts, one outlier: only it drifts (the others are compared without it).
+        let three = feature(Sides::Hosts {
+            current: [
+                ("a".into(), side(4000, 400.0)),
+                ("b".into(), side(4000, 400.0)),
+                ("c".into(), side(4000, 700.0)),
+            ]
+            .into(),
+            history: BTreeMap::new(),
+        });
+        let r = compare(vec![three], &query(hosts), &config);
+        let drifted: Vec<&str> = r
+            .results
+            .iter()
+            .filter(|x| x.status == Status::Drift)
+            .filter_map(|x| x.host.as_deref())
+            .collect();
+        assert_eq!(drifted, ["c"]);
+        // An empty reference: no data, and the report says which side.
+        let temporal = Mode::Temporal {
+            ref_from_ms: 0,
+            ref_to_ms: 1_000_000,
+        };
+        let empty = feature(Sides::Pair {
+            reference: Box::new(Side::empty(Kind::Histogram)),
+            current: Box::new(side(100, 400.0)),
+        });
+        let r = compare(vec![empty], &query(temporal), &config);
+        assert_eq!(r.results[0].status, Status::NoData);
+        assert_eq!(r.results[0].reason, "no data in the reference");
+        assert_eq!(r.tests, 0);
+        assert!(r.reference.is_some());
     }
 }

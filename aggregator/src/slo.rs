@@ -601,7 +601,12 @@ pub fn evaluate(
 
 /// The report of one SLO at `now_ms`: [`plan`], [`load`], [`evaluate`].
 pub fn report(store: &dyn Store, slo: &InstalledSlo, now_ms: i64) -> Result<SloReport, StoreError> {
-    let plan = plan(&slo.def, store.resolutions(), store.host_bucket_ms(), now_ms);
+    let plan = plan(
+        &slo.def,
+        store.resolutions(),
+        store.host_bucket_ms(),
+        now_ms,
+    );
     let inputs = load(store, slo, &plan, now_ms)?;
     Ok(evaluate(&slo.def, &plan, &inputs, now_ms))
 }

@@ -745,7 +745,11 @@ fn evaluation_is_a_function_of_its_inputs() {
     assert_eq!((r.good, r.total), (47_520, 48_000));
     assert_eq!(r.top_hosts[0].host, "h2");
     // 5 m lookback: 30 cells of 5 bad in 10 → burn 0.5 / 0.001 = 500.
-    assert!((r.burn_rates["5m"] - 500.0).abs() < 1e-9, "{:?}", r.burn_rates);
+    assert!(
+        (r.burn_rates["5m"] - 500.0).abs() < 1e-9,
+        "{:?}",
+        r.burn_rates
+    );
     assert_eq!(r.alert, pitot_shared::slo::Alert::Page);
     let text = exposition(std::slice::from_ref(&r), true);
     assert!(text.contains("slo:sli_error:ratio_rate5m{"), "{text}");
