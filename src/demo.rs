@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pitot_aggregator::reports::{AgentsReport, CounterReport, QuantileReport};
+use pitot_aggregator::slo::SloList;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -253,20 +254,23 @@ pub async fn run(
             Err(e) => writeln!(out, "(waiting for the first intervals: {e:#})")?,
         }
         let c = client.clone();
-        if let Ok(slos) = tokio::task::spawn_blocking(move || c.get("/api/v1/slo", &[])).await? {
+        let slos = tokio::task::spawn_blocking(move || {
+            c.get("/api/v1/slo", &[])
+                .and_then(|v| report::typed::<SloList>(&v))
+        })
+        .await?;
+        if let Ok(slos) = slos {
             writeln!(out, "{}", report::slo_table(&slos))?;
-            for s in slos["slos"].as_array().into_iter().flatten() {
-                let name = s["name"].as_str().unwrap_or("").to_owned();
-                let state = s["alert"].as_str().unwrap_or("").to_owned();
-                let before = last_state.insert(name.clone(), state.clone());
-                if before.as_ref().is_some_and(|b| *b != state) {
+            for s in &slos.slos {
+                let state = report::alert_label(s.alert);
+                let before = last_state.insert(s.name.clone(), state.to_owned());
+                if let Some(before) = before.filter(|b| b != state) {
                     writeln!(
                         out,
-                        ">>> SLO {name}: {} -> {} (budget left {:.1} %, burn 5m {:.1}x)\n",
-                        before.unwrap_or_default().to_uppercase(),
-                        state.to_uppercase(),
-                        s["error_budget"]["remaining"].as_f64().unwrap_or(f64::NAN) * 100.0,
-                        s["burn_rates"]["5m"].as_f64().unwrap_or(f64::NAN),
+                        ">>> SLO {}: {before} -> {state} (budget left {:.1} %, burn 5m {:.1}x)\n",
+                        s.name,
+                        s.error_budget.remaining * 100.0,
+                        s.burn_rates.get("5m").copied().unwrap_or(f64::NAN),
                     )?;
                 }
             }
@@ -375,7 +379,12 @@ pub async fn run(
     })
     .await?;
     let c = client.clone();
-    if let Ok(slos) = tokio::task::spawn_blocking(move || c.get("/api/v1/slo", &[])).await? {
+    let slos = tokio::task::spawn_blocking(move || {
+        c.get("/api/v1/slo", &[])
+            .and_then(|v| report::typed::<SloList>(&v))
+    })
+    .await?;
+    if let Ok(slos) = slos {
         let title = if slowed {
             format!("gpu-host-2 got {SLOW_FACTOR}x slower a third of the way in")
         } else {

@@ -308,7 +308,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                     ReportKind::Agents => report::agents_table(&report::typed(&value)?),
                     ReportKind::Drift => report::drift_table(&report::typed(&value)?),
-                    ReportKind::Slo => report::slo_table(&value),
+                    ReportKind::Slo => report::slo_table(&report::typed(&value)?),
                 };
                 write!(out, "{text}")?;
             }

@@ -10,6 +10,8 @@ use pitot_aggregator::drift::DriftReport;
 use pitot_aggregator::reports::{
     AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport,
 };
+use pitot_aggregator::slo::{SloList, SloReport};
+use pitot_shared::slo::Alert;
 use serde_json::Value;
 
 /// A small blocking client for the aggregator API.
@@ -435,87 +437,77 @@ pub fn drift_table(report: &DriftReport) -> String {
     )
 }
 
+/// An alert state as tables print it.
+pub fn alert_label(alert: Alert) -> &'static str {
+    match alert {
+        Alert::Ok => "OK",
+        Alert::Ticket => "TICKET",
+        Alert::Page => "PAGE",
+    }
+}
+
 /// Renders `/api/v1/slo` as a table: one row per SLO, alerting ones first.
-pub fn slo_table(report: &Value) -> String {
-    let pct = |v: &Value, digits: usize| match v.as_f64() {
-        Some(x) if x.is_finite() => format!("{:.digits$}", x * 100.0),
-        Some(_) => "-inf".into(),
-        None => "-".into(),
+pub fn slo_table(report: &SloList) -> String {
+    let pct = |x: f64, digits: usize| {
+        if x.is_finite() {
+            format!("{:.digits$}", x * 100.0)
+        } else {
+            "-inf".into()
+        }
     };
-    let burn = |v: &Value| match v.as_f64() {
-        Some(x) => format!("{x:.2}"),
-        None => "-".into(),
-    };
-    let mut slos: Vec<&Value> = report["slos"]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let rank = |s: &Value| match s["alert"].as_str() {
-        Some("page") => 0,
-        Some("ticket") => 1,
+    let mut slos: Vec<&SloReport> = report.slos.iter().collect();
+    let rank = |s: &SloReport| match s.alert {
+        Alert::Page => 0,
+        Alert::Ticket => 1,
         _ => 2,
     };
     slos.sort_by_key(|s| rank(s));
     let windows = ["5m", "1h", "6h", "1d", "3d"];
+    let opt = |v: Option<f64>| v.map_or("-".into(), |t| format!("{t}"));
     let rows: Vec<Vec<String>> = slos
         .iter()
         .map(|s| {
-            let ind = &s["indicator"];
-            let what = match ind["kind"].as_str() {
+            let ind = &s.indicator;
+            let metric = ind.metric.as_deref().unwrap_or("");
+            let what = match ind.kind.as_str() {
                 // Scraped layouts: whole buckets under the configured threshold.
-                Some("latency") if ind["bucket_layouts"] == true => format!(
-                    "{} <= {} (buckets)",
-                    ind["metric"].as_str().unwrap_or(""),
-                    ind["threshold"]
-                        .as_f64()
-                        .map_or("-".into(), |t| format!("{t}"))
-                ),
-                Some("latency") => format!(
-                    "{} <= {}",
-                    ind["metric"].as_str().unwrap_or(""),
-                    ind["threshold_used"]
-                        .as_f64()
-                        .map_or("-".into(), |t| format!("{t}"))
-                ),
+                "latency" if ind.bucket_layouts => {
+                    format!("{metric} <= {} (buckets)", opt(ind.threshold))
+                }
+                "latency" => format!("{metric} <= {}", opt(ind.threshold_used)),
                 _ => format!(
                     "{} / {}",
-                    ind["good"].as_str().unwrap_or(""),
-                    ind["total"].as_str().unwrap_or("")
+                    ind.good.as_deref().unwrap_or(""),
+                    ind.total.as_deref().unwrap_or("")
                 ),
             };
-            let worst = s["top_hosts"]
-                .as_array()
-                .and_then(|h| h.first())
-                .map_or("-".into(), |h| {
-                    format!("{} ({})", h["host"].as_str().unwrap_or(""), h["bad"])
-                });
+            let worst = s
+                .top_hosts
+                .first()
+                .map_or("-".into(), |h| format!("{} ({})", h.host, h.bad));
             let mut row = vec![
-                s["alert"].as_str().unwrap_or("").to_uppercase(),
-                s["name"].as_str().unwrap_or("").to_owned(),
+                alert_label(s.alert).to_owned(),
+                s.name.clone(),
                 what,
-                format!(
-                    "{}% / {}",
-                    pct(&s["objective"], 2),
-                    s["window"].as_str().unwrap_or("")
-                ),
-                pct(&s["sli"], 3),
-                match s["uncertain"].as_u64() {
+                format!("{}% / {}", pct(s.objective, 2), s.window),
+                pct(s.sli, 3),
+                match s.uncertain {
                     // Up to that many bad events may be good (buckets straddle the threshold).
-                    Some(u) if u > 0 => format!("{}(+{u}?)/{}", s["good"], s["total"]),
-                    _ => format!("{}/{}", s["good"], s["total"]),
+                    Some(u) if u > 0 => format!("{}(+{u}?)/{}", s.good, s.total),
+                    _ => format!("{}/{}", s.good, s.total),
                 },
-                pct(&s["error_budget"]["remaining"], 1),
+                pct(s.error_budget.remaining, 1),
             ];
-            row.extend(windows.iter().map(|w| burn(&s["burn_rates"][*w])));
+            row.extend(windows.iter().map(|w| {
+                s.burn_rates
+                    .get(*w)
+                    .map_or("-".into(), |x| format!("{x:.2}"))
+            }));
             row.push(worst);
             row
         })
         .collect();
-    let at = slos
-        .first()
-        .and_then(|s| s["at"].as_str())
-        .unwrap_or("now")
-        .to_owned();
+    let at = slos.first().map_or("now", |s| s.at.as_str()).to_owned();
     let mut headers = vec![
         "state",
         "slo",
@@ -606,22 +598,36 @@ mod tests {
 
     #[test]
     fn slo_tables_put_pages_first() {
+        // Every field of a report, then each SLO's own.
+        let slo = |own: serde_json::Value| {
+            let mut v = serde_json::json!({
+                "service": "pitot", "at": "T", "from": "F", "to": "T", "resolution": "1h",
+                "burn_resolutions": {}, "top_hosts": [], "top_hosts_from": "F",
+                "error_budget": {"allowed": 1.0, "consumed": 0.0, "remaining": 1.0},
+            });
+            for (k, x) in own.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
         let report = serde_json::json!({"slos": [
-            {"name": "calm", "alert": "ok", "objective": 0.99, "window": "30d", "sli": 1.0,
-             "good": 5, "total": 5, "error_budget": {"remaining": 1.0},
-             "indicator": {"kind": "ratio", "good": "ok", "total": "all"},
-             "burn_rates": {"5m": 0.0}, "top_hosts": [], "at": "T"},
-            {"name": "hot", "alert": "page", "objective": 0.99, "window": "30d", "sli": 0.5,
-             "good": 5, "total": 10, "error_budget": {"remaining": -49.0},
-             "indicator": {"kind": "latency", "metric": "lat", "threshold_used": 499.7},
-             "burn_rates": {"5m": 50.0}, "top_hosts": [{"host": "h9", "bad": 5}], "at": "T"},
-            {"name": "scraped", "alert": "ok", "objective": 0.9, "window": "30d", "sli": 0.9,
-             "good": 9, "total": 10, "uncertain": 1, "error_budget": {"remaining": 0.0},
+            slo(serde_json::json!({"name": "calm", "alert": "ok", "objective": 0.99, "window": "30d", "sli": 1.0,
+             "good": 5, "total": 5,
+             "indicator": {"kind": "ratio", "good": "ok", "total": "all", "tags": {}},
+             "burn_rates": {"5m": 0.0}})),
+            slo(serde_json::json!({"name": "hot", "alert": "page", "objective": 0.99, "window": "30d", "sli": 0.5,
+             "good": 5, "total": 10,
+             "error_budget": {"allowed": 0.1, "consumed": 5.0, "remaining": -49.0},
+             "indicator": {"kind": "latency", "metric": "lat", "threshold_used": 499.7, "tags": {}},
+             "burn_rates": {"5m": 50.0}, "top_hosts": [{"host": "h9", "bad": 5}]})),
+            slo(serde_json::json!({"name": "scraped", "alert": "ok", "objective": 0.9, "window": "30d", "sli": 0.9,
+             "good": 9, "total": 10, "uncertain": 1,
+             "error_budget": {"allowed": 1.0, "consumed": 1.0, "remaining": 0.0},
              "indicator": {"kind": "latency", "metric": "ttft", "threshold": 0.25,
-                           "threshold_used": 0.2499, "bucket_layouts": true},
-             "burn_rates": {"5m": 1.0}, "top_hosts": [], "at": "T"}
+                           "threshold_used": 0.2499, "bucket_layouts": true, "tags": {}},
+             "burn_rates": {"5m": 1.0}}))
         ]});
-        let text = slo_table(&report);
+        let text = slo_table(&typed(&report).unwrap());
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[3].starts_with("PAGE"), "{text}");
         assert!(

@@ -244,11 +244,11 @@ fn slo_time(params: &Params) -> Result<i64, ApiError> {
 async fn slo_list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<slo::SloList>, ApiError> {
     let at = slo_time(&Params::parse_known(raw, SLO_PARAMS)?)?;
     let reports =
         blocking(move || Ok(slo::report_all(state.store.as_ref(), &state.slos, at)?)).await?;
-    Ok(Json(json!({ "slos": reports })))
+    Ok(Json(slo::SloList { slos: reports }))
 }
 
 async fn slo_one(

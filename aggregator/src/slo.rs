@@ -22,7 +22,7 @@ use pitot_shared::slo::{
     self, Alert, BURN_WINDOWS, Counts, ErrorBudget, evaluate_counts, month_bounds,
 };
 use pitot_shared::window::align_down;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::model::{Resolution, rfc3339};
@@ -312,10 +312,10 @@ pub fn pick_resolution(resolutions: &[Resolution], len: Duration) -> Option<Reso
 }
 
 /// What an SLI is, as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Indicator {
     /// `latency` or `ratio`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Latency: the histogram metric.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
@@ -337,12 +337,19 @@ pub struct Indicator {
     /// wholly at or under the threshold in each series' own layout, so they are exact only when
     /// the threshold is an edge of every layout, and never optimistic; `threshold_used` is then
     /// the HdrHistogram edge, which applies to histogram series only.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub bucket_layouts: bool,
 }
 
+/// `GET /api/v1/slo`: every SLO's report, in config order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SloList {
+    /// The reports.
+    pub slos: Vec<SloReport>,
+}
+
 /// A host and its bad events in the window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostBad {
     /// Host.
     pub host: String,
@@ -351,7 +358,7 @@ pub struct HostBad {
 }
 
 /// One SLO's report (`GET /api/v1/slo`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SloReport {
     /// Name.
     pub name: String,
@@ -404,7 +411,7 @@ fn indicator(sli: &Sli) -> Indicator {
             threshold,
             tags: t,
         } => Indicator {
-            kind: "latency",
+            kind: "latency".into(),
             metric: Some(metric.clone()),
             threshold: Some(*threshold),
             threshold_used: ValueHistogram::bucket_edge_at_or_below(*threshold),
@@ -418,7 +425,7 @@ fn indicator(sli: &Sli) -> Indicator {
             total,
             tags: t,
         } => Indicator {
-            kind: "ratio",
+            kind: "ratio".into(),
             metric: None,
             threshold: None,
             threshold_used: None,
