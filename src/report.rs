@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use pitot_aggregator::drift::DriftReport;
 use pitot_aggregator::reports::{
-    AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport,
+    AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport, SeriesList,
 };
 use pitot_aggregator::slo::{SloList, SloReport};
 use pitot_shared::slo::Alert;
@@ -151,12 +151,8 @@ pub fn typed<T: serde::de::DeserializeOwned>(answer: &Value) -> anyhow::Result<T
 pub fn default_group_by(client: &Client, metric: &str, tags: &[String]) -> anyhow::Result<String> {
     let mut q = vec![("match", metric.to_owned())];
     q.extend(tags.iter().map(|t| ("tag", t.clone())));
-    let series = client.get("/api/v1/series", &q)?;
-    let has = |tag: &str| {
-        series["series"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|s| !s["tags"][tag].is_null()))
-    };
+    let series: SeriesList = typed(&client.get("/api/v1/series", &q)?)?;
+    let has = |tag: &str| series.series.iter().any(|s| s.tags.contains_key(tag));
     Ok(["host", "model"]
         .into_iter()
         .filter(|t| has(t))

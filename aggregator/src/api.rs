@@ -295,7 +295,7 @@ async fn agents(
 async fn series(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<reports::SeriesList>, ApiError> {
     let params = Params::parse_known(raw, &["match", "tag"])?;
     let filters = params.tags()?;
     let name = params
@@ -304,7 +304,7 @@ async fn series(
         .map(str::to_owned);
     let list =
         blocking(move || reports::series(state.store.as_ref(), name.as_deref(), &filters)).await?;
-    Ok(Json(json!({ "series": list })))
+    Ok(Json(reports::SeriesList { series: list }))
 }
 
 fn parse_quantiles(text: &str) -> Result<Vec<(String, f64)>, ApiError> {

@@ -475,13 +475,20 @@ pub fn categories(store: &dyn Store, q: &MetricQuery) -> Result<CategoryReport, 
     })
 }
 
+/// `GET /api/v1/series`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesList {
+    /// The series that match.
+    pub series: Vec<SeriesInfo>,
+}
+
 /// One known series.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesInfo {
     /// Metric name.
     pub metric: String,
     /// `histogram`, `counter` or `categorical`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -497,7 +504,7 @@ pub fn series(
         .into_iter()
         .map(|(key, kind)| SeriesInfo {
             metric: key.name().to_owned(),
-            kind: kind.as_str(),
+            kind: kind.as_str().to_owned(),
             tags: key.tags().iter().cloned().collect(),
         })
         .collect())
