@@ -96,7 +96,7 @@ pub struct Uplink {
 
 enum Outcome {
     /// The connection ended; reconnect after back-off.
-    Lost(String),
+    Lost(LinkError),
     /// Shutdown: everything drained or the grace period ran out.
     Done,
 }
@@ -151,6 +151,7 @@ impl Uplink {
                                 return Ok(());
                             }
                             Outcome::Lost(why) => {
+                                let why = why.to_string();
                                 let (kind, fix) = connect_failure(&why);
                                 if let Some(held) = failures.admit(Instant::now(), kind) {
                                     warn!(
@@ -227,7 +228,7 @@ impl Uplink {
     ) -> Outcome {
         let (mut send, recv) = match connection.open_bi().await {
             Ok(s) => s,
-            Err(e) => return Outcome::Lost(e.to_string()),
+            Err(e) => return Outcome::Lost(LinkError::Open(e)),
         };
         let (frames_tx, mut frames) = mpsc::channel(64);
         let reader = tokio::spawn(read_frames(recv, frames_tx));
@@ -237,7 +238,7 @@ impl Uplink {
                 error!(error = %e, "Reading the spool failed.");
             }
             if let Err(e) = flush(session, &mut send).await {
-                break Outcome::Lost(e.to_string());
+                break Outcome::Lost(LinkError::Write(e));
             }
             if deadline.is_some() && self.spool.is_empty() && session.queued() == 0 {
                 break Outcome::Done;
@@ -248,12 +249,12 @@ impl Uplink {
                 frame = frames.recv() => match frame {
                     Some(Ok(frame)) => {
                         if let Err(e) = session.handle_frame(frame) {
-                            break Outcome::Lost(e.to_string());
+                            break Outcome::Lost(LinkError::Protocol(e));
                         }
                         self.handle_events(session);
                     }
                     Some(Err(e)) => break Outcome::Lost(e),
-                    None => break Outcome::Lost("stream closed".into()),
+                    None => break Outcome::Lost(LinkError::Closed),
                 },
                 () = self.spooled.notified() => {}
                 () = recorder_done.cancelled(), if deadline.is_none() => {
@@ -341,23 +342,46 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why an established uplink connection ended.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    /// Opening the stream failed.
+    #[error("opening the stream: {}", with_causes(.0))]
+    Open(quinn::ConnectionError),
+    /// Writing a frame failed.
+    #[error("writing a frame: {}", with_causes(.0))]
+    Write(quinn::WriteError),
+    /// Reading a frame failed (the cause chain carries the aggregator's close reason).
+    #[error("{}", with_causes(.0))]
+    Read(quinn::ReadExactError),
+    /// A frame from the aggregator did not decode (or was over the size limit).
+    #[error("an invalid frame from the aggregator: {0}")]
+    Decode(WireError),
+    /// The session refused a frame.
+    #[error("{0}")]
+    Protocol(pitot_shared::protocol::ProtocolError),
+    /// The aggregator closed the stream.
+    #[error("stream closed")]
+    Closed,
+}
+
 /// Reads length-prefixed frames until the stream ends, forwarding each (or the error).
-async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<Frame, String>>) {
+async fn read_frames(mut recv: quinn::RecvStream, out: mpsc::Sender<Result<Frame, LinkError>>) {
     loop {
         let mut prefix = [0u8; 4];
         if let Err(e) = recv.read_exact(&mut prefix).await {
-            let _closed = out.send(Err(with_causes(&e))).await;
+            let _closed = out.send(Err(LinkError::Read(e))).await;
             return;
         }
         let result = match frame_length(prefix) {
             Ok(len) => {
                 let mut body = vec![0u8; len];
                 match recv.read_exact(&mut body).await {
-                    Ok(()) => decode_frame_body(&body).map_err(|e: WireError| e.to_string()),
-                    Err(e) => Err(with_causes(&e)),
+                    Ok(()) => decode_frame_body(&body).map_err(LinkError::Decode),
+                    Err(e) => Err(LinkError::Read(e)),
                 }
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(LinkError::Decode(e)),
         };
         let failed = result.is_err();
         if out.send(result).await.is_err() || failed {

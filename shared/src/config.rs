@@ -63,7 +63,7 @@ impl ConfigError {
         match parse_duration(text) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.push(key, e);
+                self.push(key, e.to_string());
                 None
             }
         }
@@ -89,34 +89,66 @@ impl ConfigError {
         match parse_bytes(text) {
             Ok(b) => Some(b),
             Err(e) => {
-                self.push(key, e);
+                self.push(key, e.to_string());
                 None
             }
         }
     }
 }
 
+/// A config value that is not what its key takes; the message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// Not a duration.
+    #[error(
+        "`{text}` is not a duration ({reason}); write a number and a unit, like \"10s\" or \"5m\""
+    )]
+    NotADuration {
+        /// As written.
+        text: String,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// A duration of zero where a positive one is needed.
+    #[error("`{text}` is zero; use a positive duration like \"10s\"")]
+    ZeroDuration {
+        /// As written.
+        text: String,
+    },
+    /// Not a byte size.
+    #[error("`{text}` is not a byte size ({reason}); write e.g. \"256MiB\"")]
+    NotAByteSize {
+        /// As written.
+        text: String,
+        /// The parser's reason.
+        reason: String,
+    },
+}
+
 /// Parses a positive duration (`10s`, `1m`, `500ms`, `2d`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!(
-            "`{text}` is not a duration ({e}); write a number and a unit, like \"10s\" or \"5m\""
-        )
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| ValueError::NotADuration {
+        text: text.to_owned(),
+        reason: e.to_string(),
     })?;
     if d.is_zero() {
-        return Err(format!(
-            "`{text}` is zero; use a positive duration like \"10s\""
-        ));
+        return Err(ValueError::ZeroDuration {
+            text: text.to_owned(),
+        });
     }
     Ok(d)
 }
 
 /// Parses a byte size (`256MiB`, `1GB`, `4096`).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, ValueError> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|e| format!("`{text}` is not a byte size ({e}); write e.g. \"256MiB\""))
+        .map_err(|e| ValueError::NotAByteSize {
+            text: text.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// Deserializes a byte size written either as text (`"64KiB"`) or as a bare integer of bytes

@@ -210,7 +210,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
                     &format!("retention.{label}"),
                     format!("must be at least one bucket ({label})"),
                 ),
-                Err(msg) => e.push(&format!("retention.{label}"), msg),
+                Err(msg) => e.push(&format!("retention.{label}"), msg.to_string()),
             }
         }
         if raw.store.dir.as_os_str().is_empty() {
