@@ -17,15 +17,17 @@
 //!                                                  bucket up to and including `start`: i64 BE
 //! ```
 //!
-//! The SLO trees are what [`crate::slo`] reads: per-SLO good/total counters per bucket, and per
+//! The SLO trees are what the SLO engine reads: per-SLO good/total counters per bucket, and per
 //! host a running sum of `total − good` with an entry for each coarsest bucket where it moved,
 //! so a host's bad events over a range are two lookups. The sum is signed because a ratio
 //! SLI's good and total counters may reach the aggregator in different batches (DogStatsD
 //! timestamps put late counts into an interval already shipped); per-batch differences would
 //! overcount. They are written in the merge transaction and kept for the longest SLO window.
-//! [`Store::install_slos`] gives each SLI an id and backfills a new one from the buckets kept.
+//! The store only keys and stores them: which series count, how long hosts' sums are kept and
+//! the backfill of a new SLI are the SLO engine's (`slo::install`, `slo::batch_deltas`), which
+//! hands each merge its [`SloDelta`]s.
 //!
-//! [`Store::merge_batch`] runs one sled transaction: it checks the batch's sequence number
+//! [`SledStore::merge_batch`] runs one sled transaction: it checks the batch's sequence number
 //! against the high-water mark of its `(agent, epoch)`, adds every series into its bucket of
 //! the finest resolution (histograms add, counters add), and moves the mark. So a batch is
 //! merged entirely or not at all, and exactly once; the caller flushes before it acknowledges.
@@ -33,7 +35,7 @@
 //! **Rollups.** Coarser buckets are not rewritten at every merge (rewriting an hourly bucket
 //! 360 times an hour left sled gigabytes of garbage per host per day, see docs/OPERATIONS.md).
 //! Each coarser resolution has a *rollup mark*: its buckets that start before the mark are
-//! written, and [`Store::rollup`] writes the next one, once its time has passed, as the sum of
+//! written, and [`SledStore::rollup`] writes the next one, once its time has passed, as the sum of
 //! the finer resolution's buckets, moving the mark in the same atomic batch. A late batch for
 //! a bucket already rolled up is merged into it directly. Reads past the mark are answered
 //! from the finer resolution, so nothing merged is ever invisible; pruning keeps finer buckets
@@ -200,7 +202,7 @@ impl std::ops::Deref for SledStore {
 /// How long after a coarse bucket ends before it is rolled up: batches usually arrive within
 /// an interval or two; later ones are merged into the rolled-up bucket directly.
 pub const ROLLUP_GRACE_MS: i64 = 60_000;
-/// Coarse buckets rolled up per [`Store::rollup`] call at most, so catching up after downtime
+/// Coarse buckets rolled up per [`SledStore::rollup`] call at most, so catching up after downtime
 /// does not stall merges.
 const ROLLUP_STEPS: usize = 16;
 
