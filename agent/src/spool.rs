@@ -34,15 +34,25 @@ pub enum SpoolError {
     /// The store failed (disk full, I/O error, corruption).
     #[error("spool storage: {0}")]
     Storage(#[from] sled::Error),
-    /// A transaction failed.
-    #[error("spool transaction: {0}")]
-    Transaction(String),
+    /// A transaction was aborted (the closures here never abort, so this is unexpected).
+    #[error("spool transaction aborted")]
+    Aborted,
     /// Another process (another agent) holds the spool's lock.
     #[error(
         "another process holds the spool in {0} (is a second pitot-agent running with the same \
          spool.dir?); stop it, or give this agent its own spool.dir"
     )]
     Locked(std::path::PathBuf),
+}
+
+impl SpoolError {
+    /// A failed sled transaction: its storage error, or an abort.
+    fn from_transaction(e: sled::transaction::TransactionError<()>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Storage(e) => SpoolError::Storage(e),
+            sled::transaction::TransactionError::Abort(()) => SpoolError::Aborted,
+        }
+    }
 }
 
 /// A batch read from the spool: its id and encoded bytes.
@@ -192,7 +202,7 @@ impl Spool {
                 m.insert("next_seq", &(seq + 1).to_be_bytes())?;
                 Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| SpoolError::Transaction(format!("{e:?}")))?;
+            .map_err(SpoolError::from_transaction)?;
         inner.db.flush()?;
         inner.bytes.fetch_add(len, Ordering::Relaxed);
         if self.bytes() > inner.max_bytes {
@@ -280,7 +290,7 @@ impl Spool {
                     t.remove(&k2)?;
                     Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
                 })
-                .map_err(|e| SpoolError::Transaction(format!("{e:?}")))?;
+                .map_err(SpoolError::from_transaction)?;
             let old_len = (v1.len() + v2.len()) as u64;
             inner.bytes.fetch_sub(old_len, Ordering::Relaxed);
             inner.bytes.fetch_add(new_len, Ordering::Relaxed);
