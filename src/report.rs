@@ -101,6 +101,24 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// The quantiles a latency table shows.
 pub const LATENCY_QUANTILES: &str = "0.5,0.9,0.99,0.999";
 
+/// GETs one metric's report from `path`, grouped by `group_by` tags, with `extra` parameters.
+fn metric_report(
+    client: &Client,
+    path: &str,
+    (metric, group_by, from): (&str, &str, &str),
+    tags: &[String],
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Value> {
+    let mut q = vec![
+        ("metric", metric.to_owned()),
+        ("group_by", group_by.to_owned()),
+        ("from", from.to_owned()),
+    ];
+    q.extend(extra.iter().cloned());
+    q.extend(tags.iter().map(|t| ("tag", t.clone())));
+    client.get(path, &q)
+}
+
 /// Fetches the latency report, grouped by `group_by` tags.
 pub fn latency(
     client: &Client,
@@ -109,14 +127,14 @@ pub fn latency(
     from: &str,
     tags: &[String],
 ) -> anyhow::Result<Value> {
-    let mut q = vec![
-        ("metric", metric.to_owned()),
-        ("q", LATENCY_QUANTILES.to_owned()),
-        ("group_by", group_by.to_owned()),
-        ("from", from.to_owned()),
-    ];
-    q.extend(tags.iter().map(|t| ("tag", t.clone())));
-    client.get("/api/v1/quantiles", &q)
+    let q = [("q", LATENCY_QUANTILES.to_owned())];
+    metric_report(
+        client,
+        "/api/v1/quantiles",
+        (metric, group_by, from),
+        tags,
+        &q,
+    )
 }
 
 /// Fetches the counter report, grouped by `group_by` tags.
@@ -127,13 +145,13 @@ pub fn counters(
     from: &str,
     tags: &[String],
 ) -> anyhow::Result<Value> {
-    let mut q = vec![
-        ("metric", metric.to_owned()),
-        ("group_by", group_by.to_owned()),
-        ("from", from.to_owned()),
-    ];
-    q.extend(tags.iter().map(|t| ("tag", t.clone())));
-    client.get("/api/v1/counters", &q)
+    metric_report(
+        client,
+        "/api/v1/counters",
+        (metric, group_by, from),
+        tags,
+        &[],
+    )
 }
 
 /// An API answer as the aggregator's own response type (defined once, in

@@ -585,10 +585,7 @@ pub fn parse_raw_with_env(
 /// Reads a config file without validating values, with `PITOT_AGENT__*` overrides from the
 /// environment.
 pub fn load_raw(path: &Path) -> Result<RawAgentConfig, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = crate::glue::read_config(path)?;
     parse_raw_with_env(&text, path, std::env::vars())
 }
 

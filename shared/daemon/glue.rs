@@ -85,6 +85,14 @@ async fn wait_for_signal(shutdown: CancellationToken, daemon: String) {
     shutdown.cancel();
 }
 
+/// The text of a config file, or why it cannot be read.
+pub fn read_config(path: &Path) -> Result<String, pitot_shared::config::LoadError> {
+    std::fs::read_to_string(path).map_err(|source| pitot_shared::config::LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The certificates in a PEM file (at least one).
 pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)

@@ -313,10 +313,7 @@ pub fn parse_with_env(
 /// Reads and validates a config file, with `PITOT_AGGREGATOR__*` overrides from the
 /// environment.
 pub fn load(path: &Path) -> Result<AggregatorConfig, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = crate::glue::read_config(path)?;
     parse_with_env(&text, path, std::env::vars())
 }
 
