@@ -56,9 +56,10 @@ enum Command {
         /// host and model that the metric's series have).
         #[arg(long)]
         group_by: Option<String>,
-        /// Start of the range (RFC 3339, Unix seconds, or now-1h).
-        #[arg(long, default_value = "now-1h")]
-        from: String,
+        /// Start of the range (RFC 3339, Unix seconds, or now-1h; default now-1h, and for
+        /// `timeline` everything kept).
+        #[arg(long)]
+        from: Option<String>,
         /// Tag filter `key:value`; repeat for several.
         #[arg(long)]
         tag: Vec<String>,
@@ -86,6 +87,9 @@ enum Command {
         /// Versions mode: the candidate version.
         #[arg(long)]
         b: Option<String>,
+        /// Timeline: the model (its `model` tag value).
+        #[arg(long)]
+        model: Option<String>,
     },
     /// Make certificates for a fleet.
     Certs {
@@ -154,6 +158,8 @@ enum ReportKind {
     Drift,
     /// SLOs: SLI, error budget left, burn rates, alert state, worst hosts.
     Slo,
+    /// Deployment timeline of a model (--model): which version served on which host, when.
+    Timeline,
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,8 +250,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             b,
             at,
             slo,
+            model,
         } => {
             let client = report::Client::new(&url);
+            let window_from = from.clone().unwrap_or_else(|| "now-1h".to_owned());
             let group_by = match (&group_by, what) {
                 (Some(g), _) => g.clone(),
                 (None, ReportKind::Latency | ReportKind::Counters) => {
@@ -260,15 +268,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let value = match what {
                 ReportKind::Latency => {
                     let metric = metric.as_deref().unwrap_or("request.latency");
-                    report::latency(&client, metric, &group_by, &from, &tag)?
+                    report::latency(&client, metric, &group_by, &window_from, &tag)?
                 }
                 ReportKind::Counters => {
                     let metric = metric.as_deref().unwrap_or("request.count");
-                    report::counters(&client, metric, &group_by, &from, &tag)?
+                    report::counters(&client, metric, &group_by, &window_from, &tag)?
                 }
                 ReportKind::Agents => client.get("/api/v1/agents", &[])?,
                 ReportKind::Drift => {
-                    let mut q = vec![("mode", mode.clone()), ("from", from.clone())];
+                    let mut q = vec![("mode", mode.clone()), ("from", window_from.clone())];
                     let optional = [
                         ("metric", &metric),
                         ("ref_from", &ref_from),
@@ -284,6 +292,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                     q.extend(tag.iter().map(|t| ("tag", t.clone())));
                     client.get("/api/v1/drift", &q)?
+                }
+                ReportKind::Timeline => {
+                    let Some(model) = &model else {
+                        anyhow::bail!("`report timeline` needs --model NAME (its model tag)");
+                    };
+                    let q: Vec<(&str, String)> = from.iter().map(|f| ("from", f.clone())).collect();
+                    client.get(&format!("/api/v1/models/{model}/timeline"), &q)?
                 }
                 ReportKind::Slo => {
                     let q: Vec<(&str, String)> = at.iter().map(|t| ("at", t.clone())).collect();
@@ -309,6 +324,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     ReportKind::Agents => report::agents_table(&report::typed(&value)?),
                     ReportKind::Drift => report::drift_table(&report::typed(&value)?),
                     ReportKind::Slo => report::slo_table(&report::typed(&value)?),
+                    ReportKind::Timeline => report::timeline_table(&report::typed(&value)?),
                 };
                 write!(out, "{text}")?;
             }

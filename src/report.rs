@@ -11,6 +11,7 @@ use pitot_aggregator::reports::{
     AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport, SeriesList,
 };
 use pitot_aggregator::slo::{SloList, SloReport};
+use pitot_aggregator::timeline::Timeline;
 use pitot_shared::slo::Alert;
 use serde_json::Value;
 
@@ -449,6 +450,48 @@ pub fn drift_table(report: &DriftReport) -> String {
         ],
         &rows,
     )
+}
+
+/// Renders a model's deployment timeline: each version on each host, first and last seen (UTC),
+/// and whether it is live.
+pub fn timeline_table(t: &Timeline) -> String {
+    let rows: Vec<Vec<String>> = t
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                if e.version.is_empty() {
+                    "-".to_owned()
+                } else {
+                    e.version.clone()
+                },
+                e.host.clone(),
+                e.first_seen.clone(),
+                e.last_seen.clone(),
+                if e.live { "live" } else { "" }.to_owned(),
+            ]
+        })
+        .collect();
+    let live: Vec<String> = t
+        .live
+        .iter()
+        .map(|(v, n)| {
+            format!(
+                "{} on {n} host{}",
+                if v.is_empty() { "-" } else { v },
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    format!(
+        "{}: live now: {}\n",
+        t.model,
+        if live.is_empty() {
+            "nothing".to_owned()
+        } else {
+            live.join(", ")
+        }
+    ) + &table(&["version", "host", "first seen", "last seen", ""], &rows)
 }
 
 /// An alert state as tables print it.

@@ -55,7 +55,7 @@ fn benches(c: &mut Criterion) {
             spool_bytes: 0,
             series,
         };
-        store.merge_batch(&batch, now, &[]).expect("merge");
+        store.merge_batch(&batch, now, &[], &[]).expect("merge");
     }
     let config = DriftConfig::default();
     let hosts = DriftQuery {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pitot_aggregator::store::SledStore;
-use pitot_aggregator::{config, slo};
+use pitot_aggregator::{config, slo, timeline};
 use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::{AgentId, SeriesKey};
@@ -84,7 +84,8 @@ fn benches(c: &mut Criterion) {
                 |batch| {
                     // As the merge actor does: the SLO engine's deltas, then the merge.
                     let deltas = slo::batch_deltas(&installed, &batch);
-                    store.merge_batch(&batch, 0, &deltas).expect("merge")
+                    let seen = timeline::sightings(&batch);
+                    store.merge_batch(&batch, 0, &deltas, &seen).expect("merge")
                 },
                 criterion::BatchSize::SmallInput,
             )

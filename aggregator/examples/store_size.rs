@@ -98,7 +98,7 @@ fn main() {
             spool_bytes: 0,
             series: snapshot,
         };
-        store.merge_batch(&batch, 0, &[]).expect("merge");
+        store.merge_batch(&batch, 0, &[], &[]).expect("merge");
         store.rollup(t0 + (i as i64 + 1) * 10_000).expect("rollup");
         if i % 360 == 359 {
             store.flush().expect("flush");

@@ -21,6 +21,7 @@ use crate::reports::{self, MetricQuery, ReportError};
 use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
 use crate::telemetry::Stats;
+use crate::timeline;
 
 /// What handlers share.
 #[derive(Debug, Clone)]
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/drift", get(drift_report))
         .route("/api/v1/slo", get(slo_list))
         .route("/api/v1/slo/{name}", get(slo_one))
+        .route("/api/v1/models/{name}/timeline", get(model_timeline))
         .fallback(not_found)
         .with_state(state)
 }
@@ -351,6 +353,29 @@ async fn categories(
 ) -> Result<Json<reports::CategoryReport>, ApiError> {
     let q = Params::parse_known(raw, METRIC_PARAMS)?.metric_query()?;
     let report = blocking(move || reports::categories(state.store.as_ref(), &q)).await?;
+    Ok(Json(report))
+}
+
+/// `GET /api/v1/models/{name}/timeline?from=&to=`: which version served where, from when to
+/// when (default: everything kept).
+async fn model_timeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<timeline::Timeline>, ApiError> {
+    let params = Params::parse_known(raw, &["from", "to"])?;
+    let now = now_ms();
+    let from_ms = match params.one("from") {
+        Some(t) => parse_time(t, now).map_err(bad)?,
+        None => i64::MIN,
+    };
+    let to_ms = parse_time(params.one("to").unwrap_or("now"), now).map_err(bad)?;
+    if from_ms >= to_ms {
+        return Err(bad("`from` must be before `to`"));
+    }
+    let report =
+        blocking(move || timeline::report(state.store.as_ref(), &name, from_ms, to_ms, now))
+            .await?;
     Ok(Json(report))
 }
 

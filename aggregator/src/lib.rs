@@ -17,6 +17,7 @@ pub mod server;
 pub mod slo;
 pub mod store;
 pub mod telemetry;
+pub mod timeline;
 pub mod units;
 
 use std::net::SocketAddr;

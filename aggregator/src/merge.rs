@@ -17,6 +17,7 @@ use crate::glue::now_ms;
 use crate::slo::{self, InstalledSlo};
 use crate::store::{MergeOutcome, SledStore, StoreError};
 use crate::telemetry::Stats;
+use crate::timeline;
 
 /// Requests waiting for the actor, at most. Each connection has at most one outstanding, so
 /// this only bounds bursts from many agents.
@@ -118,7 +119,8 @@ pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -
                     .map(|r| {
                         let batch = r.batch.batch();
                         let deltas = slo::batch_deltas(&slos, batch);
-                        store.merge_batch(batch, r.received_ms, &deltas)
+                        let seen = timeline::sightings(batch);
+                        store.merge_batch(batch, r.received_ms, &deltas, &seen)
                     })
                     .collect();
                 let flushed = store.flush().map_err(Arc::new);

@@ -9,6 +9,9 @@
 //!            0xFF, "rollup", resolution: u8       → rollup mark: start as a time key
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
 //! "agents":  agent_id                            → bincode(AgentRecord)
+//! "sightings": model, 0x00, version, 0x00, host   → first: i64 BE, last: i64 BE (Unix ms:
+//!                                                  start of the first interval seen, end of
+//!                                                  the last)
 //! "slo_defs":  canonical SLI bytes               → slo id: u64 BE, ready: u8
 //! "slo_cells": slo id, resolution: u8, start     → good: u64 BE, total: u64 BE,
 //!                                                  uncertain: u64 BE (absent in stores
@@ -57,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::model::{Resolution, SloDelta};
+use crate::model::{Resolution, Sighting, SloDelta};
 
 /// What the aggregator knows about an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +160,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Length of the buckets per-host SLO counts are kept in (the coarsest resolution's).
     fn host_bucket_ms(&self) -> u64;
+    /// Every sighting of `model` (of every model when `None`): first and last per version
+    /// and host.
+    fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError>;
 }
 
 /// The trees, shared by the writer and its readers.
@@ -167,6 +173,7 @@ struct Trees {
     buckets: sled::Tree,
     dedupe: sled::Tree,
     agents: sled::Tree,
+    sightings: sled::Tree,
     slo_defs: sled::Tree,
     slo_cells: sled::Tree,
     slo_hosts: sled::Tree,
@@ -370,6 +377,7 @@ impl SledStore {
             buckets: db.open_tree("buckets")?,
             dedupe: db.open_tree("dedupe")?,
             agents: db.open_tree("agents")?,
+            sightings: db.open_tree("sightings")?,
             slo_defs: db.open_tree("slo_defs")?,
             slo_cells: db.open_tree("slo_cells")?,
             slo_hosts: db.open_tree("slo_hosts")?,
@@ -683,6 +691,27 @@ impl Trees {
     }
 }
 
+fn sighting_key(model: &str, version: &str, host: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(model.len() + version.len() + host.len() + 2);
+    k.extend_from_slice(model.as_bytes());
+    k.push(0);
+    k.extend_from_slice(version.as_bytes());
+    k.push(0);
+    k.extend_from_slice(host.as_bytes());
+    k
+}
+
+fn span_value(first: i64, last: i64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&first.to_be_bytes());
+    v[8..].copy_from_slice(&last.to_be_bytes());
+    v
+}
+
+fn parse_span(bytes: &[u8]) -> Option<(i64, i64)> {
+    Some((parse_i64(bytes.get(..8)?)?, parse_i64(bytes.get(8..16)?)?))
+}
+
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
@@ -736,6 +765,7 @@ impl Trees {
         batch: &Batch,
         received_ms: i64,
         slo_deltas: &[SloDelta],
+        sightings: &[Sighting],
     ) -> Result<MergeOutcome, StoreError> {
         // Series ids are assigned outside the transaction; an id for a batch that later turns
         // out to be a duplicate is harmless (the series simply has no buckets yet).
@@ -763,73 +793,87 @@ impl Trees {
             &self.agents,
             &self.slo_cells,
             &self.slo_hosts,
+            &self.sightings,
         );
-        let outcome = trees.transaction(|(buckets, dedupe, agents, slo_cells, slo_hosts)| {
-            let mut record: AgentRecord = match agents.get(agent_key)? {
-                Some(v) => bincode::serde::decode_from_slice(&v, bincode_config())
-                    .map(|(r, _)| r)
-                    .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?,
-                None => AgentRecord {
-                    agent_id: batch.agent_id.0.clone(),
-                    version: String::new(),
-                    first_seen_ms: received_ms,
-                    last_batch_ms: 0,
-                    last_interval_end_ms: 0,
-                    lag_ms: 0,
-                    spool_bytes: 0,
-                    batches: 0,
-                    duplicates: 0,
-                },
-            };
-            record.last_batch_ms = received_ms;
-            record.version = batch.agent_version.clone();
-            record.spool_bytes = batch.spool_bytes;
-            let high_water = dedupe
-                .get(&dedupe_key)?
-                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-                .unwrap_or(0);
-            let outcome = if batch.seq <= high_water {
-                record.duplicates += 1;
-                MergeOutcome::Duplicate
-            } else {
-                for (id, data) in &targets {
-                    for (res, mark) in self.resolutions.iter().zip(&marks) {
-                        let start = align_down(batch.interval_start_ms, res.bucket_ms());
-                        if start >= *mark {
-                            continue; // rolled up from the finer buckets later
-                        }
-                        let key = bucket_key(res.code, *id, start);
-                        let merged = match buckets.get(key)? {
-                            Some(old) => {
-                                let mut old = decode_data(&old)
-                                    .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
-                                if old.merge(data).is_err() {
-                                    continue;
-                                }
-                                old
+        let outcome =
+            trees.transaction(|(buckets, dedupe, agents, slo_cells, slo_hosts, seen)| {
+                let mut record: AgentRecord = match agents.get(agent_key)? {
+                    Some(v) => bincode::serde::decode_from_slice(&v, bincode_config())
+                        .map(|(r, _)| r)
+                        .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?,
+                    None => AgentRecord {
+                        agent_id: batch.agent_id.0.clone(),
+                        version: String::new(),
+                        first_seen_ms: received_ms,
+                        last_batch_ms: 0,
+                        last_interval_end_ms: 0,
+                        lag_ms: 0,
+                        spool_bytes: 0,
+                        batches: 0,
+                        duplicates: 0,
+                    },
+                };
+                record.last_batch_ms = received_ms;
+                record.version = batch.agent_version.clone();
+                record.spool_bytes = batch.spool_bytes;
+                let high_water = dedupe
+                    .get(&dedupe_key)?
+                    .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(0);
+                let outcome = if batch.seq <= high_water {
+                    record.duplicates += 1;
+                    MergeOutcome::Duplicate
+                } else {
+                    for (id, data) in &targets {
+                        for (res, mark) in self.resolutions.iter().zip(&marks) {
+                            let start = align_down(batch.interval_start_ms, res.bucket_ms());
+                            if start >= *mark {
+                                continue; // rolled up from the finer buckets later
                             }
-                            None => (*data).clone(),
-                        };
-                        buckets.insert(&key, encode_data(&merged))?;
+                            let key = bucket_key(res.code, *id, start);
+                            let merged = match buckets.get(key)? {
+                                Some(old) => {
+                                    let mut old = decode_data(&old)
+                                        .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
+                                    if old.merge(data).is_err() {
+                                        continue;
+                                    }
+                                    old
+                                }
+                                None => (*data).clone(),
+                            };
+                            buckets.insert(&key, encode_data(&merged))?;
+                        }
                     }
-                }
-                for plan in &slo_plans {
-                    self.apply_slo_plan(slo_cells, slo_hosts, plan, batch.interval_start_ms)?;
-                }
-                dedupe.insert(dedupe_key.as_slice(), &batch.seq.to_be_bytes())?;
-                record.batches += 1;
-                record.last_interval_end_ms = record.last_interval_end_ms.max(interval_end);
-                record.lag_ms = (received_ms - interval_end).max(0);
-                MergeOutcome::Merged {
-                    series: targets.len(),
-                    kind_conflicts,
-                }
-            };
-            let encoded = bincode::serde::encode_to_vec(&record, bincode_config())
-                .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
-            agents.insert(agent_key, encoded)?;
-            Ok(outcome)
-        })?;
+                    for plan in &slo_plans {
+                        self.apply_slo_plan(slo_cells, slo_hosts, plan, batch.interval_start_ms)?;
+                    }
+                    for s in sightings {
+                        let key = sighting_key(&s.model, &s.version, &s.host);
+                        let (first, last) = match seen.get(&key)? {
+                            Some(v) => parse_span(&v)
+                                .ok_or_else(|| abort(StoreError::Corrupt("sighting".into())))?,
+                            None => (s.from_ms, s.to_ms),
+                        };
+                        seen.insert(
+                            key,
+                            &span_value(first.min(s.from_ms), last.max(s.to_ms))[..],
+                        )?;
+                    }
+                    dedupe.insert(dedupe_key.as_slice(), &batch.seq.to_be_bytes())?;
+                    record.batches += 1;
+                    record.last_interval_end_ms = record.last_interval_end_ms.max(interval_end);
+                    record.lag_ms = (received_ms - interval_end).max(0);
+                    MergeOutcome::Merged {
+                        series: targets.len(),
+                        kind_conflicts,
+                    }
+                };
+                let encoded = bincode::serde::encode_to_vec(&record, bincode_config())
+                    .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
+                agents.insert(agent_key, encoded)?;
+                Ok(outcome)
+            })?;
         Ok(outcome)
     }
 
@@ -984,6 +1028,32 @@ impl Trees {
         Ok(out)
     }
 
+    fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
+        let prefix = model.map_or_else(Vec::new, |m| {
+            let mut p = m.as_bytes().to_vec();
+            p.push(0);
+            p
+        });
+        let mut out = Vec::new();
+        for entry in self.sightings.scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let mut parts = k.splitn(3, |b| *b == 0);
+            let (Some(m), Some(ver), Some(host), Some((first, last))) =
+                (parts.next(), parts.next(), parts.next(), parse_span(&v))
+            else {
+                return Err(StoreError::Corrupt("sighting".into()));
+            };
+            out.push(Sighting {
+                model: String::from_utf8_lossy(m).into_owned(),
+                version: String::from_utf8_lossy(ver).into_owned(),
+                host: String::from_utf8_lossy(host).into_owned(),
+                from_ms: first,
+                to_ms: last,
+            });
+        }
+        Ok(out)
+    }
+
     fn set_slo(&self, canon: &[u8], id: u64, ready: bool) -> Result<(), StoreError> {
         let mut v = id.to_be_bytes().to_vec();
         v.push(u8::from(ready));
@@ -1130,6 +1200,14 @@ macro_rules! delegate_store_reads {
                 let $s = self;
                 $e.host_bucket_ms()
             }
+
+            fn sightings(
+                &self,
+                model: Option<&str>,
+            ) -> Result<Vec<$crate::model::Sighting>, $crate::store::StoreError> {
+                let $s = self;
+                $e.sightings(model)
+            }
         }
     };
 }
@@ -1142,15 +1220,18 @@ delegate_store_reads!(SledStore, s => s.reader.trees);
 /// The writes, all `&mut self`: only the owner of the unique writer can make them.
 impl SledStore {
     /// Merges a batch exactly once (see the module docs), with what it adds to each SLO's
-    /// counters (`slo_deltas`, from `slo::batch_deltas`) in the same transaction. Not durable
-    /// until [`SledStore::flush`].
+    /// counters (`slo_deltas`, from `slo::batch_deltas`) and to the deployment timeline
+    /// (`sightings`, from `timeline::sightings`) in the same transaction. Not durable until
+    /// [`SledStore::flush`].
     pub fn merge_batch(
         &mut self,
         batch: &Batch,
         received_ms: i64,
         slo_deltas: &[SloDelta],
+        sightings: &[Sighting],
     ) -> Result<MergeOutcome, StoreError> {
-        self.trees().merge_batch(batch, received_ms, slo_deltas)
+        self.trees()
+            .merge_batch(batch, received_ms, slo_deltas, sightings)
     }
 
     /// Makes every write so far durable.

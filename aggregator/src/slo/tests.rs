@@ -44,7 +44,7 @@ impl TestStore {
         self.writer
             .lock()
             .expect("writer")
-            .merge_batch(b, received_ms, &deltas)
+            .merge_batch(b, received_ms, &deltas, &[])
     }
 
     fn prune(&self, now_ms: i64) -> Result<u64, StoreError> {

@@ -62,16 +62,16 @@ fn batches_merge_exactly_once_per_epoch() {
     let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     let b1 = batch("a", 1, 1, 1_000_000, &[1.0, 2.0]);
     assert!(matches!(
-        store.merge_batch(&b1, 1_001_000, &[]).unwrap(),
+        store.merge_batch(&b1, 1_001_000, &[], &[]).unwrap(),
         MergeOutcome::Merged { series: 1, .. }
     ));
     assert_eq!(
-        store.merge_batch(&b1, 1_002_000, &[]).unwrap(),
+        store.merge_batch(&b1, 1_002_000, &[], &[]).unwrap(),
         MergeOutcome::Duplicate
     );
     // A new epoch (a fresh spool) starts its sequence again and is merged.
     store
-        .merge_batch(&batch("a", 2, 1, 1_001_000, &[3.0]), 1_003_000, &[])
+        .merge_batch(&batch("a", 2, 1, 1_001_000, &[3.0]), 1_003_000, &[], &[])
         .unwrap();
     assert_eq!(count(&store, 0, "a", 0, i64::MAX), 3);
     assert_eq!(count(&store, 1, "a", 0, i64::MAX), 3);
@@ -87,7 +87,7 @@ fn reads_respect_time_ranges_including_negative_times() {
     let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     for (seq, start) in [(1, -20_000), (2, 0), (3, 10_000), (4, 20_000)] {
         store
-            .merge_batch(&batch("a", 1, seq, start, &[1.0]), 0, &[])
+            .merge_batch(&batch("a", 1, seq, start, &[1.0]), 0, &[], &[])
             .unwrap();
     }
     assert_eq!(count(&store, 0, "a", -20_000, 10_000), 2);
@@ -100,12 +100,12 @@ fn kind_conflicts_are_refused_not_merged() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     store
-        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[])
+        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[], &[])
         .unwrap();
     let mut counter = batch("a", 1, 2, 0, &[]);
     counter.series[0].data = SeriesData::Counter(5.0);
     assert_eq!(
-        store.merge_batch(&counter, 0, &[]).unwrap(),
+        store.merge_batch(&counter, 0, &[], &[]).unwrap(),
         MergeOutcome::Merged {
             series: 0,
             kind_conflicts: 1
@@ -119,7 +119,7 @@ fn prune_honours_retention_per_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     store
-        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[])
+        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[], &[])
         .unwrap();
     // Two hours later the 10 s bucket (1 h retention) goes, the 1 min one (1 d) stays.
     assert_eq!(
@@ -135,10 +135,10 @@ fn series_lookup_by_name_prefix_and_tags() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
     store
-        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[])
+        .merge_batch(&batch("a", 1, 1, 0, &[1.0]), 0, &[], &[])
         .unwrap();
     store
-        .merge_batch(&batch("b", 1, 1, 0, &[1.0]), 0, &[])
+        .merge_batch(&batch("b", 1, 1, 0, &[1.0]), 0, &[], &[])
         .unwrap();
     assert_eq!(store.series(Some("lat"), &[]).unwrap().len(), 2);
     assert_eq!(store.series(Some("la"), &[]).unwrap().len(), 0);
@@ -184,7 +184,12 @@ fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
     for i in 0..720 {
         seq += 1;
         store
-            .merge_batch(&batch("a", 1, seq, t0 + i * 10_000, &[1.0, 2.0]), 0, &[])
+            .merge_batch(
+                &batch("a", 1, seq, t0 + i * 10_000, &[1.0, 2.0]),
+                0,
+                &[],
+                &[],
+            )
             .unwrap();
     }
     // Nothing coarse is written at merge time, but every resolution reads all 1 440 values.
@@ -224,7 +229,7 @@ fn coarse_buckets_are_rolled_up_once_and_reads_never_miss_data() {
     // A late batch for a rolled-up minute and hour is merged into them directly.
     seq += 1;
     store
-        .merge_batch(&batch("a", 1, seq, t0 + 30_000, &[3.0]), 0, &[])
+        .merge_batch(&batch("a", 1, seq, t0 + 30_000, &[3.0]), 0, &[], &[])
         .unwrap();
     for res in 0..3 {
         assert_eq!(
@@ -246,7 +251,7 @@ fn pruning_keeps_finer_buckets_until_they_are_rolled_up() {
     let t0 = 1_800_000_000_000; // on an hour boundary
     let mut store = SledStore::open_at(dir.path(), three_resolutions(), t0 - 1).unwrap();
     store
-        .merge_batch(&batch("a", 1, 1, t0, &[1.0]), 0, &[])
+        .merge_batch(&batch("a", 1, 1, t0, &[1.0]), 0, &[], &[])
         .unwrap();
     // Two hours later the 10 s bucket is past its retention, but no rollup ran: it stays.
     store
