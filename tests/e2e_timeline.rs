@@ -88,7 +88,11 @@ fn a_rollout_across_three_agents_is_the_timeline() {
             .all(|e| !(e["version"] == "v2" && e["host"] == "h3")),
         "h3 never served v2: {t:#}"
     );
-    assert_eq!(t["live"], serde_json::json!([["v1", 1], ["v2", 2]]), "{t:#}");
+    assert_eq!(
+        t["live"],
+        serde_json::json!([["v1", 1], ["v2", 2]]),
+        "{t:#}"
+    );
 
     // Stored: the same after a restart.
     fleet.kill_aggregator();
@@ -97,13 +101,28 @@ fn a_rollout_across_three_agents_is_the_timeline() {
     assert_eq!(again["entries"], t["entries"]);
 
     let out = Command::new(bin("pitot"))
-        .args(["report", "timeline", "--model", "llama3", "--url", &fleet.url()])
+        .args([
+            "report",
+            "timeline",
+            "--model",
+            "llama3",
+            "--url",
+            &fleet.url(),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("v2 on 2 hosts"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.starts_with("v1 ")).count(), 3, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("v1 ")).count(),
+        3,
+        "{text}"
+    );
 
     // A model nothing was seen for is a 404 that says where the timeline comes from.
     let err = fleet
