@@ -17,6 +17,7 @@
 //! | `process.count` | histogram | processes matched by the rule |
 //! | `process.restarts` | counter | new pids for the rule after the first sample |
 //! | `process.gpu.memory.usage` | histogram | per matched process and device, bytes |
+//! | `process.gpu.allocated_time`, `process.gpu.busy_time`, `process.host.allocated_time` | counter | seconds per matched rule, for cost (`cost.rs`) |
 //! | `gpu.utilization`, `gpu.memory.usage`, `gpu.memory.limit`, `gpu.power`, `gpu.temperature`, `gpu.clock.sm` | histogram | per device (`gpu` tag: index, `gpu_model`) |
 //!
 //! Process series carry `process:<rule name>` and the rule's tags. A rule that matches
@@ -55,6 +56,8 @@ pub struct Sampler {
     cgroup_root: std::path::PathBuf,
     /// Class of each CPU number (empty when all cores are alike).
     core_classes: BTreeMap<usize, &'static str>,
+    /// The sampling period each sample stands for in the cost counters (`spawn` sets it).
+    period: Duration,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -144,6 +147,7 @@ impl Sampler {
             } else {
                 BTreeMap::new()
             },
+            period: Duration::from_secs(1),
         })
     }
 
@@ -277,6 +281,8 @@ impl Sampler {
             .as_mut()
             .map(|g| g.processes())
             .unwrap_or_default();
+        let devices = self.gpus.as_mut().map(|g| g.devices()).unwrap_or_default();
+        let mut held: Vec<(Vec<(String, String)>, BTreeSet<u32>)> = Vec::new();
         if !self.rules.is_empty() {
             refresh_processes(&mut self.system);
             for i in 0..self.rules.len() {
@@ -326,11 +332,22 @@ impl Sampler {
                         out.extend(value("process.gpu.memory.usage", &t, g.memory_used as f64));
                     }
                 }
+                held.push((tags, pids.clone()));
                 self.seen[i] = Some(pids);
             }
+            let rules: Vec<cost::RuleSample<'_>> = held
+                .iter()
+                .map(|(tags, pids)| cost::RuleSample { tags, pids })
+                .collect();
+            out.extend(cost::attribute(
+                self.period.as_secs_f64(),
+                &rules,
+                &gpu_processes,
+                &devices,
+            ));
         }
-        if let Some(g) = &mut self.gpus {
-            for d in g.devices() {
+        {
+            for d in devices {
                 let tags = vec![
                     ("gpu".to_owned(), d.index.to_string()),
                     ("gpu_model".to_owned(), d.name.clone()),
@@ -366,6 +383,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("pitot-sampler".into())
         .spawn(move || {
+            sampler.period = period;
             // sysinfo's CPU usage is a difference between two refreshes: take a baseline.
             sampler.system.refresh_cpu_usage();
             refresh_processes(&mut sampler.system);
@@ -391,6 +409,19 @@ pub fn gpus(wanted: bool) -> Option<Box<dyn Gpus>> {
     if !wanted {
         return None;
     }
+    if let Some(path) = std::env::var_os("PITOT_FAKE_GPUS") {
+        let path = std::path::PathBuf::from(path);
+        match crate::gpu::FakeGpus::load(&path) {
+            Ok(fake) => {
+                tracing::warn!(file = %path.display(), "GPU readings come from PITOT_FAKE_GPUS, not NVML (tests only).");
+                return Some(Box::new(fake));
+            }
+            Err(why) => {
+                tracing::warn!(%why, "PITOT_FAKE_GPUS is set but unreadable; no GPU sampling.");
+                return None;
+            }
+        }
+    }
     match crate::gpu::open() {
         Ok(nvml) => {
             info!("GPU sampling through NVML.");
@@ -404,6 +435,7 @@ pub fn gpus(wanted: bool) -> Option<Box<dyn Gpus>> {
 }
 
 mod cores;
+mod cost;
 #[cfg(test)]
 mod tests;
 

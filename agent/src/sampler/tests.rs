@@ -109,6 +109,7 @@ fn a_child_process_is_measured_by_command_line_and_pid_file() {
             device: 0,
             pid: child.0.id(),
             memory_used: 4 << 30,
+            sm_utilization: None,
         }],
     };
     let mut sampler = Sampler::new(true, rules, Some(Box::new(gpus))).expect("sampler");
@@ -143,6 +144,16 @@ fn a_child_process_is_measured_by_command_line_and_pid_file() {
         );
         let gpu = histogram(&m, "process.gpu.memory.usage", rule);
         assert_eq!(gpu.max(), Some((4u64 << 30) as f64));
+        // Both rules hold the device: each is charged half of the one-second sample.
+        let held = m["process.gpu.allocated_time"]
+            .iter()
+            .find(|(k, _)| k.tag("process") == Some(rule))
+            .map(|(k, d)| (k.tag("gpu_model").map(str::to_owned), d.clone()));
+        assert_eq!(
+            held,
+            Some((Some("Fake H100".to_owned()), SeriesData::Counter(0.5))),
+            "{rule}"
+        );
     }
     let tagged = &m["process.memory.usage"]
         .iter()
