@@ -15,7 +15,121 @@ use std::time::Duration;
 use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
 use pitot_shared::drift::DriftConfig;
 
-use crate::model::{RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow, TimeSpec};
+use crate::model::{
+    CostMetrics, ModelDefinition, Prices, RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow,
+    TimeSpec,
+};
+
+fn validate_models(e: &mut ConfigError, raw: &[RawModel], slos: &[RawSlo]) -> Vec<ModelDefinition> {
+    let mut out: Vec<ModelDefinition> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |field: &str| format!("model[{i}].{field}");
+        if r.name.is_empty()
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            e.push(
+                &key("name"),
+                "use letters, digits, '-', '_' and '.', e.g. \"llama3-8b\"",
+            );
+        } else if out.iter().any(|m| m.name == r.name) {
+            e.push(&key("name"), format!("`{}` is defined twice", r.name));
+        }
+        if r.owner.trim().is_empty() {
+            e.push(
+                &key("owner"),
+                "name the team that owns the model, e.g. \"search-ranking\"",
+            );
+        }
+        let tags = match &r.tags {
+            Some(t) if t.is_empty() => {
+                e.push(
+                    &key("tags"),
+                    "must select something, e.g. [\"model:llama3\"]; leave it out for model:<name>",
+                );
+                Vec::new()
+            }
+            Some(t) => e.tags(&key("tags"), t),
+            None => vec![("model".to_owned(), r.name.clone())],
+        };
+        for s in &r.slos {
+            if !slos.iter().any(|d| &d.name == s) {
+                let known: Vec<&str> = slos.iter().map(|d| d.name.as_str()).collect();
+                e.push(
+                    &key("slos"),
+                    format!(
+                        "no [[slo]] named `{s}`; defined: {}",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        let mut price = |field: &str, v: f64| {
+            if !(v.is_finite() && v >= 0.0) {
+                e.push(
+                    &key(field),
+                    format!("{v} must be a price of zero or more, e.g. 2.5"),
+                );
+            }
+        };
+        let mut prices = Prices {
+            host_hour: r.host_hour,
+            ..Prices::default()
+        };
+        if let Some(h) = r.host_hour {
+            price("host_hour", h);
+        }
+        match &r.gpu_hour {
+            Some(RawGpuPrice::Flat(p)) => {
+                price("gpu_hour", *p);
+                prices.gpu_hour_default = Some(*p);
+            }
+            Some(RawGpuPrice::ByClass(map)) => {
+                for (class, p) in map {
+                    price(&format!("gpu_hour.{class}"), *p);
+                    if class == "default" {
+                        prices.gpu_hour_default = Some(*p);
+                    } else {
+                        prices.gpu_hour.insert(class.clone(), *p);
+                    }
+                }
+            }
+            None => {}
+        }
+        for (field, m) in [
+            ("tokens_in", &r.tokens_in),
+            ("tokens_out", &r.tokens_out),
+            ("requests", &r.requests),
+        ] {
+            if m.as_deref() == Some("") {
+                e.push(
+                    &key(field),
+                    "name a metric, or leave the key out for the known names",
+                );
+            }
+        }
+        out.push(ModelDefinition {
+            name: r.name.clone(),
+            owner: r.owner.trim().to_owned(),
+            contact: r.contact.clone(),
+            tags,
+            slos: r.slos.clone(),
+            prices,
+            metrics: CostMetrics {
+                tokens_in: r.tokens_in.clone(),
+                tokens_out: r.tokens_out.clone(),
+                requests: r.requests.clone(),
+            },
+        });
+    }
+    out
+}
 
 fn validate_slos(e: &mut ConfigError, raw: &[RawSlo]) -> Vec<SloDefinition> {
     let mut out: Vec<SloDefinition> = Vec::new();
@@ -141,6 +255,8 @@ pub struct AggregatorConfig {
     pub drift: DriftSettings,
     /// `[[slo]]`.
     pub slos: Vec<SloDefinition>,
+    /// `[[model]]`.
+    pub models: Vec<ModelDefinition>,
 }
 
 /// Validated `[quic]`.
@@ -259,6 +375,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             references,
         };
         let slos = validate_slos(&mut e, &raw.slo);
+        let models = validate_models(&mut e, &raw.model, &raw.slo);
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
             return Err(e);
         };
@@ -281,6 +398,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             },
             drift,
             slos,
+            models,
         })
     }
 }
@@ -428,6 +546,71 @@ tags = ["model:llama3"]
         let c = parse(&uncommented, &path).unwrap();
         assert_eq!(c.slos.len(), 2);
         assert_eq!(c.slos[0].service, "chat");
+    }
+
+    #[test]
+    fn models_parse_with_their_defaults_and_bad_ones_name_the_key() {
+        let text = r##"
+[[slo]]
+name = "chat-latency"
+objective = 0.99
+sli = { kind = "latency", metric = "gen_ai.server.request.duration", threshold_ms = 0.5 }
+
+[[model]]
+name = "llama3-8b"
+owner = "search-ranking"
+contact = "#search-oncall"
+slos = ["chat-latency"]
+gpu_hour = { default = 2.5, "NVIDIA H100 80GB HBM3" = 4.0 }
+host_hour = 0.4
+
+[[model]]
+name = "embedder"
+owner = "platform"
+tags = ["service:embed", "tier:prod"]
+gpu_hour = 1.25
+requests = "embed.requests"
+"##;
+        let c = parse(text, Path::new("t.toml")).unwrap();
+        let llama = &c.models[0];
+        assert_eq!(llama.tags, vec![("model".into(), "llama3-8b".into())]);
+        assert_eq!(
+            llama.prices.gpu(&[None, Some("NVIDIA H100 80GB HBM3")]),
+            Some(4.0)
+        );
+        assert_eq!(llama.prices.gpu(&[Some("A10G")]), Some(2.5));
+        assert_eq!(llama.prices.host_hour, Some(0.4));
+        let embed = &c.models[1];
+        assert_eq!(embed.tags.len(), 2);
+        assert_eq!(embed.prices.gpu(&[Some("anything")]), Some(1.25));
+        assert_eq!(embed.metrics.requests.as_deref(), Some("embed.requests"));
+
+        problem("[[model]]\nname = \"a b\"\nowner = \"x\"", "model[0].name");
+        problem("[[model]]\nname = \"a\"\nowner = \" \"", "model[0].owner");
+        problem(
+            "[[model]]\nname = \"a\"\nowner = \"x\"\nslos = [\"nope\"]",
+            "model[0].slos",
+        );
+        problem(
+            "[[model]]\nname = \"a\"\nowner = \"x\"\ngpu_hour = -1.0",
+            "model[0].gpu_hour",
+        );
+        problem(
+            "[[model]]\nname = \"a\"\nowner = \"x\"\ngpu_hour = { H100 = -2.0 }",
+            "model[0].gpu_hour.H100",
+        );
+        problem(
+            "[[model]]\nname = \"a\"\nowner = \"x\"\ntags = [\"nocolon\"]",
+            "model[0].tags",
+        );
+        problem(
+            "[[model]]\nname = \"a\"\nowner = \"x\"\n[[model]]\nname = \"a\"\nowner = \"y\"",
+            "model[1].name",
+        );
+        problem(
+            "[[model]]\nname = \"a\"\nowner = \"x\"\ncolour = \"red\"",
+            "colour",
+        );
     }
 
     #[test]

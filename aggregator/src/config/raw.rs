@@ -35,6 +35,8 @@ pub struct RawAggregatorConfig {
     pub retention: BTreeMap<String, String>,
     /// SLO definitions (`[[slo]]`).
     pub slo: Vec<RawSlo>,
+    /// Models: owner, series, SLOs, prices (`[[model]]`).
+    pub model: Vec<RawModel>,
     /// Drift settings.
     pub drift: RawDrift,
 }
@@ -85,6 +87,50 @@ pub enum RawSli {
         #[serde(default)]
         tags: Vec<String>,
     },
+}
+
+/// One `[[model]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Owning team.
+    pub owner: String,
+    /// How to reach the owner.
+    #[serde(default)]
+    pub contact: String,
+    /// `k:v` tags selecting its series. Default `["model:<name>"]`.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Names of `[[slo]]`s that belong to it.
+    #[serde(default)]
+    pub slos: Vec<String>,
+    /// Price of a GPU-hour: a number, or a table by GPU class with an optional `default`.
+    #[serde(default)]
+    pub gpu_hour: Option<RawGpuPrice>,
+    /// Price of a host-hour.
+    #[serde(default)]
+    pub host_hour: Option<f64>,
+    /// A counter (or histogram sum) of input tokens, where not a known name.
+    #[serde(default)]
+    pub tokens_in: Option<String>,
+    /// A counter (or histogram sum) of output tokens, where not a known name.
+    #[serde(default)]
+    pub tokens_out: Option<String>,
+    /// A counter (or histogram count) of requests, where not a known name.
+    #[serde(default)]
+    pub requests: Option<String>,
+}
+
+/// `gpu_hour = 2.5` or `gpu_hour = { default = 2.5, "NVIDIA H100 80GB HBM3" = 4.0 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawGpuPrice {
+    /// One price for every GPU.
+    Flat(f64),
+    /// By GPU class (`gpu_class` tag, else `gpu_model`), `default` for the rest.
+    ByClass(BTreeMap<String, f64>),
 }
 
 /// `[drift]`.
