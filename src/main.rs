@@ -87,9 +87,13 @@ enum Command {
         /// Versions mode: the candidate version.
         #[arg(long)]
         b: Option<String>,
-        /// Timeline: the model (its `model` tag value).
+        /// Timeline: the model (its `model` tag value); models: only this model.
         #[arg(long)]
         model: Option<String>,
+        /// Models: the window, `month` (the calendar month so far) or a duration back from
+        /// now (`7d`); default the last 24 hours (or --from).
+        #[arg(long)]
+        window: Option<String>,
     },
     /// Make certificates for a fleet.
     Certs {
@@ -160,6 +164,8 @@ enum ReportKind {
     Slo,
     /// Deployment timeline of a model (--model): which version served on which host, when.
     Timeline,
+    /// Models: owner, live versions, traffic, SLOs, drift, GPU-hours and cost (default 24 h).
+    Models,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +257,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             at,
             slo,
             model,
+            window,
         } => {
             let client = report::Client::new(&url);
             let window_from = from.clone().unwrap_or_else(|| "now-1h".to_owned());
@@ -300,6 +307,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     let q: Vec<(&str, String)> = from.iter().map(|f| ("from", f.clone())).collect();
                     client.get(&format!("/api/v1/models/{model}/timeline"), &q)?
                 }
+                ReportKind::Models => {
+                    let mut q: Vec<(&str, String)> =
+                        from.iter().map(|f| ("from", f.clone())).collect();
+                    q.extend(window.iter().map(|w| ("window", w.clone())));
+                    match &model {
+                        Some(name) => {
+                            let one = client.get(&format!("/api/v1/models/{name}"), &q)?;
+                            let (from, to) = (one["from"].clone(), one["to"].clone());
+                            serde_json::json!({ "from": from, "to": to, "models": [one] })
+                        }
+                        None => client.get("/api/v1/models", &q)?,
+                    }
+                }
                 ReportKind::Slo => {
                     let q: Vec<(&str, String)> = at.iter().map(|t| ("at", t.clone())).collect();
                     match &slo {
@@ -325,6 +345,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     ReportKind::Drift => report::drift_table(&report::typed(&value)?),
                     ReportKind::Slo => report::slo_table(&report::typed(&value)?),
                     ReportKind::Timeline => report::timeline_table(&report::typed(&value)?),
+                    ReportKind::Models => report::models_table(&report::typed(&value)?),
                 };
                 write!(out, "{text}")?;
             }

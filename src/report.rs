@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use pitot_aggregator::drift::DriftReport;
+use pitot_aggregator::models::{ModelList, ModelReport};
 use pitot_aggregator::reports::{
     AgentsReport, CounterReport, CounterSummary, HistogramSummary, QuantileReport, SeriesList,
 };
@@ -492,6 +493,181 @@ pub fn timeline_table(t: &Timeline) -> String {
             live.join(", ")
         }
     ) + &table(&["version", "host", "first seen", "last seen", ""], &rows)
+}
+
+fn money(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn model_details(m: &ModelReport) -> String {
+    let c = &m.cost;
+    let mut out = format!(
+        "{} ({}{}):\n",
+        m.name,
+        m.owner.as_deref().unwrap_or("no owner: not in [[model]]"),
+        if m.contact.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", m.contact)
+        }
+    );
+    for g in &c.gpus {
+        out.push_str(&format!(
+            "  GPU {}: {:.3} h held, {:.3} h busy, {}\n",
+            if g.gpu_class.is_empty() {
+                "-"
+            } else {
+                &g.gpu_class
+            },
+            g.hours,
+            g.busy_hours,
+            g.price_per_hour
+                .map_or_else(|| "no price".to_owned(), |p| format!("{p:.2}/h"))
+        ));
+    }
+    if !c.attribution.is_empty() {
+        out.push_str(&format!(
+            "  compute use attributed per {}\n",
+            c.attribution.join(" and per ")
+        ));
+    }
+    out.push_str(&format!(
+        "  host {:.3} h ({}); cost: allocation {}, utilisation {}",
+        c.host_hours,
+        c.host_cost
+            .map_or_else(|| "no host price".to_owned(), |v| format!("{v:.2}")),
+        money(c.allocation_cost),
+        money(c.utilisation_cost),
+    ));
+    if c.unpriced_gpu_hours > 0.0 {
+        out.push_str(&format!(
+            " ({:.3} GPU-h without a price left out)",
+            c.unpriced_gpu_hours
+        ));
+    }
+    out.push('\n');
+    if let Some(t) = &c.tokens {
+        out.push_str(&format!(
+            "  tokens: {} in, {} out ({}); per 1k tokens: {}\n",
+            t.input,
+            t.output,
+            t.source.join(", "),
+            c.per_1k_tokens.as_ref().map_or_else(
+                || "-".to_owned(),
+                |u| format!(
+                    "{:.4} allocation, {:.4} utilisation",
+                    u.allocation, u.utilisation
+                )
+            )
+        ));
+    }
+    if let Some(u) = &c.per_1k_requests {
+        out.push_str(&format!(
+            "  per 1k requests: {:.4} allocation, {:.4} utilisation\n",
+            u.allocation, u.utilisation
+        ));
+    }
+    for s in &m.slos {
+        out.push_str(&format!(
+            "  SLO {} ({}, {} over {}): SLI {:.4}, budget left {:.1} %, {}\n",
+            s.name,
+            s.kind,
+            s.objective,
+            s.window,
+            s.sli,
+            s.budget_remaining * 100.0,
+            alert_label(s.alert)
+        ));
+    }
+    if let Some(d) = &m.drift
+        && !d.drifting.is_empty()
+    {
+        out.push_str(&format!("  drifting inputs: {}\n", d.drifting.join(", ")));
+    }
+    out
+}
+
+/// Renders the models report: one row per model, then each model's cost details.
+pub fn models_table(list: &ModelList) -> String {
+    let rows: Vec<Vec<String>> = list
+        .models
+        .iter()
+        .map(|m| {
+            let live: Vec<String> = m
+                .live
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{}×{}",
+                        if v.version.is_empty() {
+                            "-"
+                        } else {
+                            &v.version
+                        },
+                        v.hosts
+                    )
+                })
+                .collect();
+            let worst = m.slos.iter().map(|s| s.alert).max();
+            let budget = m
+                .slos
+                .iter()
+                .map(|s| s.budget_remaining)
+                .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b))));
+            vec![
+                m.name.clone(),
+                m.owner.clone().unwrap_or_else(|| "(none)".to_owned()),
+                if live.is_empty() {
+                    "-".to_owned()
+                } else {
+                    live.join(" ")
+                },
+                m.requests
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |r| format!("{:.2}", r.per_second)),
+                match (worst, budget) {
+                    (Some(a), Some(b)) => format!("{} {:.0} %", alert_label(a), b * 100.0),
+                    _ => "-".to_owned(),
+                },
+                m.drift
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |d| d.status.label().to_owned()),
+                format!("{:.3}", m.cost.gpu_hours),
+                money(m.cost.allocation_cost),
+                m.cost
+                    .per_1k_tokens
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |u| format!("{:.4}", u.allocation)),
+            ]
+        })
+        .collect();
+    let mut out = format!("Models, {} … {}\n", list.from, list.to);
+    if list.models.is_empty() {
+        out.push_str(
+            "No models: declare them with [[model]] in the aggregator config, or send series \
+             tagged model:<name>.\n",
+        );
+        return out;
+    }
+    out.push_str(&table(
+        &[
+            "model",
+            "owner",
+            "live",
+            "req/s",
+            "SLO (worst, budget left)",
+            "drift",
+            "GPU-h",
+            "cost",
+            "per 1k tok",
+        ],
+        &rows,
+    ));
+    for m in &list.models {
+        out.push('\n');
+        out.push_str(&model_details(m));
+    }
+    out
 }
 
 /// An alert state as tables print it.

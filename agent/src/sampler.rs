@@ -70,6 +70,9 @@ impl std::fmt::Debug for Sampler {
     }
 }
 
+/// A series' tags.
+type Tags = Vec<(String, String)>;
+
 fn value(name: &str, tags: &[(String, String)], v: f64) -> Option<(SeriesKey, SeriesData)> {
     let mut h = ValueHistogram::new();
     h.record(v).ok()?;
@@ -282,7 +285,8 @@ impl Sampler {
             .map(|g| g.processes())
             .unwrap_or_default();
         let devices = self.gpus.as_mut().map(|g| g.devices()).unwrap_or_default();
-        let mut held: Vec<(Vec<(String, String)>, BTreeSet<u32>)> = Vec::new();
+        // Each rule's tags and pids at this sample, for the cost counters.
+        let mut held: Vec<(Tags, BTreeSet<u32>)> = Vec::new();
         if !self.rules.is_empty() {
             refresh_processes(&mut self.system);
             for i in 0..self.rules.len() {

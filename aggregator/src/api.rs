@@ -16,7 +16,8 @@ use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
 use crate::glue::now_ms;
 use crate::links::Links;
-use crate::model::{parse_time, rfc3339};
+use crate::model::{ModelDefinition, parse_time, rfc3339};
+use crate::models;
 use crate::reports::{self, MetricQuery, ReportError};
 use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub drift: Arc<DriftSettings>,
     /// SLOs, with their store ids.
     pub slos: Arc<Vec<InstalledSlo>>,
+    /// Declared models.
+    pub models: Arc<Vec<ModelDefinition>>,
     /// Sloth-named SLO series on `/metrics`.
     pub sloth_metrics: bool,
 }
@@ -53,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/drift", get(drift_report))
         .route("/api/v1/slo", get(slo_list))
         .route("/api/v1/slo/{name}", get(slo_one))
+        .route("/api/v1/models", get(model_list))
+        .route("/api/v1/models/{name}", get(model_one))
         .route("/api/v1/models/{name}/timeline", get(model_timeline))
         .fallback(not_found)
         .with_state(state)
@@ -353,6 +358,94 @@ async fn categories(
 ) -> Result<Json<reports::CategoryReport>, ApiError> {
     let q = Params::parse_known(raw, METRIC_PARAMS)?.metric_query()?;
     let report = blocking(move || reports::categories(state.store.as_ref(), &q)).await?;
+    Ok(Json(report))
+}
+
+/// The models report's window: `window=month` (the calendar month so far) or a duration
+/// back from `to` (`window=7d`), else `from`/`to` (default the last 24 hours).
+fn model_window(params: &Params, now: i64) -> Result<(i64, i64), ApiError> {
+    let to_ms = parse_time(params.one("to").unwrap_or("now"), now).map_err(bad)?;
+    let from_ms = match (params.one("window"), params.one("from")) {
+        (Some(_), Some(_)) => return Err(bad("give `window` or `from`, not both")),
+        (Some("month"), None) => pitot_shared::slo::month_bounds(to_ms - 1).0,
+        (Some(d), None) => {
+            let len = pitot_shared::config::parse_duration(d).map_err(|e| {
+                bad(format!(
+                    "window `{d}`: {e}; or window=month for the calendar month so far"
+                ))
+            })?;
+            to_ms - len.as_millis() as i64
+        }
+        (None, Some(t)) => parse_time(t, now).map_err(bad)?,
+        (None, None) => to_ms - 86_400_000,
+    };
+    if from_ms >= to_ms {
+        return Err(bad("`from` must be before `to`"));
+    }
+    Ok((from_ms, to_ms))
+}
+
+const MODEL_PARAMS: &[&str] = &["from", "to", "window"];
+
+/// `GET /api/v1/models`: every model's owner, live versions, traffic, SLOs, drift and cost.
+async fn model_list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<models::ModelList>, ApiError> {
+    let now = now_ms();
+    let (from_ms, to_ms) = model_window(&Params::parse_known(raw, MODEL_PARAMS)?, now)?;
+    let list = blocking(move || {
+        let ctx = models::Context {
+            models: &state.models,
+            slos: &state.slos,
+            drift: &state.drift.config,
+            input_prefix: &state.drift.input_prefix,
+        };
+        models::list(state.store.as_ref(), ctx, &|_| true, from_ms, to_ms, now)
+    })
+    .await?;
+    Ok(Json(list))
+}
+
+/// `GET /api/v1/models/{name}`.
+async fn model_one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<models::ModelReport>, ApiError> {
+    let now = now_ms();
+    let (from_ms, to_ms) = model_window(&Params::parse_known(raw, MODEL_PARAMS)?, now)?;
+    let report = blocking(move || {
+        let ctx = models::Context {
+            models: &state.models,
+            slos: &state.slos,
+            drift: &state.drift.config,
+            input_prefix: &state.drift.input_prefix,
+        };
+        let Some((def, configured)) = models::find(state.store.as_ref(), &state.models, &name)?
+        else {
+            let known: Vec<&str> = state.models.iter().map(|m| m.name.as_str()).collect();
+            return Err(ReportError::NotFound(format!(
+                "no model `{name}`: not in [[model]] ({}) and no series tagged model:{name} \
+                 has arrived",
+                if known.is_empty() {
+                    "none declared".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        models::report(
+            state.store.as_ref(),
+            ctx,
+            &def,
+            configured,
+            from_ms,
+            to_ms,
+            now,
+        )
+    })
+    .await?;
     Ok(Json(report))
 }
 

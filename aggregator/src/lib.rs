@@ -12,6 +12,7 @@ pub mod glue;
 pub mod links;
 pub mod merge;
 pub mod model;
+pub mod models;
 pub mod reports;
 pub mod server;
 pub mod slo;
@@ -156,6 +157,7 @@ pub async fn run(
         links,
         drift: Arc::new(config.drift.clone()),
         slos: Arc::new(slos),
+        models: Arc::new(config.models.clone()),
         sloth_metrics: config.http.sloth_metrics,
     });
     let http_shutdown = shutdown.clone();
