@@ -21,6 +21,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing the flags would only complicate clap"
+)]
 enum Command {
     /// Run an aggregator, three agents and a synthetic load on loopback, with live tables.
     Demo {
@@ -45,6 +49,12 @@ enum Command {
         /// The aggregator's HTTP API.
         #[arg(long, default_value = "http://127.0.0.1:7070")]
         url: String,
+        /// Bearer token for an API with a tokens file (`pitot tokens new` makes one).
+        #[arg(long, env = "PITOT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// For an https:// URL signed by a private CA: that CA's certificate (PEM).
+        #[arg(long, env = "PITOT_CA")]
+        ca: Option<PathBuf>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -94,6 +104,16 @@ enum Command {
         /// now (`7d`); default the last 24 hours (or --from).
         #[arg(long)]
         window: Option<String>,
+    },
+    /// Read and check the aggregator's tamper-evident audit trail (needs the `audit` scope).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Make API bearer tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Make certificates for a fleet.
     Certs {
@@ -166,6 +186,58 @@ enum ReportKind {
     Timeline,
     /// Models: owner, live versions, traffic, SLOs, drift, GPU-hours and cost (default 24 h).
     Models,
+}
+
+/// How to reach the aggregator's API.
+#[derive(Debug, clap::Args)]
+struct Api {
+    /// The aggregator's HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    url: String,
+    /// Bearer token (`pitot tokens new --scope audit`).
+    #[arg(long, env = "PITOT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// For an https:// URL signed by a private CA: that CA's certificate (PEM).
+    #[arg(long, env = "PITOT_CA")]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// List entries, oldest first.
+    List {
+        #[command(flatten)]
+        api: Api,
+        /// Start (RFC 3339, Unix seconds, now-1d); default everything kept.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only this kind, or kinds under a prefix (`agent.`, `token.denied`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// One JSON object per line (an export), instead of a table.
+        #[arg(long)]
+        jsonl: bool,
+    },
+    /// Walk the hash chain; exit 1 and name the first broken entry if it does not hold.
+    Verify {
+        #[command(flatten)]
+        api: Api,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Print a new token once, and the line to add to the aggregator's tokens file (which
+    /// holds only its SHA-256 digest).
+    New {
+        /// Who holds it (in the aggregator's log and audit trail).
+        #[arg(long)]
+        name: String,
+        /// `read` (every report), `read:model:<name>` (one model), `audit`, `admin`; repeat
+        /// or comma-separate for several.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +315,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Report {
             what,
             url,
+            token,
+            ca,
             json,
             metric,
             group_by,
@@ -259,7 +333,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             model,
             window,
         } => {
-            let client = report::Client::new(&url);
+            let client = report::Client::with_access(&url, token, ca.as_deref())?;
             let window_from = from.clone().unwrap_or_else(|| "now-1h".to_owned());
             let group_by = match (&group_by, what) {
                 (Some(g), _) => g.clone(),
@@ -349,6 +423,84 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 };
                 write!(out, "{text}")?;
             }
+            Ok(())
+        }
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    api,
+                    from,
+                    kind,
+                    jsonl,
+                },
+        } => {
+            let client = report::Client::with_access(&api.url, api.token, api.ca.as_deref())?;
+            let mut q: Vec<(&str, String)> = from.iter().map(|f| ("from", f.clone())).collect();
+            q.extend(kind.iter().map(|k| ("kind", k.clone())));
+            let list: pitot_aggregator::api::AuditList =
+                report::typed(&client.get("/api/v1/audit", &q)?)?;
+            if jsonl {
+                for e in &list.entries {
+                    writeln!(out, "{}", serde_json::to_string(e)?)?;
+                }
+            } else {
+                write!(out, "{}", report::audit_table(&list.entries))?;
+            }
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { api },
+        } => {
+            let client = report::Client::with_access(&api.url, api.token, api.ca.as_deref())?;
+            let v: pitot_aggregator::audit::Verification =
+                report::typed(&client.get("/api/v1/audit/verify", &[])?)?;
+            match &v.broken {
+                None => {
+                    writeln!(
+                        out,
+                        "Audit trail intact: {} entries ({} … {}), head {}",
+                        v.entries,
+                        v.first_seq.map_or("-".into(), |s| s.to_string()),
+                        v.last_seq.map_or("-".into(), |s| s.to_string()),
+                        v.head.as_deref().unwrap_or("-")
+                    )?;
+                    if v.first_seq.is_some_and(|s| s > 1) {
+                        writeln!(
+                            out,
+                            "(entries before {} were removed by audit.retention)",
+                            v.first_seq.unwrap_or(1)
+                        )?;
+                    }
+                    Ok(())
+                }
+                Some(b) => anyhow::bail!(
+                    "the audit trail is broken at entry {}: {} ({} entries walked)",
+                    b.seq,
+                    b.reason,
+                    v.entries
+                ),
+            }
+        }
+        Command::Tokens {
+            command: TokensCommand::New { name, scope },
+        } => {
+            anyhow::ensure!(
+                !name.is_empty() && !name.contains(char::is_whitespace),
+                "--name must be one word, e.g. grafana"
+            );
+            let scopes = scope
+                .iter()
+                .map(|s| pitot_aggregator::access::Scope::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let token = pitot_aggregator::access::new_token().map_err(|e| anyhow::anyhow!(e))?;
+            writeln!(
+                out,
+                "Token for {name} (shown once; hand it to the client, e.g. PITOT_TOKEN):\n  \
+                 {token}\nAdd this line to the aggregator's tokens file (http.tokens_file) and \
+                 restart it:\n  {}",
+                pitot_aggregator::access::file_line(&name, &token, &scopes)
+            )?;
             Ok(())
         }
         Command::Certs {

@@ -17,18 +17,54 @@ use pitot_shared::slo::Alert;
 use serde_json::Value;
 
 /// A small blocking client for the aggregator API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:7070`).
+    /// A client for `base` (e.g. `http://127.0.0.1:7070`), without a token.
     pub fn new(base: &str) -> Self {
+        Self::build(base, None, ureq::tls::RootCerts::WebPki)
+    }
+
+    /// A client that sends `token` as a bearer token and, for `https://`, trusts `ca` (a PEM
+    /// file: the private CA that signed the API's certificate) instead of the public roots.
+    pub fn with_access(
+        base: &str,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let roots = match ca {
+            None => ureq::tls::RootCerts::WebPki,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading the CA {}", path.display()))?;
+                let cert = ureq::tls::Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+                ureq::tls::RootCerts::new_with_certs(&[cert])
+            }
+        };
+        Ok(Self::build(base, token.filter(|t| !t.is_empty()), roots))
+    }
+
+    fn build(base: &str, token: Option<String>, roots: ureq::tls::RootCerts) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
             .build()
             .into();
         // `127.0.0.1:7070` means plain HTTP, as the aggregator serves by default.
@@ -38,13 +74,31 @@ impl Client {
         } else {
             format!("http://{base}")
         };
-        Client { base, agent }
+        Client { base, agent, token }
+    }
+
+    /// GETs `path` and returns the status and the body as text, whatever the status (for
+    /// `/healthz`, `/metrics`).
+    pub fn get_raw(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req
+            .call()
+            .with_context(|| format!("cannot reach the aggregator at {url}"))?;
+        let body = resp.body_mut().read_to_string()?;
+        Ok((resp.status().as_u16(), body))
     }
 
     /// GETs `path` with `query` pairs; a 4xx/5xx becomes an error carrying the API's message.
     pub fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
         for (k, v) in query {
             req = req.query(*k, v);
         }
@@ -493,6 +547,31 @@ pub fn timeline_table(t: &Timeline) -> String {
             live.join(", ")
         }
     ) + &table(&["version", "host", "first seen", "last seen", ""], &rows)
+}
+
+/// Renders audit entries: sequence, time, kind, subject, particulars.
+pub fn audit_table(entries: &[pitot_aggregator::audit::Entry]) -> String {
+    if entries.is_empty() {
+        return "No audit entries in this range.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let mut detail = e.detail.clone();
+            // The full configuration is long; the table shows what changed.
+            if let Some(obj) = detail.as_object_mut() {
+                obj.remove("lines");
+            }
+            vec![
+                e.seq.to_string(),
+                e.time.clone(),
+                e.kind.clone(),
+                e.subject.clone(),
+                detail.to_string(),
+            ]
+        })
+        .collect();
+    table(&["seq", "time (UTC)", "kind", "subject", "detail"], &rows)
 }
 
 fn money(v: Option<f64>) -> String {

@@ -4,13 +4,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json, Router};
 use serde_json::json;
+
+use crate::access::{Grant, Tokens};
+use crate::audit;
+use crate::merge::AuditSink;
 
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
@@ -41,6 +45,12 @@ pub struct AppState {
     pub models: Arc<Vec<ModelDefinition>>,
     /// Sloth-named SLO series on `/metrics`.
     pub sloth_metrics: bool,
+    /// Bearer tokens (`None`: the API is open).
+    pub tokens: Option<Arc<Tokens>>,
+    /// With tokens, `/metrics` is served without one.
+    pub metrics_public: bool,
+    /// Into the audit trail (token use and refusals).
+    pub audit: Arc<AuditSink>,
 }
 
 /// The router.
@@ -56,11 +66,178 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/drift", get(drift_report))
         .route("/api/v1/slo", get(slo_list))
         .route("/api/v1/slo/{name}", get(slo_one))
+        .route("/api/v1/audit", get(audit_list))
+        .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/models", get(model_list))
         .route("/api/v1/models/{name}", get(model_one))
         .route("/api/v1/models/{name}/timeline", get(model_timeline))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
+}
+
+/// Who is asking: with a tokens file, a valid `Authorization: Bearer` token (401 otherwise),
+/// except `/healthz` and, when public, `/metrics`; without one, everyone may read everything.
+/// The grant travels to the handlers, which check their scope.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let grant = match &state.tokens {
+        None => Grant::open(),
+        Some(_)
+            if req.uri().path() == "/healthz"
+                || (req.uri().path() == "/metrics" && state.metrics_public) =>
+        {
+            Grant::open()
+        }
+        Some(tokens) => {
+            let presented = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match presented.and_then(|t| tokens.authenticate(t)) {
+                Some(entry) => {
+                    // A token's use: into the audit trail once an hour per token.
+                    state.audit.send_limited(
+                        &format!("used {}", entry.name),
+                        Some(3_600_000),
+                        |_| audit::Event::TokenUsed {
+                            token: entry.name.clone(),
+                        },
+                    );
+                    Grant::of(entry)
+                }
+                None => {
+                    state
+                        .stats
+                        .http_unauthorized
+                        .fetch_add(1, Ordering::Relaxed);
+                    let path = req.uri().path().to_owned();
+                    state
+                        .audit
+                        .send_limited("denied - 401", None, |suppressed| {
+                            audit::Event::TokenDenied {
+                                token: "-".into(),
+                                status: 401,
+                                path,
+                                suppressed,
+                            }
+                        });
+                    let why = if presented.is_some() {
+                        "this bearer token is not in the aggregator's tokens file"
+                    } else {
+                        "this API needs a bearer token: send `Authorization: Bearer <token>` \
+                         (`pitot report --token`, or PITOT_TOKEN); `pitot tokens new` makes one"
+                    };
+                    tracing::info!(path = %req.uri().path(), known = false, "HTTP request without a valid token refused (401).");
+                    let mut resp = ApiError(StatusCode::UNAUTHORIZED, why.into()).into_response();
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer realm=\"pitot\""),
+                    );
+                    return resp;
+                }
+            }
+        }
+    };
+    req.extensions_mut().insert(grant);
+    next.run(req).await
+}
+
+impl AppState {
+    /// A 403 for `grant`, which lacks what `needs` says; counted and logged (the token's name,
+    /// never the token).
+    fn deny(&self, grant: &Grant, needs: &str) -> ApiError {
+        self.stats.http_forbidden.fetch_add(1, Ordering::Relaxed);
+        let token = grant.name.clone().unwrap_or_else(|| "-".into());
+        self.audit
+            .send_limited(&format!("denied {token} 403"), None, |suppressed| {
+                audit::Event::TokenDenied {
+                    token: token.clone(),
+                    status: 403,
+                    path: needs.to_owned(),
+                    suppressed,
+                }
+            });
+        tracing::info!(
+            token = grant.name.as_deref().unwrap_or("-"),
+            needs,
+            "HTTP request outside the token's scopes refused (403)."
+        );
+        let has = if grant.models().is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; this token reads the models {}",
+                grant
+                    .models()
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        ApiError(StatusCode::FORBIDDEN, format!("this needs {needs}{has}"))
+    }
+
+    /// 403 unless `grant` reads everything.
+    fn need_read_all(&self, grant: &Grant) -> Result<(), ApiError> {
+        if grant.reads_all() {
+            Ok(())
+        } else {
+            Err(self.deny(grant, "the `read` scope"))
+        }
+    }
+
+    /// 403 unless `grant` reads the series these filters select.
+    fn need_tags(&self, grant: &Grant, filters: &[(String, String)]) -> Result<(), ApiError> {
+        if grant.reads_tags(filters, &self.models) {
+            Ok(())
+        } else {
+            let hint: Vec<String> = grant
+                .models()
+                .iter()
+                .map(|m| {
+                    crate::access::selector(m, &self.models)
+                        .iter()
+                        .map(|(k, v)| format!("tag={k}:{v}"))
+                        .collect::<Vec<_>>()
+                        .join("&")
+                })
+                .collect();
+            Err(self.deny(
+                grant,
+                &if hint.is_empty() {
+                    "the `read` scope".to_owned()
+                } else {
+                    format!(
+                        "`read`, or a filter to one of this token's models ({})",
+                        hint.join(" or ")
+                    )
+                },
+            ))
+        }
+    }
+
+    /// 403 unless `grant` reads model `name`.
+    fn need_model(&self, grant: &Grant, name: &str) -> Result<(), ApiError> {
+        if grant.reads_model(name) {
+            Ok(())
+        } else {
+            Err(self.deny(grant, &format!("`read` or `read:model:{name}`")))
+        }
+    }
+
+    /// Whether `grant` reads this SLO: everything, or the SLO belongs to one of its models
+    /// (`[[model]] slos`, or the SLI's tags select that model).
+    fn reads_slo(&self, grant: &Grant, slo: &InstalledSlo) -> bool {
+        grant.reads_all()
+            || self
+                .models
+                .iter()
+                .any(|m| grant.reads_model(&m.name) && m.slos.contains(&slo.def.name))
+            || grant.reads_tags(slo.def.sli.tags(), &self.models)
+    }
 }
 
 /// An API error with its status.
@@ -221,7 +398,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, Extension(grant): Extension<Grant>) -> Response {
+    if let Err(e) = state.need_read_all(&grant) {
+        return e.into_response();
+    }
     let mut body = state.stats.exposition();
     if !state.slos.is_empty() {
         let slos = Arc::clone(&state.slos);
@@ -250,16 +430,24 @@ fn slo_time(params: &Params) -> Result<i64, ApiError> {
 
 async fn slo_list(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<slo::SloList>, ApiError> {
     let at = slo_time(&Params::parse_known(raw, SLO_PARAMS)?)?;
+    let visible: Vec<InstalledSlo> = state
+        .slos
+        .iter()
+        .filter(|s| state.reads_slo(&grant, s))
+        .cloned()
+        .collect();
     let reports =
-        blocking(move || Ok(slo::report_all(state.store.as_ref(), &state.slos, at)?)).await?;
+        blocking(move || Ok(slo::report_all(state.store.as_ref(), &visible, at)?)).await?;
     Ok(Json(slo::SloList { slos: reports }))
 }
 
 async fn slo_one(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<slo::SloReport>, ApiError> {
@@ -278,14 +466,22 @@ async fn slo_one(
             ),
         ));
     };
+    if !state.reads_slo(&grant, &installed) {
+        return Err(state.deny(
+            &grant,
+            &format!("`read`, or a scope for the model SLO `{name}` belongs to"),
+        ));
+    }
     let report = blocking(move || Ok(slo::report(state.store.as_ref(), &installed, at)?)).await?;
     Ok(Json(report))
 }
 
 async fn agents(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::AgentsReport>, ApiError> {
+    state.need_read_all(&grant)?;
     let params = Params::parse_known(raw, &["from"])?;
     let now = now_ms();
     let from_ms = parse_time(params.one("from").unwrap_or("now-1h"), now).map_err(bad)?;
@@ -301,6 +497,7 @@ async fn agents(
 
 async fn series(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::SeriesList>, ApiError> {
     let params = Params::parse_known(raw, &["match", "tag"])?;
@@ -309,8 +506,14 @@ async fn series(
         .one("match")
         .filter(|m| !m.is_empty())
         .map(str::to_owned);
-    let list =
+    let models = Arc::clone(&state.models);
+    let mut list =
         blocking(move || reports::series(state.store.as_ref(), name.as_deref(), &filters)).await?;
+    // A scoped token sees only its models' series.
+    list.retain(|s| {
+        let tags: Vec<(String, String)> = s.tags.clone().into_iter().collect();
+        grant.reads_tags(&tags, &models)
+    });
     Ok(Json(reports::SeriesList { series: list }))
 }
 
@@ -331,10 +534,12 @@ fn parse_quantiles(text: &str) -> Result<Vec<(String, f64)>, ApiError> {
 
 async fn quantiles(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::QuantileReport>, ApiError> {
     let params = Params::parse_known(raw, QUANTILE_PARAMS)?;
     let q = params.metric_query()?;
+    state.need_tags(&grant, &q.filters)?;
     let qs = parse_quantiles(params.one("q").unwrap_or("0.5,0.9,0.99,0.999"))?;
     if qs.is_empty() {
         return Err(bad("`q` lists no quantile"));
@@ -345,20 +550,90 @@ async fn quantiles(
 
 async fn counters(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::CounterReport>, ApiError> {
     let q = Params::parse_known(raw, METRIC_PARAMS)?.metric_query()?;
+    state.need_tags(&grant, &q.filters)?;
     let report = blocking(move || reports::counters(state.store.as_ref(), &q)).await?;
     Ok(Json(report))
 }
 
 async fn categories(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<reports::CategoryReport>, ApiError> {
     let q = Params::parse_known(raw, METRIC_PARAMS)?.metric_query()?;
+    state.need_tags(&grant, &q.filters)?;
     let report = blocking(move || reports::categories(state.store.as_ref(), &q)).await?;
     Ok(Json(report))
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditList {
+    /// Entries, oldest first.
+    pub entries: Vec<audit::Entry>,
+}
+
+/// The most entries one `/api/v1/audit` answers (the newest in the range).
+const AUDIT_LIMIT: usize = 10_000;
+
+/// `GET /api/v1/audit?from&to&kind&limit` (the `audit` scope): entries in a range, of a kind
+/// (a prefix: `agent.`), oldest first; default everything kept.
+async fn audit_list(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AuditList>, ApiError> {
+    if !grant.reads_audit() {
+        return Err(state.deny(&grant, "the `audit` scope"));
+    }
+    let params = Params::parse_known(raw, &["from", "to", "kind", "limit"])?;
+    let now = now_ms();
+    let from_ms = match params.one("from") {
+        Some(t) => parse_time(t, now).map_err(bad)?,
+        None => i64::MIN,
+    };
+    let to_ms = match params.one("to") {
+        Some(t) => parse_time(t, now).map_err(bad)?,
+        None => i64::MAX,
+    };
+    let limit = match params.one("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=AUDIT_LIMIT).contains(n))
+            .ok_or_else(|| bad(format!("`limit` must be 1 to {AUDIT_LIMIT}")))?,
+        None => AUDIT_LIMIT,
+    };
+    let kind = params.one("kind").map(str::to_owned);
+    let entries = blocking(move || {
+        Ok(audit::list(
+            state.store.as_ref(),
+            from_ms,
+            to_ms,
+            kind.as_deref(),
+            limit,
+        )?)
+    })
+    .await?;
+    Ok(Json(AuditList { entries }))
+}
+
+/// `GET /api/v1/audit/verify` (the `audit` scope): walks the chain.
+async fn audit_verify(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<audit::Verification>, ApiError> {
+    if !grant.reads_audit() {
+        return Err(state.deny(&grant, "the `audit` scope"));
+    }
+    Params::parse_known(raw, &[])?;
+    let v = blocking(move || Ok(audit::verify(&state.store.audit_entries(0, u64::MAX)?))).await?;
+    Ok(Json(v))
 }
 
 /// The models report's window: `window=month` (the calendar month so far) or a duration
@@ -390,6 +665,7 @@ const MODEL_PARAMS: &[&str] = &["from", "to", "window"];
 /// `GET /api/v1/models`: every model's owner, live versions, traffic, SLOs, drift and cost.
 async fn model_list(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<models::ModelList>, ApiError> {
     let now = now_ms();
@@ -401,7 +677,8 @@ async fn model_list(
             drift: &state.drift.config,
             input_prefix: &state.drift.input_prefix,
         };
-        models::list(state.store.as_ref(), ctx, &|_| true, from_ms, to_ms, now)
+        let allowed = |name: &str| grant.reads_model(name);
+        models::list(state.store.as_ref(), ctx, &allowed, from_ms, to_ms, now)
     })
     .await?;
     Ok(Json(list))
@@ -410,9 +687,11 @@ async fn model_list(
 /// `GET /api/v1/models/{name}`.
 async fn model_one(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<models::ModelReport>, ApiError> {
+    state.need_model(&grant, &name)?;
     let now = now_ms();
     let (from_ms, to_ms) = model_window(&Params::parse_known(raw, MODEL_PARAMS)?, now)?;
     let report = blocking(move || {
@@ -453,9 +732,11 @@ async fn model_one(
 /// when (default: everything kept).
 async fn model_timeline(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<timeline::Timeline>, ApiError> {
+    state.need_model(&grant, &name)?;
     let params = Params::parse_known(raw, &["from", "to"])?;
     let now = now_ms();
     let from_ms = match params.one("from") {
@@ -477,6 +758,7 @@ const DEFAULT_REFERENCE_MS: i64 = 7 * 86_400_000;
 
 async fn drift_report(
     State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<drift::DriftReport>, ApiError> {
     let params = Params::parse_known(raw, DRIFT_PARAMS)?;
@@ -564,6 +846,7 @@ async fn drift_report(
         from_ms,
         to_ms,
     };
+    state.need_tags(&grant, &query.filters)?;
     let settings = Arc::clone(&state.drift);
     let report = blocking(move || {
         drift::report(

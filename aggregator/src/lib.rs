@@ -4,7 +4,9 @@
 //!
 //! [`run`] wires the pieces and is what both the binary and the demo call.
 
+pub mod access;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod drift;
 #[path = "../../shared/daemon/glue.rs"]
@@ -39,6 +41,45 @@ use telemetry::Stats;
 const ROLLUP_EVERY: Duration = Duration::from_secs(10);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often SLO alert states are checked for the audit trail (drift: every tenth time).
+const AUDIT_WATCH_EVERY: Duration = Duration::from_secs(30);
+
+/// The tokens file: `http.tokens_file`, else the systemd credential `pitot-tokens`
+/// (`LoadCredential=pitot-tokens:/etc/pitot/tokens`), else none (the API is open).
+pub fn tokens_path(http: &config::HttpSettings) -> Option<std::path::PathBuf> {
+    if let Some(p) = &http.tokens_file {
+        return Some(p.clone());
+    }
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let p = std::path::Path::new(&dir).join("pitot-tokens");
+    p.exists().then_some(p)
+}
+
+/// The tokens the API takes (`None`: open), read once at start.
+pub fn load_tokens(http: &config::HttpSettings) -> anyhow::Result<Option<access::Tokens>> {
+    let Some(path) = tokens_path(http) else {
+        return Ok(None);
+    };
+    access::Tokens::load(&path)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("http.tokens_file: {e}"))
+}
+
+/// The HTTPS server's TLS (HTTP/1.1, ring, the configured chain and key).
+pub fn https_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_no_client_auth()
+        .with_single_cert(glue::load_certs(cert)?, glue::load_key(key)?)
+        .context("http.tls_cert and http.tls_key do not match")?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
 
 /// Where the aggregator ended up listening (useful with port 0).
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +114,11 @@ pub async fn run(
     if !slos.is_empty() {
         info!(slos = slos.len(), "SLOs installed.");
     }
+    let tokens = load_tokens(&config.http)?.map(Arc::new);
+    let https = match &config.http.tls {
+        Some((cert, key)) => Some(https_config(cert, key)?),
+        None => None,
+    };
     let stats = Arc::new(Stats::default());
     let links = Arc::new(links::Links::default());
     let endpoint = server::bind(config.quic.listen, &config.quic.tls)?;
@@ -89,14 +135,59 @@ pub async fn run(
         store = %config.store.dir.display(),
         "Pitot aggregator listening."
     );
+    match &tokens {
+        Some(t) => info!(
+            tokens = t.len(),
+            metrics_public = config.http.metrics_public,
+            https = https.is_some(),
+            "The HTTP API needs a bearer token (except /healthz)."
+        ),
+        None if http.ip().is_loopback() => {
+            info!("The HTTP API is open to anyone on this host: no tokens file (http.tokens_file).")
+        }
+        None => tracing::warn!(
+            %http,
+            "The HTTP API is open to anyone who reaches {http}: no tokens file. Set \
+             http.tokens_file (pitot tokens new) or listen on 127.0.0.1."
+        ),
+    }
+    if tokens.is_some() && https.is_none() && !http.ip().is_loopback() {
+        tracing::warn!(
+            "Bearer tokens cross the network in clear: set http.tls_cert and http.tls_key."
+        );
+    }
     if let Some(tx) = bound {
         let _receiver_gone = tx.send(Bound { quic, http });
     }
 
+    // The audit trail: replayed into its chain, then this configuration recorded (with a
+    // diff against the last one) before anything else can write.
+    let (writer, chain) = {
+        let lines = config.audit_lines();
+        let mut writer = writer;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut chain = audit::Chain::load(&writer).context("reading the audit trail")?;
+            let entries = chain.record(glue::now_ms(), audit::Event::ConfigLoaded { lines });
+            writer
+                .append_audit(&entries)
+                .context("writing the audit trail")?;
+            writer.flush().context("flushing the audit trail")?;
+            Ok((writer, chain))
+        })
+        .await
+        .context("audit task")??
+    };
     let merge::Actor {
         jobs: merges,
         thread: merge_thread,
-    } = merge::spawn(writer, slos.clone(), Arc::clone(&stats));
+    } = merge::spawn(
+        writer,
+        slos.clone(),
+        chain,
+        config.audit_retention,
+        Arc::clone(&stats),
+    );
+    let audit_sink = Arc::new(merge::AuditSink::new(merges.clone(), Arc::clone(&stats)));
     // Rollups run on the merge actor (the store's only writer), asked by this timer.
     let rollup_task = {
         let merges = merges.clone();
@@ -131,6 +222,7 @@ pub async fn run(
             merges.clone(),
             Arc::clone(&stats),
             Arc::clone(&links),
+            Arc::clone(&audit_sink),
             shutdown.clone(),
         )
         .instrument(error_span!("quic")),
@@ -151,6 +243,39 @@ pub async fn run(
             }
         })
     };
+    // SLO alert and input drift transitions into the audit trail.
+    let watch_task = {
+        let store = Arc::clone(&store);
+        let slos = slos.clone();
+        let sink = Arc::clone(&audit_sink);
+        let drift = config.drift.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            for tick in 0u64.. {
+                tokio::select! {
+                    () = tokio::time::sleep(AUDIT_WATCH_EVERY) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let (store, slos, drift, sink) = (
+                    Arc::clone(&store),
+                    slos.clone(),
+                    drift.clone(),
+                    Arc::clone(&sink),
+                );
+                let watched = tokio::task::spawn_blocking(move || {
+                    let drift =
+                        (tick % 10 == 0).then_some((&drift.config, drift.input_prefix.as_str()));
+                    for event in audit::watch(store.as_ref(), &slos, drift, glue::now_ms()) {
+                        sink.send(event);
+                    }
+                })
+                .await;
+                if let Err(error) = watched {
+                    tracing::warn!(%error, "Audit watch failed.");
+                }
+            }
+        })
+    };
     let app = api::router(api::AppState {
         store: Arc::clone(&store),
         stats: Arc::clone(&stats),
@@ -159,12 +284,32 @@ pub async fn run(
         slos: Arc::new(slos),
         models: Arc::new(config.models.clone()),
         sloth_metrics: config.http.sloth_metrics,
+        tokens,
+        metrics_public: config.http.metrics_public,
+        audit: Arc::clone(&audit_sink),
     });
     let http_shutdown = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-        .context("HTTP server")?;
+    match https {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+            .context("HTTP server")?,
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                http_shutdown.cancelled().await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+            axum_server::from_tcp_rustls(listener.into_std().context("HTTPS listener")?, config)
+                .context("HTTPS listener")?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("HTTPS server")?;
+        }
+    }
     let _not_under_systemd = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if let Some(w) = watchdog {
         w.abort();
@@ -172,6 +317,7 @@ pub async fn run(
     info!("Shutdown: HTTP closed; closing QUIC.");
     quic_task.await.context("QUIC task")?;
     prune_task.await.context("prune task")?;
+    watch_task.await.context("audit watch task")?;
     rollup_task.await.context("rollup task")?;
     // Every sender is gone now: the merge actor drains, flushes and ends.
     drop(merges);

@@ -55,11 +55,37 @@ fn main() -> ExitCode {
                     );
                     return ExitCode::from(EX_USAGE);
                 }
+                let tokens = match pitot_aggregator::load_tokens(&c.http) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!(
+                            "error: {}: {e:#}\n  fix: each line is NAME SHA256-HEX SCOPES, as \
+                             `pitot tokens new` prints it",
+                            config.display()
+                        );
+                        return ExitCode::from(EX_USAGE);
+                    }
+                };
+                if let Some((cert, key)) = &c.http.tls
+                    && let Err(e) = pitot_aggregator::https_config(cert, key)
+                {
+                    eprintln!(
+                        "error: {}: http.tls_cert / http.tls_key: {e:#}\n  fix: point them at \
+                         the API's certificate chain and its key (PEM)",
+                        config.display()
+                    );
+                    return ExitCode::from(EX_USAGE);
+                }
                 eprintln!(
-                    "{}: valid (QUIC {}, HTTP {})",
+                    "{}: valid (QUIC {}, HTTP{} {}, {})",
                     config.display(),
                     c.quic.listen,
-                    c.http.listen
+                    if c.http.tls.is_some() { "S" } else { "" },
+                    c.http.listen,
+                    match tokens {
+                        Some(t) => format!("{} API tokens", t.len()),
+                        None => "API open: no tokens file".to_owned(),
+                    }
                 );
                 ExitCode::SUCCESS
             }

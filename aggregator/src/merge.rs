@@ -4,18 +4,24 @@
 //! with what it adds to the SLO counters ([`slo::batch_deltas`]), then flushes once for
 //! everything it merged in that round (group commit) and only then answers, so an
 //! acknowledgement always means the merge is on disk. Between rounds it rolls finer buckets up
-//! into coarser ones and prunes what is past retention, when a timer asks.
+//! into coarser ones and prunes what is past retention, when a timer asks. It also keeps the
+//! audit trail's chain ([`Chain`]): the first sighting of a version on a host is recorded with
+//! the merge that brought it, and events from elsewhere ([`AuditSink`]) arrive as jobs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use pitot_shared::batch::Batch;
 use pitot_shared::protocol::VerifiedBatch;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
+use crate::audit::{Chain, Event};
 use crate::glue::now_ms;
 use crate::slo::{self, InstalledSlo};
-use crate::store::{MergeOutcome, SledStore, StoreError};
+use crate::store::{MergeOutcome, SledStore, Store as _, StoreError};
 use crate::telemetry::Stats;
 use crate::timeline;
 
@@ -34,6 +40,133 @@ pub enum Job {
     Rollup,
     /// Delete what is past retention (sent by a timer).
     Prune,
+    /// Record an event in the audit trail (when it changes what the trail says).
+    Audit(Event),
+}
+
+/// Sends audit events to the merge actor without ever waiting (a full queue drops the event
+/// and counts it), at most one per key per minute where asked.
+#[derive(Debug)]
+pub struct AuditSink {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+    /// Per key: when last sent (Unix ms) and how many were held back since.
+    limited: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+/// How often a rate-limited kind of event is recorded per key.
+const AUDIT_EVERY_MS: i64 = 60_000;
+/// Rate-limit keys kept, at most (the oldest are forgotten beyond).
+const AUDIT_KEYS: usize = 4096;
+
+impl AuditSink {
+    /// A sink into `jobs`.
+    pub fn new(jobs: mpsc::Sender<Job>, stats: Arc<Stats>) -> AuditSink {
+        AuditSink {
+            jobs,
+            stats,
+            limited: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `event`.
+    pub fn send(&self, event: Event) {
+        if self.jobs.try_send(Job::Audit(event)).is_err() {
+            self.stats.audit_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the event `make(held back since the last one)` unless one with `key` went less
+    /// than `every_ms` ago.
+    pub fn send_limited(&self, key: &str, every_ms: Option<i64>, make: impl FnOnce(u64) -> Event) {
+        let now = now_ms();
+        let every = every_ms.unwrap_or(AUDIT_EVERY_MS);
+        let held = {
+            let Ok(mut map) = self.limited.lock() else {
+                return;
+            };
+            if map.len() >= AUDIT_KEYS
+                && !map.contains_key(key)
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (t, _))| *t)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+            let entry = map.entry(key.to_owned()).or_insert((i64::MIN, 0));
+            if entry.0 != i64::MIN && now - entry.0 < every {
+                entry.1 += 1;
+                return;
+            }
+            let held = entry.1;
+            *entry = (now, 0);
+            held
+        };
+        self.send(make(held));
+    }
+}
+
+/// Merges one batch as the actor does: the SLO engine's deltas, the timeline's sightings,
+/// then (when merged) an audit entry for each `(model, version, host)` seen for the first
+/// time. An audit write that fails is logged and counted; it never fails the merge.
+pub fn merge_one(
+    store: &mut SledStore,
+    slos: &[InstalledSlo],
+    chain: &mut Chain,
+    stats: &Stats,
+    batch: &Batch,
+    received_ms: i64,
+) -> Result<MergeOutcome, StoreError> {
+    let deltas = slo::batch_deltas(slos, batch);
+    let seen = timeline::sightings(batch);
+    let mut first = Vec::new();
+    for s in &seen {
+        if !store.sighting_known(&s.model, &s.version, &s.host)? {
+            first.push(s);
+        }
+    }
+    let outcome = store.merge_batch(batch, received_ms, &deltas, &seen)?;
+    if matches!(outcome, MergeOutcome::Merged { .. }) && !first.is_empty() {
+        let entries: Vec<(u64, Vec<u8>)> = first
+            .into_iter()
+            .flat_map(|s| {
+                chain.record(
+                    received_ms,
+                    Event::FirstSeen {
+                        model: s.model.clone(),
+                        version: s.version.clone(),
+                        host: s.host.clone(),
+                        from_ms: s.from_ms,
+                    },
+                )
+            })
+            .collect();
+        append_audit(store, chain, stats, &entries);
+    }
+    Ok(outcome)
+}
+
+/// Appends entries; on failure, logs, counts and re-reads the chain from the store.
+fn append_audit(
+    store: &mut SledStore,
+    chain: &mut Chain,
+    stats: &Stats,
+    entries: &[(u64, Vec<u8>)],
+) {
+    if entries.is_empty() {
+        return;
+    }
+    if let Err(error) = store.append_audit(entries) {
+        stats
+            .audit_dropped
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        error!(%error, "Writing the audit trail failed; these entries are lost.");
+        match Chain::load(&*store) {
+            Ok(c) => *chain = c,
+            Err(error) => error!(%error, "Re-reading the audit trail failed."),
+        }
+    }
 }
 
 /// One batch to merge and where to send the outcome.
@@ -68,9 +201,15 @@ pub struct Actor {
     pub thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Starts the actor on its own thread (sled calls block), owning the store's writer and the
-/// installed SLOs.
-pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -> Actor {
+/// Starts the actor on its own thread (sled calls block), owning the store's writer, the
+/// installed SLOs and the audit chain (entries older than `audit_retention` are pruned).
+pub fn spawn(
+    mut store: SledStore,
+    slos: Vec<InstalledSlo>,
+    mut chain: Chain,
+    audit_retention: Duration,
+    stats: Arc<Stats>,
+) -> Actor {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     let slo_history = slo::longest_window(&slos);
     let spawned = std::thread::Builder::new()
@@ -79,12 +218,14 @@ pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -
             while let Some(first) = rx.blocking_recv() {
                 let mut round = Vec::new();
                 let (mut rollup, mut prune) = (false, false);
+                let mut audited = Vec::new();
                 let mut next = Some(first);
                 while let Some(job) = next.take() {
                     match job {
                         Job::Merge(r) => round.push(r),
                         Job::Rollup => rollup = true,
                         Job::Prune => prune = true,
+                        Job::Audit(event) => audited.extend(chain.record(now_ms(), event)),
                     }
                     if round.len() < GROUP {
                         next = rx.try_recv().ok();
@@ -107,6 +248,20 @@ pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -
                         }
                         Err(error) => warn!(%error, "Retention pass failed."),
                     }
+                    let cutoff = now_ms() - audit_retention.as_millis() as i64;
+                    let pruned = crate::audit::first_kept(&store, cutoff)
+                        .and_then(|seq| store.remove_audit_before(seq));
+                    if let Err(error) = pruned {
+                        warn!(%error, "Audit retention pass failed.");
+                    }
+                }
+                if !audited.is_empty() {
+                    append_audit(&mut store, &mut chain, &stats, &audited);
+                    if round.is_empty()
+                        && let Err(error) = store.flush()
+                    {
+                        error!(%error, "Flushing the audit trail failed.");
+                    }
                 }
                 if round.is_empty() {
                     continue;
@@ -117,10 +272,14 @@ pub fn spawn(mut store: SledStore, slos: Vec<InstalledSlo>, stats: Arc<Stats>) -
                 let outcomes: Vec<Result<MergeOutcome, StoreError>> = round
                     .iter()
                     .map(|r| {
-                        let batch = r.batch.batch();
-                        let deltas = slo::batch_deltas(&slos, batch);
-                        let seen = timeline::sightings(batch);
-                        store.merge_batch(batch, r.received_ms, &deltas, &seen)
+                        merge_one(
+                            &mut store,
+                            &slos,
+                            &mut chain,
+                            &stats,
+                            r.batch.batch(),
+                            r.received_ms,
+                        )
                     })
                     .collect();
                 let flushed = store.flush().map_err(Arc::new);

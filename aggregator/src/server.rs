@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error_span, info, warn};
 
+use crate::audit::Event;
 use crate::glue::{load_certs, load_key, now_ms};
 use crate::links::Links;
-use crate::merge::{Job, MergeRequest};
+use crate::merge::{AuditSink, Job, MergeRequest};
 use crate::store::MergeOutcome;
 use crate::telemetry::Stats;
 
@@ -101,6 +102,7 @@ pub async fn serve(
     merges: mpsc::Sender<Job>,
     stats: Arc<Stats>,
     links: Arc<Links>,
+    audit: Arc<AuditSink>,
     shutdown: CancellationToken,
 ) {
     let refusals = Arc::new(std::sync::Mutex::new(LogGate::new(Duration::from_secs(60))));
@@ -115,15 +117,17 @@ pub async fn serve(
         let remote = incoming.remote_address();
         let refusals = Arc::clone(&refusals);
         let links = Arc::clone(&links);
+        let audit = Arc::clone(&audit);
         tokio::spawn(
             async move {
                 match incoming.await {
-                    Ok(connection) => handle(connection, merges, stats, &links).await,
+                    Ok(connection) => handle(connection, merges, stats, &links, &audit).await,
                     Err(error) => {
                         stats.connections_refused.fetch_add(1, Ordering::Relaxed);
                         let reason = error.to_string();
                         let (kind, fix) = refusal(&reason);
                         links.refused(remote.ip(), kind, &reason, fix, None, now_ms());
+                        audit_refusal(&audit, remote.ip(), kind, &reason);
                         let admitted = refusals
                             .lock()
                             .map(|mut g| g.admit(std::time::Instant::now(), kind))
@@ -146,28 +150,47 @@ pub async fn serve(
     endpoint.close(0u32.into(), b"shutdown");
 }
 
+/// A refused connection into the audit trail: one entry per peer and kind a minute.
+fn audit_refusal(audit: &AuditSink, peer: std::net::IpAddr, kind: &str, reason: &str) {
+    audit.send_limited(&format!("refused {peer} {kind}"), None, |suppressed| {
+        Event::Refused {
+            peer: peer.to_string(),
+            kind: kind.to_owned(),
+            error: reason.to_owned(),
+            suppressed,
+        }
+    });
+}
+
 async fn handle(
     connection: quinn::Connection,
     merges: mpsc::Sender<Job>,
     stats: Arc<Stats>,
     links: &Links,
+    audit: &AuditSink,
 ) {
     let remote = connection.remote_address();
-    let certified = connection
+    let leaf = connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .and_then(|chain| chain.first().and_then(identity));
+        .and_then(|chain| chain.first().cloned());
+    let fingerprint = leaf.as_ref().map(|c| {
+        crate::access::hex(ring::digest::digest(&ring::digest::SHA256, c.as_ref()).as_ref())
+    });
+    let certified = leaf.as_ref().and_then(identity);
     let Some(certified) = certified else {
         stats.connections_refused.fetch_add(1, Ordering::Relaxed);
         warn!("Agent certificate carries no usable identity; closing.");
+        let reason = "the certificate has no DNS subject alternative name or common name";
         links.refused(
             remote.ip(),
             "no-identity",
-            "the certificate has no DNS subject alternative name or common name",
+            reason,
             "issue the agent's certificate with pitot certs init --agents <id>",
             None,
             now_ms(),
         );
+        audit_refusal(audit, remote.ip(), "no-identity", reason);
         connection.close(2u32.into(), b"no identity");
         return;
     };
@@ -181,9 +204,21 @@ async fn handle(
         &stats,
         links,
         &mut established,
+        &|| {
+            // Enrolment (the first certificate for this id) and certificate changes; the
+            // actor records only what changes the trail.
+            if let Some(fingerprint) = &fingerprint {
+                audit.send(Event::AgentSeen {
+                    agent: certified.clone(),
+                    fingerprint: fingerprint.clone(),
+                    peer: remote.ip().to_string(),
+                });
+            }
+        },
     )
     .instrument(span.clone())
     .await;
+
     let _entered = span.enter();
     let error = match result {
         Ok(()) => None,
@@ -202,6 +237,7 @@ async fn handle(
         let (kind, fix) = session_refusal(&error);
         let reason = format!("{error:#}");
         links.refused(remote.ip(), kind, &reason, fix, Some(&certified), now_ms());
+        audit_refusal(audit, remote.ip(), kind, &reason);
         // The reason travels in the CONNECTION_CLOSE frame, so the agent can log it even
         // when the closing stream frames are lost with the connection.
         let mut text = format!("refused: {reason}");
@@ -251,6 +287,7 @@ async fn drive(
     stats: &Stats,
     links: &Links,
     established: &mut bool,
+    on_established: &(dyn Fn() + Sync),
 ) -> anyhow::Result<()> {
     let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
         .await
@@ -292,6 +329,7 @@ async fn drive(
                         now_ms(),
                     );
                     *established = true;
+                    on_established();
                 }
                 AggregatorEvent::InvalidBatch { seq, reason } => {
                     stats.batches_rejected.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,8 @@
 //! "sightings": model, 0x00, version, 0x00, host   → first: i64 BE, last: i64 BE (Unix ms:
 //!                                                  start of the first interval seen, end of
 //!                                                  the last)
+//! "audit":   seq: u64 BE                        → an audit entry as the audit engine encodes
+//!                                                  it (canonical bytes ‖ SHA-256), opaque here
 //! "slo_defs":  canonical SLI bytes               → slo id: u64 BE, ready: u8
 //! "slo_cells": slo id, resolution: u8, start     → good: u64 BE, total: u64 BE,
 //!                                                  uncertain: u64 BE (absent in stores
@@ -163,6 +165,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every sighting of `model` (of every model when `None`): first and last per version
     /// and host.
     fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError>;
+    /// Whether `(model, version, host)` has been seen.
+    fn sighting_known(&self, model: &str, version: &str, host: &str) -> Result<bool, StoreError>;
+    /// Audit entries with sequence numbers in `[from, to]`, in order, as stored.
+    fn audit_entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 }
 
 /// The trees, shared by the writer and its readers.
@@ -174,6 +180,7 @@ struct Trees {
     dedupe: sled::Tree,
     agents: sled::Tree,
     sightings: sled::Tree,
+    audit: sled::Tree,
     slo_defs: sled::Tree,
     slo_cells: sled::Tree,
     slo_hosts: sled::Tree,
@@ -378,6 +385,7 @@ impl SledStore {
             dedupe: db.open_tree("dedupe")?,
             agents: db.open_tree("agents")?,
             sightings: db.open_tree("sightings")?,
+            audit: db.open_tree("audit")?,
             slo_defs: db.open_tree("slo_defs")?,
             slo_cells: db.open_tree("slo_cells")?,
             slo_hosts: db.open_tree("slo_hosts")?,
@@ -1028,6 +1036,26 @@ impl Trees {
         Ok(out)
     }
 
+    fn sighting_known(&self, model: &str, version: &str, host: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .sightings
+            .contains_key(sighting_key(model, version, host))?)
+    }
+
+    fn audit_entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.audit.range(from.to_be_bytes()..=to.to_be_bytes()) {
+            let (k, v) = entry?;
+            let seq = k
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("audit key".into()))?;
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
         let prefix = model.map_or_else(Vec::new, |m| {
             let mut p = m.as_bytes().to_vec();
@@ -1208,6 +1236,25 @@ macro_rules! delegate_store_reads {
                 let $s = self;
                 $e.sightings(model)
             }
+
+            fn sighting_known(
+                &self,
+                model: &str,
+                version: &str,
+                host: &str,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let $s = self;
+                $e.sighting_known(model, version, host)
+            }
+
+            fn audit_entries(
+                &self,
+                from: u64,
+                to: u64,
+            ) -> Result<Vec<(u64, Vec<u8>)>, $crate::store::StoreError> {
+                let $s = self;
+                $e.audit_entries(from, to)
+            }
         }
     };
 }
@@ -1232,6 +1279,28 @@ impl SledStore {
     ) -> Result<MergeOutcome, StoreError> {
         self.trees()
             .merge_batch(batch, received_ms, slo_deltas, sightings)
+    }
+
+    /// Appends audit entries (sequence number, encoded entry); durable at the next flush.
+    pub fn append_audit(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (seq, bytes) in entries {
+            batch.insert(&seq.to_be_bytes(), bytes.as_slice());
+        }
+        self.trees().audit.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Deletes the audit entries before `seq` (retention); returns how many.
+    pub fn remove_audit_before(&mut self, seq: u64) -> Result<u64, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in self.trees().audit.range(..seq.to_be_bytes()).keys() {
+            batch.remove(key?);
+            n += 1;
+        }
+        self.trees().audit.apply_batch(batch)?;
+        Ok(n)
     }
 
     /// Makes every write so far durable.

@@ -28,6 +28,12 @@ pub struct Stats {
     pub merge_queue_pushed: AtomicU64,
     /// Merge requests popped by the merge actor.
     pub merge_queue_popped: AtomicU64,
+    /// HTTP requests refused for a missing or unknown token (401).
+    pub http_unauthorized: AtomicU64,
+    /// HTTP requests refused outside their token's scopes (403).
+    pub http_forbidden: AtomicU64,
+    /// Audit events dropped (queue full) or entries not written (store error).
+    pub audit_dropped: AtomicU64,
     /// True once the QUIC listener is bound.
     pub quic_up: AtomicBool,
 }
@@ -35,7 +41,7 @@ pub struct Stats {
 impl Stats {
     /// Prometheus text exposition of the counters.
     pub fn exposition(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 11] = [
+        let rows: [(&str, &str, &AtomicU64); 14] = [
             (
                 "pitot_aggregator_connections_total",
                 "QUIC connections accepted.",
@@ -90,6 +96,21 @@ impl Stats {
                 "pitot_aggregator_merge_queue_popped_total",
                 "Merge requests taken by the merge actor.",
                 &self.merge_queue_popped,
+            ),
+            (
+                "pitot_aggregator_http_unauthorized_total",
+                "HTTP requests refused without a valid bearer token (401).",
+                &self.http_unauthorized,
+            ),
+            (
+                "pitot_aggregator_http_forbidden_total",
+                "HTTP requests refused outside their token's scopes (403).",
+                &self.http_forbidden,
+            ),
+            (
+                "pitot_aggregator_audit_dropped_total",
+                "Audit events dropped (merge queue full) or entries the store failed to write.",
+                &self.audit_dropped,
             ),
         ];
         let mut out = String::new();

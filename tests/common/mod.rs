@@ -138,6 +138,13 @@ pub struct Fleet {
     pub udp_ports: BTreeMap<String, u16>,
     /// Appended to the aggregator's config (`[[slo]]`, `[drift]`…).
     pub aggregator_extra: String,
+    /// Added to the aggregator's `[http]` section (`tokens_file`, `tls_cert`…).
+    pub http_extra: String,
+    /// With HTTPS: the CA that signed the API's certificate (for `localhost`); the fleet's
+    /// URL becomes `https://localhost:<port>`.
+    pub https_ca: Option<PathBuf>,
+    /// The bearer token `client()` sends.
+    pub token: Option<String>,
     /// Appended to every agent's config (`[[scrape]]`, `[[process]]`…).
     pub agent_extra: String,
     /// Environment of every agent started from now on (`PITOT_AGENT__…` overrides).
@@ -161,6 +168,9 @@ impl Fleet {
             aggregator: None,
             agents: BTreeMap::new(),
             aggregator_extra: String::new(),
+            http_extra: String::new(),
+            https_ca: None,
+            token: None,
             agent_extra: String::new(),
             agent_env: Vec::new(),
             starts: 0,
@@ -172,19 +182,28 @@ impl Fleet {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        match self.https_ca {
+            Some(_) => format!("https://localhost:{}", self.http_port),
+            None => format!("http://127.0.0.1:{}", self.http_port),
+        }
     }
 
     /// The aggregator's `/metrics` page (`None` when it does not answer).
     pub fn metrics_text(&self) -> Option<String> {
-        ureq::get(&format!("{}/metrics", self.url()))
-            .call()
+        self.client()
+            .get_raw("/metrics")
             .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| body)
     }
 
     pub fn client(&self) -> pitot::report::Client {
-        pitot::report::Client::new(&self.url())
+        pitot::report::Client::with_access(
+            &self.url(),
+            self.token.clone(),
+            self.https_ca.as_deref(),
+        )
+        .expect("client")
     }
 
     fn spawn(&mut self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
@@ -213,8 +232,8 @@ impl Fleet {
             format!(
                 "[quic]\nlisten = \"127.0.0.1:{}\"\nca = \"{d}/certs/ca.pem\"\n\
                  cert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n\
-                 [http]\nlisten = \"127.0.0.1:{}\"\n[store]\ndir = \"{d}/store\"\n{}",
-                self.quic_port, self.http_port, self.aggregator_extra
+                 [http]\nlisten = \"127.0.0.1:{}\"\n{}\n[store]\ndir = \"{d}/store\"\n{}",
+                self.quic_port, self.http_port, self.http_extra, self.aggregator_extra
             ),
         )
         .unwrap();
@@ -225,14 +244,9 @@ impl Fleet {
         );
         self.aggregator = Some(proc);
         let client = self.client();
+        // /healthz answers text: any HTTP answer means it is up.
         wait_for("aggregator /healthz", Duration::from_secs(20), || {
-            client.get("/healthz", &[]).ok().or_else(|| {
-                // /healthz answers text, not JSON: any HTTP answer means it is up.
-                ureq::get(&format!("{}/healthz", self.url()))
-                    .call()
-                    .ok()
-                    .map(|_| Value::Null)
-            })
+            client.get_raw("/healthz").ok()
         });
     }
 

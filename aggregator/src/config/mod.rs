@@ -257,6 +257,8 @@ pub struct AggregatorConfig {
     pub slos: Vec<SloDefinition>,
     /// `[[model]]`.
     pub models: Vec<ModelDefinition>,
+    /// `audit.retention`.
+    pub audit_retention: Duration,
 }
 
 /// Validated `[quic]`.
@@ -275,6 +277,12 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Sloth-named SLO series on `/metrics`.
     pub sloth_metrics: bool,
+    /// The tokens file, as configured (see `access::tokens_path` for the systemd credential).
+    pub tokens_file: Option<PathBuf>,
+    /// `/metrics` without a token.
+    pub metrics_public: bool,
+    /// HTTPS certificate chain and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Validated `[store]` with `[retention]`.
@@ -374,6 +382,35 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             input_prefix: d.input_prefix.clone(),
             references,
         };
+        let http_tls = match (&raw.http.tls_cert, &raw.http.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            (Some(_), None) => {
+                e.push(
+                    "http.tls_key",
+                    "set it with http.tls_cert (the key of that certificate)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                e.push(
+                    "http.tls_cert",
+                    "set it with http.tls_key (the certificate chain, PEM)",
+                );
+                None
+            }
+        };
+        let audit_retention = match parse_duration(&raw.audit.retention) {
+            Ok(d) if d >= Duration::from_secs(86_400) => d,
+            Ok(_) => {
+                e.push("audit.retention", "must be at least \"1d\", e.g. \"400d\"");
+                Duration::ZERO
+            }
+            Err(m) => {
+                e.push("audit.retention", m.to_string());
+                Duration::ZERO
+            }
+        };
         let slos = validate_slos(&mut e, &raw.slo);
         let models = validate_models(&mut e, &raw.model, &raw.slo);
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
@@ -391,6 +428,9 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             http: HttpSettings {
                 listen: http_listen,
                 sloth_metrics: raw.http.sloth_metrics,
+                tokens_file: raw.http.tokens_file,
+                metrics_public: raw.http.metrics_public,
+                tls: http_tls,
             },
             store: StoreSettings {
                 dir: raw.store.dir,
@@ -399,7 +439,80 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             drift,
             slos,
             models,
+            audit_retention,
         })
+    }
+}
+
+impl AggregatorConfig {
+    /// One line per model, SLO and drift setting, as the audit trail records and diffs them
+    /// when a configuration is loaded.
+    pub fn audit_lines(&self) -> Vec<String> {
+        let tags = |t: &[(String, String)]| {
+            t.iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut out = Vec::new();
+        for m in &self.models {
+            let mut prices: Vec<String> = m
+                .prices
+                .gpu_hour
+                .iter()
+                .map(|(c, p)| format!("{c}={p}"))
+                .collect();
+            if let Some(d) = m.prices.gpu_hour_default {
+                prices.push(format!("default={d}"));
+            }
+            out.push(format!(
+                "model {}: owner={} contact={} tags={} slos={} gpu_hour=[{}] host_hour={} \
+                 tokens_in={} tokens_out={} requests={}",
+                m.name,
+                m.owner,
+                m.contact,
+                tags(&m.tags),
+                m.slos.join(","),
+                prices.join(","),
+                m.prices.host_hour.map_or("-".to_owned(), |p| p.to_string()),
+                m.metrics.tokens_in.as_deref().unwrap_or("-"),
+                m.metrics.tokens_out.as_deref().unwrap_or("-"),
+                m.metrics.requests.as_deref().unwrap_or("-"),
+            ));
+        }
+        for s in &self.slos {
+            let sli = match &s.sli {
+                Sli::Latency {
+                    metric,
+                    threshold,
+                    tags: t,
+                } => format!("latency {metric} <= {threshold} [{}]", tags(t)),
+                Sli::Ratio {
+                    good,
+                    total,
+                    tags: t,
+                } => format!("ratio {good} / {total} [{}]", tags(t)),
+            };
+            out.push(format!(
+                "slo {}: objective={} window={:?} service={} sli={sli}",
+                s.name, s.objective, s.window, s.service
+            ));
+        }
+        let d = &self.drift.config;
+        out.push(format!(
+            "drift: alpha={} ks_floor={} psi_floor={} wasserstein_norm_floor={} js_floor={} \
+             input_prefix={}",
+            d.alpha,
+            d.ks_floor,
+            d.psi_floor,
+            d.wasserstein_norm_floor,
+            d.js_floor,
+            self.drift.input_prefix
+        ));
+        for (name, (from, to)) in &self.drift.references {
+            out.push(format!("drift.reference {name}: from={from:?} to={to:?}"));
+        }
+        out
     }
 }
 

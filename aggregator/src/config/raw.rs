@@ -39,6 +39,27 @@ pub struct RawAggregatorConfig {
     pub model: Vec<RawModel>,
     /// Drift settings.
     pub drift: RawDrift,
+    /// Audit trail.
+    pub audit: RawAudit,
+}
+
+/// Default `audit.retention`.
+pub const DEFAULT_AUDIT_RETENTION: &str = "400d";
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// How long audit entries are kept. Default `"400d"`.
+    pub retention: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            retention: DEFAULT_AUDIT_RETENTION.into(),
+        }
+    }
 }
 
 /// One `[[slo]]`.
@@ -212,6 +233,16 @@ pub struct RawHttp {
     /// Publish SLO series under Sloth's recording-rule names (`slo:sli_error:ratio_rate5m`…)
     /// on `/metrics`. Default true. `promtool check metrics` lints the `:` in those names.
     pub sloth_metrics: bool,
+    /// Bearer tokens (their SHA-256 digests and scopes, `pitot tokens new` prints the lines).
+    /// Unset: the systemd credential `pitot-tokens` when there is one, else the API is open.
+    pub tokens_file: Option<PathBuf>,
+    /// With tokens: serve `/metrics` without one (for a Prometheus without credentials).
+    /// Default false.
+    pub metrics_public: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The HTTPS key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for RawHttp {
@@ -219,6 +250,10 @@ impl Default for RawHttp {
         RawHttp {
             listen: DEFAULT_HTTP_LISTEN.into(),
             sloth_metrics: true,
+            tokens_file: None,
+            metrics_public: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

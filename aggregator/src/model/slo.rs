@@ -51,6 +51,15 @@ pub enum Sli {
     },
 }
 
+impl Sli {
+    /// Its tag filters.
+    pub fn tags(&self) -> &[(String, String)] {
+        match self {
+            Sli::Latency { tags, .. } | Sli::Ratio { tags, .. } => tags,
+        }
+    }
+}
+
 /// A validated SLO.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloDefinition {
