@@ -31,7 +31,35 @@ pub struct DemoOptions {
     pub http: String,
     /// Seconds between live tables.
     pub every: Duration,
+    /// With a token, the demo's API takes only it (scope `admin`); without, it is open on
+    /// loopback.
+    pub token: Option<String>,
 }
+
+/// The demo's models: owners, SLOs and prices. Its hosts have no GPU, so what they cost is
+/// host time (each host's time split between the models its process serves); tokens are the
+/// prompt tokens of the requests (`input.prompt_tokens`), requests the latency timings.
+const DEMO_MODELS: &str = r##"
+[[model]]
+name = "llama3"
+owner = "search-ranking"
+contact = "#search-oncall"
+slos = ["llama3-latency"]
+gpu_hour = 2.5
+host_hour = 1.2
+tokens_in = "input.prompt_tokens"
+requests = "request.latency"
+
+[[model]]
+name = "mistral"
+owner = "support-bots"
+contact = "support-ml@example.com"
+slos = ["mistral-latency"]
+gpu_hour = 2.5
+host_hour = 1.2
+tokens_in = "input.prompt_tokens"
+requests = "request.latency"
+"##;
 
 /// When the injected input drift starts without `--duration`.
 const DRIFT_AFTER: Duration = Duration::from_secs(30);
@@ -87,8 +115,19 @@ const HOSTS: [(&str, &[DemoModel]); 3] = [
     ("gpu-host-3", &[DemoModel("llama3", "v1", 60.0)]),
 ];
 
-fn agent_toml(dir: &Path, host: &str, aggregator: &str) -> String {
+fn agent_toml(dir: &Path, host: &str, models: &[DemoModel], aggregator: &str) -> String {
     let d = dir.display();
+    // The demo process stands in for each host's model server: one rule per model it serves.
+    let rules: String = models
+        .iter()
+        .map(|m| {
+            format!(
+                "[[process]]\nname = \"{0}-server\"\npid_file = \"{d}/demo.pid\"\n\
+                 tags = [\"model:{0}\", \"version:{1}\"]\n",
+                m.0, m.1
+            )
+        })
+        .collect();
     format!(
         r#"agent_id = "{host}"
 interval = "1s"
@@ -104,7 +143,7 @@ dir = "{d}/spool-{host}"
 [dogstatsd]
 udp = ""
 unix = "{d}/{host}.sock"
-"#
+{rules}"#
     )
 }
 
@@ -133,8 +172,21 @@ pub async fn run(
     )?;
 
     let d = dir.path().display();
+    std::fs::write(dir.path().join("demo.pid"), std::process::id().to_string())?;
+    let tokens = match &options.token {
+        Some(token) => {
+            let line = pitot_aggregator::access::file_line(
+                "demo",
+                token,
+                &[pitot_aggregator::access::Scope::Admin],
+            );
+            std::fs::write(dir.path().join("tokens"), format!("{line}\n"))?;
+            format!("tokens_file = \"{d}/tokens\"\n")
+        }
+        None => String::new(),
+    };
     let aggregator_toml = format!(
-        "[quic]\nlisten = \"127.0.0.1:0\"\nca = \"{d}/certs/ca.pem\"\ncert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n[http]\nlisten = \"{}\"\n[store]\ndir = \"{d}/store\"\n{DEMO_SLOS}",
+        "[quic]\nlisten = \"127.0.0.1:0\"\nca = \"{d}/certs/ca.pem\"\ncert = \"{d}/certs/aggregator.pem\"\nkey = \"{d}/certs/aggregator.key\"\n[http]\nlisten = \"{}\"\n{tokens}[store]\ndir = \"{d}/store\"\n{DEMO_SLOS}{DEMO_MODELS}",
         options.http
     );
     let aggregator_config = pitot_aggregator::config::parse(&aggregator_toml, Path::new("demo"))?;
@@ -162,9 +214,9 @@ pub async fn run(
 
     let agents_stop = CancellationToken::new();
     let mut agent_tasks = Vec::new();
-    for host in &agents {
+    for (host, models) in HOSTS {
         let cfg = pitot_agent::config::parse(
-            &agent_toml(dir.path(), host, &bound.quic.to_string()),
+            &agent_toml(dir.path(), host, models, &bound.quic.to_string()),
             Path::new("demo"),
         )?;
         agent_tasks.push(tokio::spawn(pitot_agent::run(cfg, agents_stop.clone())));
@@ -228,7 +280,13 @@ pub async fn run(
         }
     )?;
 
-    let client = Client::new(&url);
+    let client = Client::with_access(&url, options.token.clone(), None)?;
+    if options.token.is_some() {
+        writeln!(
+            out,
+            "The API takes only your token: pitot report models --url {url} --token …"
+        )?;
+    }
     let started = Instant::now();
     let started_ms = pitot_aggregator::glue::now_ms();
     let mut last_state: std::collections::BTreeMap<String, String> = Default::default();
@@ -405,6 +463,21 @@ pub async fn run(
             report::drift_table(&report::typed(&t)?)
         )?,
         (Err(e), _) | (_, Err(e)) => writeln!(out, "\n(drift report unavailable: {e:#})")?,
+    }
+    let c = client.clone();
+    let from = format!("{:.3}", started_ms as f64 / 1000.0);
+    let models = tokio::task::spawn_blocking(move || {
+        c.get("/api/v1/models", &[("from", from)])
+            .and_then(|v| report::typed(&v))
+    })
+    .await?;
+    match models {
+        Ok(m) => write!(
+            out,
+            "\nWho owns what and what it cost (host time only: no GPU here):\n{}",
+            report::models_table(&m)
+        )?,
+        Err(e) => writeln!(out, "\n(models report unavailable: {e:#})")?,
     }
     aggregator_stop.cancel();
     aggregator.await??;

@@ -40,6 +40,10 @@ enum Command {
         /// How often to print the live table (e.g. "2s").
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         every: Duration,
+        /// Make the demo's API take only this bearer token (as with a tokens file); without
+        /// it, the API is open on loopback.
+        #[arg(long, env = "PITOT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Print reports from a running aggregator.
     Report {
@@ -281,6 +285,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             rate,
             http,
             every,
+            token,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -305,6 +310,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                         rate,
                         http,
                         every,
+                        token,
                     },
                     stop,
                     &mut out,

@@ -574,8 +574,24 @@ pub fn audit_table(entries: &[pitot_aggregator::audit::Entry]) -> String {
     table(&["seq", "time (UTC)", "kind", "subject", "detail"], &rows)
 }
 
+/// An amount with the digits it needs: 1234, 12.34, 0.1234, 2.4e-6.
+fn amount(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_owned()
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a >= 0.001 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
 fn money(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+    v.map_or_else(|| "-".to_owned(), amount)
 }
 
 fn model_details(m: &ModelReport) -> String {
@@ -601,7 +617,7 @@ fn model_details(m: &ModelReport) -> String {
             g.hours,
             g.busy_hours,
             g.price_per_hour
-                .map_or_else(|| "no price".to_owned(), |p| format!("{p:.2}/h"))
+                .map_or_else(|| "no price".to_owned(), |p| format!("{}/h", amount(p)))
         ));
     }
     if !c.attribution.is_empty() {
@@ -614,7 +630,7 @@ fn model_details(m: &ModelReport) -> String {
         "  host {:.3} h ({}); cost: allocation {}, utilisation {}",
         c.host_hours,
         c.host_cost
-            .map_or_else(|| "no host price".to_owned(), |v| format!("{v:.2}")),
+            .map_or_else(|| "no host price".to_owned(), amount),
         money(c.allocation_cost),
         money(c.utilisation_cost),
     ));
@@ -642,8 +658,9 @@ fn model_details(m: &ModelReport) -> String {
     }
     if let Some(u) = &c.per_1k_requests {
         out.push_str(&format!(
-            "  per 1k requests: {:.4} allocation, {:.4} utilisation\n",
-            u.allocation, u.utilisation
+            "  per 1k requests: {} allocation, {} utilisation\n",
+            amount(u.allocation),
+            amount(u.utilisation)
         ));
     }
     for s in &m.slos {
@@ -716,7 +733,7 @@ pub fn models_table(list: &ModelList) -> String {
                 m.cost
                     .per_1k_tokens
                     .as_ref()
-                    .map_or_else(|| "-".to_owned(), |u| format!("{:.4}", u.allocation)),
+                    .map_or_else(|| "-".to_owned(), |u| amount(u.allocation)),
             ]
         })
         .collect();

@@ -273,16 +273,17 @@ fn tokens(
 ) -> Result<Option<Tokens>, ReportError> {
     if def.metrics.tokens_in.is_some() || def.metrics.tokens_out.is_some() {
         let mut source = Vec::new();
-        let mut one = |m: &Option<String>| -> Result<f64, ReportError> {
-            let Some(m) = m else { return Ok(0.0) };
+        let mut one = |m: &Option<String>| -> Result<Option<f64>, ReportError> {
+            let Some(m) = m else { return Ok(None) };
             source.push(m.clone());
-            Ok(r.total(m, filters, false)?.unwrap_or(0.0))
+            r.total(m, filters, false)
         };
         let input = one(&def.metrics.tokens_in)?;
         let output = one(&def.metrics.tokens_out)?;
-        return Ok(Some(Tokens {
-            input,
-            output,
+        // The configured metrics have no series for this model: no token count.
+        return Ok((input.is_some() || output.is_some()).then(|| Tokens {
+            input: input.unwrap_or(0.0),
+            output: output.unwrap_or(0.0),
             source,
         }));
     }
