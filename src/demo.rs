@@ -45,20 +45,24 @@ name = "llama3"
 owner = "search-ranking"
 contact = "#search-oncall"
 slos = ["llama3-latency"]
-gpu_hour = 2.5
-host_hour = 1.2
+latency_metric = "request.latency"
 tokens_in = "input.prompt_tokens"
 requests = "request.latency"
+[model.price]
+gpu_hour = 2.5
+host_hour = 1.2
 
 [[model]]
 name = "mistral"
 owner = "support-bots"
 contact = "support-ml@example.com"
 slos = ["mistral-latency"]
-gpu_hour = 2.5
-host_hour = 1.2
+latency_metric = "request.latency"
 tokens_in = "input.prompt_tokens"
 requests = "request.latency"
+[model.price]
+gpu_hour = 2.5
+host_hour = 1.2
 "##;
 
 /// When the injected input drift starts without `--duration`.

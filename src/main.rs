@@ -491,8 +491,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             command: TokensCommand::New { name, scope },
         } => {
             anyhow::ensure!(
-                !name.is_empty() && !name.contains(char::is_whitespace),
-                "--name must be one word, e.g. grafana"
+                !name.trim().is_empty() && !name.contains('#') && !name.contains('\n'),
+                "--name must be a label without '#', e.g. grafana"
             );
             let scopes = scope
                 .iter()

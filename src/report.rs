@@ -564,7 +564,7 @@ pub fn audit_table(entries: &[pitot_aggregator::audit::Entry]) -> String {
             }
             vec![
                 e.seq.to_string(),
-                e.time.clone(),
+                e.at.clone(),
                 e.kind.clone(),
                 e.subject.clone(),
                 detail.to_string(),
@@ -642,10 +642,12 @@ fn model_details(m: &ModelReport) -> String {
     }
     out.push('\n');
     if let Some(t) = &c.tokens {
+        let part = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
         out.push_str(&format!(
-            "  tokens: {} in, {} out ({}); per 1k tokens: {}\n",
-            t.input,
-            t.output,
+            "  tokens: {:.0} ({} in, {} out; {}); per 1k tokens: {}\n",
+            t.total,
+            part(t.input),
+            part(t.output),
             t.source.join(", "),
             c.per_1k_tokens.as_ref().map_or_else(
                 || "-".to_owned(),
@@ -661,6 +663,16 @@ fn model_details(m: &ModelReport) -> String {
             "  per 1k requests: {} allocation, {} utilisation\n",
             amount(u.allocation),
             amount(u.utilisation)
+        ));
+    }
+    if let Some(l) = &m.latency {
+        out.push_str(&format!(
+            "  latency ({}{}): p50 {}, p99 {} over {} requests\n",
+            l.metric,
+            l.unit.as_ref().map_or(String::new(), |u| format!(", {u}")),
+            l.p50.map_or_else(|| "-".to_owned(), amount),
+            l.p99.map_or_else(|| "-".to_owned(), amount),
+            l.count
         ));
     }
     for s in &m.slos {

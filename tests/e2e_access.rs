@@ -32,7 +32,7 @@ fn new_token(name: &str, scope: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("no token in {text}"));
     let line = lines
         .iter()
-        .find(|l| l.starts_with(&format!("{name} ")))
+        .find(|l| l.ends_with(&format!(" {name}")) && l.len() > 64)
         .unwrap_or_else(|| panic!("no file line in {text}"));
     ((*token).to_owned(), (*line).to_owned())
 }
@@ -211,7 +211,7 @@ fn tokens_scope_what_the_api_answers_over_https() {
         (&llama, &llama_line),
         (&auditor, &auditor_line),
     ] {
-        let digest = line.split_whitespace().nth(1).unwrap();
+        let digest = line.split_whitespace().next().unwrap();
         assert!(
             !log.contains(token.as_str()) && !log.contains(digest),
             "a secret in the log"

@@ -75,13 +75,16 @@ name = "llama3"
 owner = "search-ranking"
 contact = "search-oncall@example.com"
 slos = ["llama3-latency"]
-gpu_hour = {{ default = 1.0, "{H100}" = 4.0 }}
+[model.price]
+gpu_hour = 1.0
 host_hour = 0.5
+[model.price.gpu_class]
+h100 = 4.0
 
 [[model]]
 name = "embedder"
 owner = "platform"
-gpu_hour = 2.0
+price = {{ gpu_hour = 2.0 }}
 "#
     );
     fleet.start_aggregator();
@@ -246,8 +249,13 @@ gpu_hour = 2.0
         "llama3 utilisation cost",
     );
     let tokens: f64 = input.iter().chain(&output).sum();
+    assert_eq!(
+        c["gpus"][0]["price_per_hour"], 4.0,
+        "h100 is in the product name: {c:#}"
+    );
     assert_eq!(f(&c["tokens"]["input"]), input.iter().sum::<f64>());
     assert_eq!(f(&c["tokens"]["output"]), output.iter().sum::<f64>());
+    assert_eq!(f(&c["tokens"]["total"]), tokens);
     close(
         f(&c["per_1k_tokens"]["allocation"]),
         allocation / tokens * 1000.0,
@@ -273,6 +281,8 @@ gpu_hour = 2.0
         serde_json::json!([{ "version": "v2", "hosts": 2 }])
     );
     assert_eq!(llama["drift"], Value::Null, "no input series: {llama:#}");
+    assert_eq!(llama["latency"]["metric"], "gen_ai.server.request.duration");
+    assert_eq!(llama["latency"]["count"], 60);
 
     // The embedder: a flat price, the A10G alone on h1 (device use), half of h2's H100.
     let e = &model("embedder")["cost"];

@@ -1,13 +1,14 @@
 //! Who may read what on the HTTP API: bearer tokens, kept as SHA-256 digests in a file, each
 //! with scopes.
 //!
-//! The tokens file holds one token per line, `NAME SHA256-HEX SCOPE[,SCOPE…]`, `#` comments:
+//! The tokens file holds one token per line, `SHA256-HEX SCOPE[,SCOPE…] LABEL`, `#` comments
+//! (the label names the holder in logs and the audit trail; it may hold spaces):
 //!
 //! ```text
 //! # pitot tokens new --name grafana --scope read
-//! grafana  6e0d2c…(64 hex)  read
-//! llama    9f86d0…          read:model:llama3,read:model:embedder
-//! auditor  2c26b4…          audit
+//! 6e0d2c…(64 hex)  read                                    grafana
+//! 9f86d0…          read:model:llama3,read:model:embedder   llama team
+//! 2c26b4…          audit                                   auditor
 //! ```
 //!
 //! Scopes: `read` (every report), `read:model:<name>` (only that model's series, reports, SLOs,
@@ -104,7 +105,7 @@ pub fn new_token() -> Result<String, String> {
 /// The tokens-file line of a token.
 pub fn file_line(name: &str, token: &str, scopes: &[Scope]) -> String {
     let scopes: Vec<String> = scopes.iter().map(Scope::to_string).collect();
-    format!("{name} {} {}", hex(&token_digest(token)), scopes.join(","))
+    format!("{} {} {name}", hex(&token_digest(token)), scopes.join(","))
 }
 
 /// Lowercase hex.
@@ -134,17 +135,23 @@ impl Tokens {
             if line.is_empty() {
                 continue;
             }
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [name, hexdigest, scopes] = fields[..] else {
+            let mut fields = line.split_whitespace();
+            let (Some(hexdigest), Some(scopes)) = (fields.next(), fields.next()) else {
                 problems.push(format!(
-                    "line {n}: write NAME SHA256-HEX SCOPES (as `pitot tokens new` prints it)"
+                    "line {n}: write SHA256-HEX SCOPES LABEL (as `pitot tokens new` prints it)"
                 ));
                 continue;
             };
+            let label: Vec<&str> = fields.collect();
+            let name = if label.is_empty() {
+                hexdigest.get(..12).unwrap_or(hexdigest).to_owned()
+            } else {
+                label.join(" ")
+            };
             let Some(digest) = unhex(hexdigest) else {
                 problems.push(format!(
-                    "line {n}: `{name}`'s digest must be 64 hex digits (SHA-256 of the token, \
-                     never the token itself)"
+                    "line {n}: the digest must be 64 hex digits (SHA-256 of the token, never \
+                     the token itself)"
                 ));
                 continue;
             };
@@ -156,10 +163,10 @@ impl Tokens {
                 }
             }
             if entries.iter().any(|e| e.name == name) {
-                problems.push(format!("line {n}: the name `{name}` is used twice"));
+                problems.push(format!("line {n}: the label `{name}` is used twice"));
             }
             entries.push(TokenEntry {
-                name: name.to_owned(),
+                name,
                 digest,
                 scopes: parsed,
             });
@@ -301,7 +308,7 @@ mod tests {
     use super::*;
 
     fn line(name: &str, token: &str, scopes: &str) -> String {
-        format!("{name} {} {scopes}\n", hex(&token_digest(token)))
+        format!("{} {scopes} {name}\n", hex(&token_digest(token)))
     }
 
     #[test]
@@ -355,12 +362,12 @@ mod tests {
     #[test]
     fn bad_lines_are_named_and_a_token_in_place_of_a_digest_is_refused() {
         let problems = Tokens::parse(
-            "a pitot_plaintexttoken read\nb 00 read\nc\nd 0000000000000000000000000000000000000000000000000000000000000000 write\n",
+            "pitot_plaintexttoken read a\n00 read b\nc\n0000000000000000000000000000000000000000000000000000000000000000 write d\n",
         )
         .unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].starts_with("line 1") && problems[0].contains("never the token"));
-        assert!(problems[2].contains("NAME SHA256-HEX SCOPES"));
+        assert!(problems[2].contains("SHA256-HEX SCOPES LABEL"));
         assert!(problems[3].contains("`write`"));
     }
 }

@@ -39,9 +39,9 @@ pub struct Entry {
     /// Sequence number, from 1, without gaps.
     pub seq: u64,
     /// When (RFC 3339).
-    pub time: String,
-    /// Unix ms.
-    pub time_ms: i64,
+    pub at: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
     /// What happened: `agent.enrolled`, `agent.certificate_changed`, `connection.refused`,
     /// `config.loaded`, `slo.alert`, `drift.status`, `version.first_seen`, `token.used`,
     /// `token.denied`.
@@ -51,7 +51,7 @@ pub struct Entry {
     /// The particulars.
     pub detail: Value,
     /// The previous entry's hash (hex; zeros for the first).
-    pub prev_hash: String,
+    pub prev: String,
     /// This entry's hash (hex).
     pub hash: String,
 }
@@ -129,12 +129,12 @@ fn decode(bytes: &[u8]) -> Result<(Entry, [u8; 32], [u8; 32]), String> {
     Ok((
         Entry {
             seq,
-            time: rfc3339(time_ms),
-            time_ms,
+            at: rfc3339(time_ms),
+            at_ms: time_ms,
             kind: fields[0].clone(),
             subject: fields[1].clone(),
             detail,
-            prev_hash: hex(&prev),
+            prev: hex(&prev),
             hash: hex(&stored),
         },
         stored,
@@ -513,12 +513,12 @@ pub fn verify(entries: &[(u64, Vec<u8>)]) -> Verification {
                     && *key != p + 1
                 {
                     Some(format!("entries {} to {} are missing", p + 1, key - 1))
-                } else if prev.is_some() && e.prev_hash != prev_bytes {
+                } else if prev.is_some() && e.prev != prev_bytes {
                     Some(format!(
                         "its previous hash is not entry {}'s (an entry before it was replaced)",
                         key - 1
                     ))
-                } else if prev.is_none() && *key == 1 && e.prev_hash != prev_bytes {
+                } else if prev.is_none() && *key == 1 && e.prev != prev_bytes {
                     Some("the first entry must link to zeros".into())
                 } else {
                     prev = Some((*key, stored));
@@ -542,7 +542,7 @@ pub fn first_kept(store: &dyn Store, cutoff_ms: i64) -> Result<u64, StoreError> 
     let all = store.audit_entries(0, u64::MAX)?;
     for (seq, bytes) in &all {
         match decode(bytes) {
-            Ok((e, _, _)) if e.time_ms < cutoff_ms => {}
+            Ok((e, _, _)) if e.at_ms < cutoff_ms => {}
             // The first one not past retention, or one that does not decode: keep it (and all
             // after it) for `verify` to name.
             _ => return Ok(*seq),
@@ -564,7 +564,7 @@ pub fn list(
         .audit_entries(0, u64::MAX)?
         .iter()
         .filter_map(|(_, b)| decode(b).ok().map(|(e, _, _)| e))
-        .filter(|e| e.time_ms >= from_ms && e.time_ms < to_ms)
+        .filter(|e| e.at_ms >= from_ms && e.at_ms < to_ms)
         .filter(|e| kind.is_none_or(|k| e.kind.starts_with(k)))
         .collect();
     if out.len() > limit {

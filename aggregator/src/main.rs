@@ -59,7 +59,7 @@ fn main() -> ExitCode {
                     Ok(t) => t,
                     Err(e) => {
                         eprintln!(
-                            "error: {}: {e:#}\n  fix: each line is NAME SHA256-HEX SCOPES, as \
+                            "error: {}: {e:#}\n  fix: each line is SHA256-HEX SCOPES LABEL, as \
                              `pitot tokens new` prints it",
                             config.display()
                         );

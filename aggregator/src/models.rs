@@ -11,7 +11,8 @@
 //!   the model's work would cost on perfectly shared GPUs).
 //!
 //! Tokens come from the first of these that has series for the model: the configured
-//! `tokens_in`/`tokens_out`; the `gen_ai.server.usage.{input,output}_tokens` counters (vLLM);
+//! `tokens_metric` (split by `gen_ai.token.type` where tagged) or `tokens_in`/`tokens_out`;
+//! the `gen_ai.server.usage.{input,output}_tokens` counters (vLLM);
 //! the sums of the `gen_ai.server.request.{input,output}_tokens` histograms (TGI, vLLM); the
 //! sum of OpenTelemetry's `gen_ai.client.token.usage` by `gen_ai.token.type`. Requests: the
 //! configured `requests`, else the count of `gen_ai.server.request.duration`, else
@@ -102,12 +103,29 @@ pub struct GpuClassCost {
 /// Tokens in the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tokens {
-    /// Input (prompt) tokens.
-    pub input: f64,
-    /// Output (generated) tokens.
-    pub output: f64,
+    /// Input (prompt) tokens (`null`: not counted apart).
+    pub input: Option<f64>,
+    /// Output (generated) tokens (`null`: not counted apart).
+    pub output: Option<f64>,
+    /// All tokens.
+    pub total: f64,
     /// The metrics they were counted from.
     pub source: Vec<String>,
+}
+
+/// The model's latency over the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// The histogram metric.
+    pub metric: String,
+    /// The values' unit when the name says it.
+    pub unit: Option<String>,
+    /// Observations.
+    pub count: u64,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
 }
 
 /// A cost per unit, both ways.
@@ -174,6 +192,8 @@ pub struct ModelReport {
     pub live: Vec<LiveVersion>,
     /// Requests (`null`: no request series for the model).
     pub requests: Option<Requests>,
+    /// Latency (`null`: no latency series for the model).
+    pub latency: Option<Latency>,
     /// Its SLOs now.
     pub slos: Vec<ModelSlo>,
     /// Its inputs' drift (`null`: no input series).
@@ -260,10 +280,38 @@ impl Reader<'_> {
     }
 }
 
-fn with(filters: &[(String, String)], k: &str, v: &str) -> Vec<(String, String)> {
-    let mut f = filters.to_vec();
-    f.push((k.to_owned(), v.to_owned()));
-    f
+/// Input, output and all tokens of `metric`'s series, split by their `gen_ai.token.type` tag
+/// (`None`: no series).
+fn typed_tokens(
+    r: &Reader<'_>,
+    metric: &str,
+    filters: &[(String, String)],
+) -> Result<Option<Tokens>, ReportError> {
+    let list = r.each(metric, filters)?;
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let mut t = Tokens {
+        input: None,
+        output: None,
+        total: 0.0,
+        source: vec![metric.to_owned()],
+    };
+    for (tags, d) in list {
+        let n = match d {
+            SeriesData::Counter(c) => c,
+            SeriesData::Histogram(h) => h.sum(),
+            SeriesData::Buckets(b) => b.sum(),
+            _ => 0.0,
+        };
+        t.total += n;
+        match tags.get("gen_ai.token.type").map(String::as_str) {
+            Some("input") => *t.input.get_or_insert(0.0) += n,
+            Some("output") => *t.output.get_or_insert(0.0) += n,
+            _ => {}
+        }
+    }
+    Ok(Some(t))
 }
 
 fn tokens(
@@ -271,49 +319,44 @@ fn tokens(
     def: &ModelDefinition,
     filters: &[(String, String)],
 ) -> Result<Option<Tokens>, ReportError> {
-    if def.metrics.tokens_in.is_some() || def.metrics.tokens_out.is_some() {
-        let mut source = Vec::new();
-        let mut one = |m: &Option<String>| -> Result<Option<f64>, ReportError> {
-            let Some(m) = m else { return Ok(None) };
-            source.push(m.clone());
-            r.total(m, filters, false)
-        };
-        let input = one(&def.metrics.tokens_in)?;
-        let output = one(&def.metrics.tokens_out)?;
-        // The configured metrics have no series for this model: no token count.
-        return Ok((input.is_some() || output.is_some()).then(|| Tokens {
-            input: input.unwrap_or(0.0),
-            output: output.unwrap_or(0.0),
-            source,
-        }));
+    if let Some(m) = &def.metrics.tokens {
+        return typed_tokens(r, m, filters);
     }
-    for (i, o) in [
-        (
-            "gen_ai.server.usage.input_tokens",
-            "gen_ai.server.usage.output_tokens",
-        ),
-        (
-            "gen_ai.server.request.input_tokens",
-            "gen_ai.server.request.output_tokens",
-        ),
-    ] {
-        let (input, output) = (r.total(i, filters, false)?, r.total(o, filters, false)?);
+    let pairs: Vec<(String, String)> = match (&def.metrics.tokens_in, &def.metrics.tokens_out) {
+        (None, None) => vec![
+            (
+                "gen_ai.server.usage.input_tokens".into(),
+                "gen_ai.server.usage.output_tokens".into(),
+            ),
+            (
+                "gen_ai.server.request.input_tokens".into(),
+                "gen_ai.server.request.output_tokens".into(),
+            ),
+        ],
+        (i, o) => vec![(i.clone().unwrap_or_default(), o.clone().unwrap_or_default())],
+    };
+    for (i, o) in pairs {
+        let total = |m: &str| -> Result<Option<f64>, ReportError> {
+            if m.is_empty() {
+                Ok(None)
+            } else {
+                r.total(m, filters, false)
+            }
+        };
+        let (input, output) = (total(&i)?, total(&o)?);
         if input.is_some() || output.is_some() {
             return Ok(Some(Tokens {
-                input: input.unwrap_or(0.0),
-                output: output.unwrap_or(0.0),
-                source: vec![i.to_owned(), o.to_owned()],
+                input,
+                output,
+                total: input.unwrap_or(0.0) + output.unwrap_or(0.0),
+                source: [i, o].into_iter().filter(|m| !m.is_empty()).collect(),
             }));
         }
     }
-    let otel = "gen_ai.client.token.usage";
-    let input = r.total(otel, &with(filters, "gen_ai.token.type", "input"), false)?;
-    let output = r.total(otel, &with(filters, "gen_ai.token.type", "output"), false)?;
-    Ok((input.is_some() || output.is_some()).then(|| Tokens {
-        input: input.unwrap_or(0.0),
-        output: output.unwrap_or(0.0),
-        source: vec![otel.to_owned()],
-    }))
+    if def.metrics.tokens_in.is_some() || def.metrics.tokens_out.is_some() {
+        return Ok(None);
+    }
+    typed_tokens(r, "gen_ai.client.token.usage", filters)
 }
 
 fn requests(
@@ -349,17 +392,19 @@ fn cost(
     def: &ModelDefinition,
     filters: &[(String, String)],
 ) -> Result<Cost, ReportError> {
-    let class = |tags: &BTreeMap<String, String>| {
-        tags.get("gpu_class")
-            .or_else(|| tags.get("gpu_model"))
-            .cloned()
-            .unwrap_or_default()
+    // GPUs are grouped by their `gpu_class` tag and `gpu_model`, which price them.
+    type Class = (Option<String>, Option<String>);
+    let class = |tags: &BTreeMap<String, String>| -> Class {
+        (
+            tags.get("gpu_class").cloned(),
+            tags.get("gpu_model").cloned(),
+        )
     };
     let seconds = |d: &SeriesData| match d {
         SeriesData::Counter(c) => *c,
         _ => 0.0,
     };
-    let mut classes: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut classes: BTreeMap<Class, (f64, f64)> = BTreeMap::new();
     for (tags, d) in r.each("process.gpu.allocated_time", filters)? {
         classes.entry(class(&tags)).or_default().0 += seconds(&d) / 3600.0;
     }
@@ -381,9 +426,8 @@ fn cost(
         host_cost: def.prices.host_hour.map(|p| p * host_hours),
         ..Cost::default()
     };
-    for (name, (hours, busy_hours)) in classes {
-        let tagged = (!name.is_empty()).then_some(name.as_str());
-        let price = def.prices.gpu(&[tagged]);
+    for ((gpu_class, gpu_model), (hours, busy_hours)) in classes {
+        let price = def.prices.gpu(gpu_class.as_deref(), gpu_model.as_deref());
         c.gpu_hours += hours;
         c.gpu_busy_hours += busy_hours;
         match price {
@@ -394,7 +438,7 @@ fn cost(
             None => c.unpriced_gpu_hours += hours,
         }
         c.gpus.push(GpuClassCost {
-            gpu_class: name,
+            gpu_class: gpu_class.or(gpu_model).unwrap_or_default(),
             hours,
             busy_hours,
             price_per_hour: price,
@@ -408,6 +452,45 @@ fn cost(
     c.utilisation_cost = plus(c.gpu_utilisation_cost, c.host_cost);
     c.tokens = tokens(r, def, filters)?;
     Ok(c)
+}
+
+/// The model's latency: its `latency_metric`, else `gen_ai.server.request.duration`, else
+/// `request.latency`, whichever has series for it first.
+fn latency(
+    store: &dyn Store,
+    def: &ModelDefinition,
+    filters: &[(String, String)],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Option<Latency>, ReportError> {
+    let candidates: Vec<&str> = match &def.metrics.latency {
+        Some(m) => vec![m.as_str()],
+        None => vec!["gen_ai.server.request.duration", "request.latency"],
+    };
+    for metric in candidates {
+        let q = crate::reports::MetricQuery {
+            metric: metric.to_owned(),
+            filters: filters.to_vec(),
+            from_ms,
+            to_ms,
+            group_by: Vec::new(),
+        };
+        let qs = [("0.5".to_owned(), 0.5), ("0.99".to_owned(), 0.99)];
+        match crate::reports::quantiles(store, &q, &qs) {
+            Ok(rep) => {
+                return Ok(Some(Latency {
+                    metric: metric.to_owned(),
+                    unit: rep.unit,
+                    count: rep.fleet.count,
+                    p50: rep.fleet.quantiles.get("0.5").copied().flatten(),
+                    p99: rep.fleet.quantiles.get("0.99").copied().flatten(),
+                }));
+            }
+            Err(ReportError::NotFound(_) | ReportError::BadRequest(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Cost per 1 000 of `units`, both ways (`None` without a cost or without units).
@@ -457,6 +540,7 @@ pub fn report(
         Err(e) => return Err(e),
     };
     let requests = requests(&r, def, filters, seconds)?;
+    let latency = latency(store, def, filters, from_ms, to_ms)?;
     let mut slos = Vec::new();
     for name in &def.slos {
         let Some(installed) = ctx.slos.iter().find(|s| &s.def.name == name) else {
@@ -503,7 +587,7 @@ pub fn report(
         Err(e) => return Err(e),
     };
     let mut cost = cost(&r, def, filters)?;
-    let tokens = cost.tokens.as_ref().map_or(0.0, |t| t.input + t.output);
+    let tokens = cost.tokens.as_ref().map_or(0.0, |t| t.total);
     cost.per_1k_tokens = per_1k(&cost, tokens);
     cost.per_1k_requests = per_1k(&cost, requests.as_ref().map_or(0.0, |q| q.total));
     Ok(ModelReport {
@@ -516,6 +600,7 @@ pub fn report(
         to: rfc3339(to_ms),
         live,
         requests,
+        latency,
         slos,
         drift,
         cost,

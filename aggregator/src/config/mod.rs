@@ -78,31 +78,32 @@ fn validate_models(e: &mut ConfigError, raw: &[RawModel], slos: &[RawSlo]) -> Ve
                 );
             }
         };
-        let mut prices = Prices {
-            host_hour: r.host_hour,
-            ..Prices::default()
-        };
-        if let Some(h) = r.host_hour {
-            price("host_hour", h);
+        let p = &r.price;
+        for (field, v) in [
+            ("price.gpu_hour", p.gpu_hour),
+            ("price.host_hour", p.host_hour),
+        ] {
+            if let Some(v) = v {
+                price(field, v);
+            }
         }
-        match &r.gpu_hour {
-            Some(RawGpuPrice::Flat(p)) => {
-                price("gpu_hour", *p);
-                prices.gpu_hour_default = Some(*p);
-            }
-            Some(RawGpuPrice::ByClass(map)) => {
-                for (class, p) in map {
-                    price(&format!("gpu_hour.{class}"), *p);
-                    if class == "default" {
-                        prices.gpu_hour_default = Some(*p);
-                    } else {
-                        prices.gpu_hour.insert(class.clone(), *p);
-                    }
-                }
-            }
-            None => {}
+        for (class, v) in &p.gpu_class {
+            price(&format!("price.gpu_class.{class}"), *v);
+        }
+        let prices = Prices {
+            gpu_hour: p.gpu_class.clone(),
+            gpu_hour_default: p.gpu_hour,
+            host_hour: p.host_hour,
+        };
+        if r.tokens_metric.is_some() && (r.tokens_in.is_some() || r.tokens_out.is_some()) {
+            e.push(
+                &key("tokens_metric"),
+                "give tokens_metric (all tokens) or tokens_in/tokens_out (apart), not both",
+            );
         }
         for (field, m) in [
+            ("latency_metric", &r.latency_metric),
+            ("tokens_metric", &r.tokens_metric),
             ("tokens_in", &r.tokens_in),
             ("tokens_out", &r.tokens_out),
             ("requests", &r.requests),
@@ -122,6 +123,8 @@ fn validate_models(e: &mut ConfigError, raw: &[RawModel], slos: &[RawSlo]) -> Ve
             slos: r.slos.clone(),
             prices,
             metrics: CostMetrics {
+                latency: r.latency_metric.clone(),
+                tokens: r.tokens_metric.clone(),
                 tokens_in: r.tokens_in.clone(),
                 tokens_out: r.tokens_out.clone(),
                 requests: r.requests.clone(),
@@ -467,7 +470,7 @@ impl AggregatorConfig {
             }
             out.push(format!(
                 "model {}: owner={} contact={} tags={} slos={} gpu_hour=[{}] host_hour={} \
-                 tokens_in={} tokens_out={} requests={}",
+                 latency_metric={} tokens_metric={} tokens_in={} tokens_out={} requests={}",
                 m.name,
                 m.owner,
                 m.contact,
@@ -475,6 +478,8 @@ impl AggregatorConfig {
                 m.slos.join(","),
                 prices.join(","),
                 m.prices.host_hour.map_or("-".to_owned(), |p| p.to_string()),
+                m.metrics.latency.as_deref().unwrap_or("-"),
+                m.metrics.tokens.as_deref().unwrap_or("-"),
                 m.metrics.tokens_in.as_deref().unwrap_or("-"),
                 m.metrics.tokens_out.as_deref().unwrap_or("-"),
                 m.metrics.requests.as_deref().unwrap_or("-"),
@@ -674,28 +679,43 @@ name = "llama3-8b"
 owner = "search-ranking"
 contact = "#search-oncall"
 slos = ["chat-latency"]
-gpu_hour = { default = 2.5, "NVIDIA H100 80GB HBM3" = 4.0 }
+latency_metric = "gen_ai.server.request.duration"
+[model.price]
+gpu_hour = 2.5
 host_hour = 0.4
+[model.price.gpu_class]
+h100 = 4.0
+"NVIDIA A100-SXM4-80GB" = 3.1
 
 [[model]]
 name = "embedder"
 owner = "platform"
 tags = ["service:embed", "tier:prod"]
-gpu_hour = 1.25
 requests = "embed.requests"
+price = { gpu_hour = 1.25 }
 "##;
         let c = parse(text, Path::new("t.toml")).unwrap();
         let llama = &c.models[0];
         assert_eq!(llama.tags, vec![("model".into(), "llama3-8b".into())]);
+        // A class tag first, else a key found in the product name (the longest).
+        assert_eq!(llama.prices.gpu(Some("h100"), None), Some(4.0));
         assert_eq!(
-            llama.prices.gpu(&[None, Some("NVIDIA H100 80GB HBM3")]),
+            llama.prices.gpu(None, Some("NVIDIA H100 80GB HBM3")),
             Some(4.0)
         );
-        assert_eq!(llama.prices.gpu(&[Some("A10G")]), Some(2.5));
+        assert_eq!(
+            llama.prices.gpu(None, Some("NVIDIA A100-SXM4-80GB")),
+            Some(3.1)
+        );
+        assert_eq!(llama.prices.gpu(None, Some("NVIDIA A10G")), Some(2.5));
+        assert_eq!(
+            llama.metrics.latency.as_deref(),
+            Some("gen_ai.server.request.duration")
+        );
         assert_eq!(llama.prices.host_hour, Some(0.4));
         let embed = &c.models[1];
         assert_eq!(embed.tags.len(), 2);
-        assert_eq!(embed.prices.gpu(&[Some("anything")]), Some(1.25));
+        assert_eq!(embed.prices.gpu(Some("anything"), None), Some(1.25));
         assert_eq!(embed.metrics.requests.as_deref(), Some("embed.requests"));
 
         problem("[[model]]\nname = \"a b\"\nowner = \"x\"", "model[0].name");
@@ -705,12 +725,12 @@ requests = "embed.requests"
             "model[0].slos",
         );
         problem(
-            "[[model]]\nname = \"a\"\nowner = \"x\"\ngpu_hour = -1.0",
-            "model[0].gpu_hour",
+            "[[model]]\nname = \"a\"\nowner = \"x\"\nprice = { gpu_hour = -1.0 }",
+            "model[0].price.gpu_hour",
         );
         problem(
-            "[[model]]\nname = \"a\"\nowner = \"x\"\ngpu_hour = { H100 = -2.0 }",
-            "model[0].gpu_hour.H100",
+            "[[model]]\nname = \"a\"\nowner = \"x\"\nprice.gpu_class = { H100 = -2.0 }",
+            "model[0].price.gpu_class.H100",
         );
         problem(
             "[[model]]\nname = \"a\"\nowner = \"x\"\ntags = [\"nocolon\"]",

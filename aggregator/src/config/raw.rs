@@ -127,31 +127,42 @@ pub struct RawModel {
     /// Names of `[[slo]]`s that belong to it.
     #[serde(default)]
     pub slos: Vec<String>,
-    /// Price of a GPU-hour: a number, or a table by GPU class with an optional `default`.
+    /// Its latency histogram (the models report's latency, the gate and the page). Default:
+    /// `gen_ai.server.request.duration` where it has series, else `request.latency`.
     #[serde(default)]
-    pub gpu_hour: Option<RawGpuPrice>,
-    /// Price of a host-hour.
+    pub latency_metric: Option<String>,
+    /// A counter (or histogram sum) of its tokens, where not a known name; split into input
+    /// and output by a `gen_ai.token.type` tag where its series carry one.
     #[serde(default)]
-    pub host_hour: Option<f64>,
-    /// A counter (or histogram sum) of input tokens, where not a known name.
+    pub tokens_metric: Option<String>,
+    /// Input tokens only, where counted apart (instead of `tokens_metric`).
     #[serde(default)]
     pub tokens_in: Option<String>,
-    /// A counter (or histogram sum) of output tokens, where not a known name.
+    /// Output tokens only, where counted apart.
     #[serde(default)]
     pub tokens_out: Option<String>,
     /// A counter (or histogram count) of requests, where not a known name.
     #[serde(default)]
     pub requests: Option<String>,
+    /// `[model.price]`.
+    #[serde(default)]
+    pub price: RawPrice,
 }
 
-/// `gpu_hour = 2.5` or `gpu_hour = { default = 2.5, "NVIDIA H100 80GB HBM3" = 4.0 }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawGpuPrice {
-    /// One price for every GPU.
-    Flat(f64),
-    /// By GPU class (`gpu_class` tag, else `gpu_model`), `default` for the rest.
-    ByClass(BTreeMap<String, f64>),
+/// `[model.price]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// Per GPU-hour, for GPUs of a class not in `gpu_class`.
+    #[serde(default)]
+    pub gpu_hour: Option<f64>,
+    /// Per host-hour.
+    #[serde(default)]
+    pub host_hour: Option<f64>,
+    /// Per GPU-hour by class (`[model.price.gpu_class] a100 = 3.1`): a GPU's `gpu_class` tag,
+    /// else a key found in its `gpu_model` (case-insensitive; the longest key wins).
+    #[serde(default)]
+    pub gpu_class: BTreeMap<String, f64>,
 }
 
 /// `[drift]`.

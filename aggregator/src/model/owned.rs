@@ -25,28 +25,46 @@ pub struct ModelDefinition {
 /// What an hour of hardware costs, in the operator's currency.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Prices {
-    /// Per GPU-hour by GPU class: the `gpu_class` tag of a GPU series, else its `gpu_model`.
+    /// Per GPU-hour by GPU class (`[model.price.gpu_class]`).
     pub gpu_hour: BTreeMap<String, f64>,
-    /// Per GPU-hour for classes not listed.
+    /// Per GPU-hour for classes not listed (`price.gpu_hour`).
     pub gpu_hour_default: Option<f64>,
     /// Per host-hour.
     pub host_hour: Option<f64>,
 }
 
 impl Prices {
-    /// The price of an hour of a GPU with these class names (tried in order), if any.
-    pub fn gpu(&self, classes: &[Option<&str>]) -> Option<f64> {
-        classes
-            .iter()
-            .flatten()
-            .find_map(|c| self.gpu_hour.get(*c).copied())
+    /// The class key that prices a GPU: its `gpu_class` tag when listed, else the longest key
+    /// found in its `gpu_model` (case-insensitive), else none.
+    pub fn class_of(&self, class: Option<&str>, model: Option<&str>) -> Option<&str> {
+        if let Some(c) = class
+            && let Some((k, _)) = self.gpu_hour.get_key_value(c)
+        {
+            return Some(k);
+        }
+        let model = model?.to_lowercase();
+        self.gpu_hour
+            .keys()
+            .filter(|k| model.contains(&k.to_lowercase()))
+            .max_by_key(|k| k.len())
+            .map(String::as_str)
+    }
+
+    /// The price of an hour of a GPU with this `gpu_class` tag and `gpu_model`, if any.
+    pub fn gpu(&self, class: Option<&str>, model: Option<&str>) -> Option<f64> {
+        self.class_of(class, model)
+            .and_then(|k| self.gpu_hour.get(k).copied())
             .or(self.gpu_hour_default)
     }
 }
 
-/// Configured metric names for tokens and requests (`None`: the known names).
+/// Configured metric names for latency, tokens and requests (`None`: the known names).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CostMetrics {
+    /// Its latency histogram.
+    pub latency: Option<String>,
+    /// All its tokens (split by a `gen_ai.token.type` tag where present).
+    pub tokens: Option<String>,
     /// Input (prompt) tokens: a counter, or a histogram whose sum counts them.
     pub tokens_in: Option<String>,
     /// Output (generated) tokens.
