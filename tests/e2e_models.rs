@@ -62,13 +62,12 @@ const H100: &str = "NVIDIA H100 80GB HBM3";
 fn costs_and_tokens_per_model_match_an_independent_count() {
     let hosts = ["h1", "h2"];
     let mut fleet = Fleet::new(&hosts);
-    fleet.aggregator_extra = format!(
-        r#"
+    fleet.aggregator_extra = r#"
 [[slo]]
 name = "llama3-latency"
 objective = 0.9
 window = "1d"
-sli = {{ kind = "latency", metric = "gen_ai.server.request.duration", threshold_ms = 0.5, tags = ["model:llama3"] }}
+sli = { kind = "latency", metric = "gen_ai.server.request.duration", threshold_ms = 0.5, tags = ["model:llama3"] }
 
 [[model]]
 name = "llama3"
@@ -84,9 +83,9 @@ h100 = 4.0
 [[model]]
 name = "embedder"
 owner = "platform"
-price = {{ gpu_hour = 2.0 }}
+price = { gpu_hour = 2.0 }
 "#
-    );
+    .to_owned();
     fleet.start_aggregator();
 
     // h1: llama3 alone on GPU 0 with per-process use (0.4); the embedder alone on GPU 1,
