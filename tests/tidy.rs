@@ -185,7 +185,9 @@ fn no_import_circles_and_the_aggregator_is_layered() {
         graph["store"]
     );
     // The engines sit above the store and below the API.
-    for engine in ["slo", "drift", "reports", "merge", "timeline", "models"] {
+    for engine in [
+        "slo", "drift", "reports", "merge", "timeline", "models", "audit", "access",
+    ] {
         for above in ["api", "server", "config"] {
             assert!(
                 !graph[engine].contains(above),

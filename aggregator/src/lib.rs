@@ -319,7 +319,9 @@ pub async fn run(
     prune_task.await.context("prune task")?;
     watch_task.await.context("audit watch task")?;
     rollup_task.await.context("rollup task")?;
-    // Every sender is gone now: the merge actor drains, flushes and ends.
+    // Every sender is gone now (the audit sink holds one too): the merge actor drains,
+    // flushes and ends.
+    drop(audit_sink);
     drop(merges);
     if let Some(thread) = merge_thread {
         tokio::task::spawn_blocking(move || thread.join())
