@@ -139,4 +139,7 @@ fn the_audit_chain_records_verifies_and_names_a_tampered_entry() {
     let err = String::from_utf8_lossy(&broken.stderr);
     assert!(!broken.status.success());
     assert!(err.contains(&format!("broken at entry {victim}:")), "{err}");
+    // A clean stop still works with the audit sink in place (it holds a merge-queue sender).
+    let aggregator = fleet.aggregator.take().expect("running");
+    assert!(aggregator.terminate().success());
 }
