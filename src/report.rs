@@ -558,9 +558,15 @@ pub fn audit_table(entries: &[pitot_aggregator::audit::Entry]) -> String {
         .iter()
         .map(|e| {
             let mut detail = e.detail.clone();
-            // The full configuration is long; the table shows what changed.
-            if let Some(obj) = detail.as_object_mut() {
-                obj.remove("lines");
+            // A configuration is long: the table counts what changed (`--jsonl` has the lines).
+            if e.kind == "config.loaded" {
+                let n = |k: &str| detail[k].as_array().map_or(0, Vec::len);
+                detail = Value::String(format!(
+                    "digest {}, {} lines added, {} removed",
+                    detail["digest"].as_str().unwrap_or("-"),
+                    n("added"),
+                    n("removed")
+                ));
             }
             vec![
                 e.seq.to_string(),
@@ -608,14 +614,14 @@ fn model_details(m: &ModelReport) -> String {
     );
     for g in &c.gpus {
         out.push_str(&format!(
-            "  GPU {}: {:.3} h held, {:.3} h busy, {}\n",
+            "  GPU {}: {} h held, {} h busy, {}\n",
             if g.gpu_class.is_empty() {
                 "-"
             } else {
                 &g.gpu_class
             },
-            g.hours,
-            g.busy_hours,
+            amount(g.hours),
+            amount(g.busy_hours),
             g.price_per_hour
                 .map_or_else(|| "no price".to_owned(), |p| format!("{}/h", amount(p)))
         ));
@@ -629,8 +635,10 @@ fn model_details(m: &ModelReport) -> String {
     out.push_str(&format!(
         "  host {:.3} h ({}); cost: allocation {}, utilisation {}",
         c.host_hours,
-        c.host_cost
-            .map_or_else(|| "no host price".to_owned(), amount),
+        c.host_cost.map_or_else(
+            || "no host price".to_owned(),
+            |v| format!("costs {}", amount(v))
+        ),
         money(c.allocation_cost),
         money(c.utilisation_cost),
     ));
@@ -652,8 +660,9 @@ fn model_details(m: &ModelReport) -> String {
             c.per_1k_tokens.as_ref().map_or_else(
                 || "-".to_owned(),
                 |u| format!(
-                    "{:.4} allocation, {:.4} utilisation",
-                    u.allocation, u.utilisation
+                    "{} allocation, {} utilisation",
+                    amount(u.allocation),
+                    amount(u.utilisation)
                 )
             )
         ));
@@ -870,6 +879,39 @@ pub fn slo_table(report: &SloList) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_keep_the_digits_they_need() {
+        assert_eq!(amount(0.0), "0");
+        assert_eq!(amount(1234.4), "1234");
+        assert_eq!(amount(12.345), "12.35");
+        assert_eq!(amount(0.12344), "0.1234");
+        assert_eq!(amount(0.0000024), "2.40e-6");
+    }
+
+    /// The example in docs/CONTRACT.md is a model report the CLI reads and prints.
+    #[test]
+    fn the_contracts_model_report_reads_and_prints() {
+        let contract = include_str!("../docs/CONTRACT.md");
+        let start = contract
+            .find("GET /api/v1/models/llama3\n")
+            .expect("the example")
+            + "GET /api/v1/models/llama3\n".len();
+        let end = start + contract[start..].find("\n```").expect("its end");
+        let one: Value = serde_json::from_str(&contract[start..end]).expect("JSON");
+        let list = serde_json::json!({"from": "a", "to": "b", "models": [one]});
+        let text = models_table(&typed(&list).unwrap());
+        for want in [
+            "llama3  search-ranking  v2×2",
+            "GPU NVIDIA H100 80GB HBM3: ",
+            " h held, ",
+            "compute use attributed per device and per process",
+            "per 1k tokens: ",
+            "SLO llama3-latency (latency, 0.9 over 1d)",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+    }
 
     #[test]
     fn tables_align_and_include_the_fleet_row() {

@@ -499,8 +499,11 @@ impl AggregatorConfig {
                 } => format!("ratio {good} / {total} [{}]", tags(t)),
             };
             out.push(format!(
-                "slo {}: objective={} window={:?} service={} sli={sli}",
-                s.name, s.objective, s.window, s.service
+                "slo {}: objective={} window={} service={} sli={sli}",
+                s.name,
+                s.objective,
+                s.window.label(),
+                s.service
             ));
         }
         let d = &self.drift.config;
