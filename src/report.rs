@@ -902,12 +902,12 @@ mod tests {
         let list = serde_json::json!({"from": "a", "to": "b", "models": [one]});
         let text = models_table(&typed(&list).unwrap());
         for want in [
-            "llama3  search-ranking  v2×2",
+            "llama3  search-ranking  v2×1",
             "GPU NVIDIA H100 80GB HBM3: ",
             " h held, ",
-            "compute use attributed per device and per process",
+            "compute use attributed per process",
             "per 1k tokens: ",
-            "SLO llama3-latency (latency, 0.9 over 1d)",
+            "SLO llama3-latency (latency, 0.99 over 30d)",
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");
         }
