@@ -1,18 +1,45 @@
 //! Criterion bench for the aggregator's merge: one batch of 60 latency series (2 models × 30
 //! metrics, as the agent ships them) merged into a sled store (the finest resolution; coarser
 //! ones are rolled up later), without the flush (which the merge actor amortises over a group).
+//! Each batch goes through `merge::merge_one`, the actor's own path: SLO deltas, sightings,
+//! the audit trail's first-sighting check, the merge. `…_with_cost` adds the six cost counters
+//! two watched model processes on a GPU host add to a batch.
 
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pitot_aggregator::store::SledStore;
-use pitot_aggregator::{config, slo, timeline};
+use pitot_aggregator::telemetry::Stats;
+use pitot_aggregator::{audit, config, merge, slo};
 use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
 use pitot_shared::histogram::ValueHistogram;
 use pitot_shared::series::{AgentId, SeriesKey};
 
-fn batch(seq: u64) -> Batch {
+fn batch(seq: u64, cost: bool) -> Batch {
     let mut series = Vec::new();
+    if cost {
+        for model in ["llama3", "mistral"] {
+            for name in [
+                "process.gpu.allocated_time",
+                "process.gpu.busy_time",
+                "process.host.allocated_time",
+            ] {
+                series.push(SeriesSnapshot {
+                    key: SeriesKey::new(
+                        name,
+                        vec![
+                            ("host".into(), "h".into()),
+                            ("model".into(), model.into()),
+                            ("process".into(), format!("{model}-server")),
+                            ("gpu".into(), "0".into()),
+                        ],
+                    )
+                    .expect("key"),
+                    data: SeriesData::Counter(5.0),
+                });
+            }
+        }
+    }
     for model in ["llama3", "mistral"] {
         for m in 0..30 {
             let mut h = ValueHistogram::new();
@@ -63,9 +90,10 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(60));
     // Without SLOs, then with 100: the cost of keeping SLO counters (cells at 3 resolutions,
     // a host running sum) at merge time.
-    for (name, slos) in [
-        ("merge_batch_60_series", String::new()),
-        ("merge_batch_60_series_100_slos", slo_config()),
+    for (name, slos, cost) in [
+        ("merge_batch_60_series", String::new(), false),
+        ("merge_batch_60_series_with_cost", String::new(), true),
+        ("merge_batch_60_series_100_slos", slo_config(), false),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         // The default resolutions and retention, as a config without them gives them.
@@ -75,17 +103,17 @@ fn benches(c: &mut Criterion) {
             SledStore::open_at(dir.path(), config.store.resolutions, 1_700_000_000_000 - 1)
                 .expect("store");
         let installed = slo::install(&mut store, &config.slos).expect("install");
+        let mut chain = audit::Chain::load(&store).expect("chain");
+        let stats = Stats::default();
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     seq += 1;
-                    batch(seq)
+                    batch(seq, cost)
                 },
                 |batch| {
-                    // As the merge actor does: the SLO engine's deltas, then the merge.
-                    let deltas = slo::batch_deltas(&installed, &batch);
-                    let seen = timeline::sightings(&batch);
-                    store.merge_batch(&batch, 0, &deltas, &seen).expect("merge")
+                    merge::merge_one(&mut store, &installed, &mut chain, &stats, &batch, 0)
+                        .expect("merge")
                 },
                 criterion::BatchSize::SmallInput,
             )
