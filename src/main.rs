@@ -50,15 +50,8 @@ enum Command {
         /// What to report.
         #[arg(value_enum)]
         what: ReportKind,
-        /// The aggregator's HTTP API.
-        #[arg(long, default_value = "http://127.0.0.1:7070")]
-        url: String,
-        /// Bearer token for an API with a tokens file (`pitot tokens new` makes one).
-        #[arg(long, env = "PITOT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// For an https:// URL signed by a private CA: that CA's certificate (PEM).
-        #[arg(long, env = "PITOT_CA")]
-        ca: Option<PathBuf>,
+        #[command(flatten)]
+        api: Api,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -198,7 +191,7 @@ struct Api {
     /// The aggregator's HTTP API.
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     url: String,
-    /// Bearer token (`pitot tokens new --scope audit`).
+    /// Bearer token for an API with a tokens file (`pitot tokens new` makes one).
     #[arg(long, env = "PITOT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// For an https:// URL signed by a private CA: that CA's certificate (PEM).
@@ -320,9 +313,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report {
             what,
-            url,
-            token,
-            ca,
+            api,
             json,
             metric,
             group_by,
@@ -339,7 +330,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             model,
             window,
         } => {
-            let client = report::Client::with_access(&url, token, ca.as_deref())?;
+            let client = report::Client::with_access(&api.url, api.token, api.ca.as_deref())?;
             let window_from = from.clone().unwrap_or_else(|| "now-1h".to_owned());
             let group_by = match (&group_by, what) {
                 (Some(g), _) => g.clone(),

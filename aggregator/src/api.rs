@@ -145,6 +145,16 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 }
 
 impl AppState {
+    /// What the models report reads besides the store.
+    fn models_context(&self) -> models::Context<'_> {
+        models::Context {
+            models: &self.models,
+            slos: &self.slos,
+            drift: &self.drift.config,
+            input_prefix: &self.drift.input_prefix,
+        }
+    }
+
     /// A 403 for `grant`, which lacks what `needs` says; counted and logged (the token's name,
     /// never the token).
     fn deny(&self, grant: &Grant, needs: &str) -> ApiError {
@@ -671,12 +681,7 @@ async fn model_list(
     let now = now_ms();
     let (from_ms, to_ms) = model_window(&Params::parse_known(raw, MODEL_PARAMS)?, now)?;
     let list = blocking(move || {
-        let ctx = models::Context {
-            models: &state.models,
-            slos: &state.slos,
-            drift: &state.drift.config,
-            input_prefix: &state.drift.input_prefix,
-        };
+        let ctx = state.models_context();
         let allowed = |name: &str| grant.reads_model(name);
         models::list(state.store.as_ref(), ctx, &allowed, from_ms, to_ms, now)
     })
@@ -695,12 +700,7 @@ async fn model_one(
     let now = now_ms();
     let (from_ms, to_ms) = model_window(&Params::parse_known(raw, MODEL_PARAMS)?, now)?;
     let report = blocking(move || {
-        let ctx = models::Context {
-            models: &state.models,
-            slos: &state.slos,
-            drift: &state.drift.config,
-            input_prefix: &state.drift.input_prefix,
-        };
+        let ctx = state.models_context();
         let Some((def, configured)) = models::find(state.store.as_ref(), &state.models, &name)?
         else {
             let known: Vec<&str> = state.models.iter().map(|m| m.name.as_str()).collect();
