@@ -100,6 +100,25 @@ fn a_certificate_from_another_ca_is_named_on_both_sides() {
         refused["agent"].is_null(),
         "an unverified certificate names nobody"
     );
+    // In the audit trail once a minute per peer and kind, however often the agent retries.
+    let audited = wait_for(
+        "the refusal in the audit trail",
+        Duration::from_secs(10),
+        || {
+            let v = fleet
+                .client()
+                .get(
+                    "/api/v1/audit",
+                    &[("kind", "connection.refused".to_owned())],
+                )
+                .ok()?;
+            let list = v["entries"].as_array()?.clone();
+            (!list.is_empty()).then_some(list)
+        },
+    );
+    assert_eq!(audited.len(), 1, "{audited:#?}");
+    assert_eq!(audited[0]["subject"], "127.0.0.1");
+    assert_eq!(audited[0]["detail"]["kind"], "unknown-ca");
     // The agent sees the refusal after its handshake completed (TLS 1.3 checks the client's
     // certificate last): a lost connection at warn, with the peer's reason when quinn has it.
     wait_for("the agent's warning", Duration::from_secs(30), || {

@@ -633,6 +633,34 @@ mod tests {
     }
 
     #[test]
+    fn retention_drops_the_front_and_the_rest_still_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = crate::store::SledStore::open(
+            dir.path(),
+            crate::model::RESOLUTIONS
+                .iter()
+                .map(|r| r.with_retention(std::time::Duration::from_secs(86_400)))
+                .collect(),
+        )
+        .expect("store");
+        let (_, entries) = chain_of(5); // at 0, 1000, …, 4000 ms
+        store.append_audit(&entries).expect("append");
+        let keep = first_kept(&store, 2_500).expect("cutoff");
+        assert_eq!(keep, 4);
+        assert_eq!(store.remove_audit_before(keep).expect("remove"), 3);
+        let left = store.audit_entries(0, u64::MAX).expect("read");
+        let v = verify(&left);
+        assert!(v.ok, "{v:?}");
+        assert_eq!((v.first_seq, v.entries), (Some(4), 2));
+        // A chain resumed from the store links on.
+        let mut c = Chain::load(&store).expect("load");
+        let more = c.record(9_000, Event::TokenUsed { token: "x".into() });
+        store.append_audit(&more).expect("append");
+        assert!(verify(&store.audit_entries(0, u64::MAX).expect("read")).ok);
+        assert_eq!(first_kept(&store, i64::MAX).expect("all old"), 7);
+    }
+
+    #[test]
     fn transitions_are_recorded_once_and_agents_on_a_new_certificate() {
         let mut c = Chain {
             next_seq: 1,

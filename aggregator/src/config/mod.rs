@@ -667,6 +667,8 @@ tags = ["model:llama3"]
         let c = parse(&uncommented, &path).unwrap();
         assert_eq!(c.slos.len(), 2);
         assert_eq!(c.slos[0].service, "chat");
+        assert_eq!(c.models.len(), 1);
+        assert_eq!(c.models[0].prices.gpu(Some("h100"), None), Some(4.10));
     }
 
     #[test]
