@@ -17,6 +17,7 @@ pub mod buckets;
 pub mod categorical;
 pub mod config;
 pub mod drift;
+pub mod gate;
 pub mod histogram;
 pub mod loggate;
 pub mod protocol;

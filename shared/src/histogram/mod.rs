@@ -323,7 +323,16 @@ impl ValueHistogram {
         if self.count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        self.value_at_rank((q * self.count as f64).ceil() as u64)
+    }
+
+    /// The observation of `rank` (1 = the smallest; clamped to `1..=count`), as
+    /// [`ValueHistogram::quantile`] reports it. `None` when empty.
+    pub fn value_at_rank(&self, rank: u64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = rank.clamp(1, self.count);
         if rank == 1 {
             return Some(self.min);
         }
