@@ -21,10 +21,6 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per run; boxing the flags would only complicate clap"
-)]
 enum Command {
     /// Run an aggregator, three agents and a synthetic load on loopback, with live tables.
     Demo {
@@ -101,6 +97,43 @@ enum Command {
         /// now (`7d`); default the last 24 hours (or --from).
         #[arg(long)]
         window: Option<String>,
+    },
+    /// Deployment gate: is a candidate version worse than its baseline? Prints the decision
+    /// and each check's evidence; exits 0 pass, 1 fail, 2 inconclusive (64 on a usage error).
+    Gate {
+        /// A gate declared in the aggregator's config (`[[gate]]`); or give --model,
+        /// --baseline and --candidate.
+        name: Option<String>,
+        #[command(flatten)]
+        api: Api,
+        /// The model (ad hoc).
+        #[arg(long)]
+        model: Option<String>,
+        /// The baseline's tags, comma-separated (ad hoc), e.g. version:v1.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// The candidate's tags, comma-separated (ad hoc), e.g. version:v2.
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Window start (default: the gate's window back from now; ad hoc 15 minutes).
+        #[arg(long)]
+        from: Option<String>,
+        /// The window as a duration back from now, e.g. 30m.
+        #[arg(long)]
+        window: Option<String>,
+        /// The latency histogram (default: the gate's, the model's, or the known names).
+        #[arg(long)]
+        latency_metric: Option<String>,
+        /// Allowed latency ratio, e.g. 1.1.
+        #[arg(long)]
+        max_ratio: Option<String>,
+        /// Ask again every 10 s until the decision is pass or fail, for at most this long
+        /// (then inconclusive), e.g. 10m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Read and check the aggregator's tamper-evident audit trail (needs the `audit` scope).
     Audit {
@@ -258,8 +291,32 @@ enum CertsCommand {
     },
 }
 
+/// Exit code of a usage error (sysexits' EX_USAGE), as the daemons use: `pitot gate` gives
+/// 2 its own meaning (inconclusive).
+const EX_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _printed = e.print();
+            return if usage {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if let Command::Gate { .. } = &cli.command {
+        return match gate(cli.command) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EX_USAGE)
+            }
+        };
+    }
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -267,6 +324,84 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pitot gate`: the decision's exit code (0 pass, 1 fail, 2 inconclusive); an `Err` is a
+/// usage or connection problem (exit 64).
+fn gate(command: Command) -> anyhow::Result<u8> {
+    let Command::Gate {
+        name,
+        api,
+        model,
+        baseline,
+        candidate,
+        from,
+        window,
+        latency_metric,
+        max_ratio,
+        wait,
+        json,
+    } = command
+    else {
+        anyhow::bail!("not a gate command");
+    };
+    let client = report::Client::with_access(&api.url, api.token, api.ca.as_deref())?;
+    let mut q: Vec<(&str, String)> = Vec::new();
+    let path = match (&name, &model, &baseline, &candidate) {
+        (Some(n), None, None, None) => format!("/api/v1/gate/{n}"),
+        (None, Some(m), Some(b), Some(c)) => {
+            q.extend([
+                ("model", m.clone()),
+                ("baseline", b.clone()),
+                ("candidate", c.clone()),
+            ]);
+            "/api/v1/gate".to_owned()
+        }
+        _ => anyhow::bail!(
+            "give a gate's NAME, or --model, --baseline and --candidate (e.g. pitot gate \
+             --model llama3 --baseline version:v1 --candidate version:v2)"
+        ),
+    };
+    for (k, v) in [
+        ("from", &from),
+        ("window", &window),
+        ("latency_metric", &latency_metric),
+        ("max_ratio", &max_ratio),
+    ] {
+        if let Some(v) = v {
+            q.push((k, v.clone()));
+        }
+    }
+    let deadline = wait.map(|w| std::time::Instant::now() + w);
+    let stderr = std::io::stderr();
+    let report: pitot_aggregator::gate::GateReport = loop {
+        let r: pitot_aggregator::gate::GateReport = report::typed(&client.get(&path, &q)?)?;
+        let settled = r.decision != pitot_shared::gate::Verdict::Inconclusive;
+        match deadline {
+            Some(d) if !settled && std::time::Instant::now() < d => {
+                writeln!(
+                    stderr.lock(),
+                    "inconclusive ({} baseline, {} candidate requests); asking again in 10 s",
+                    r.baseline.requests,
+                    r.candidate.requests
+                )?;
+                std::thread::sleep(Duration::from_secs(10).min(d - std::time::Instant::now()));
+            }
+            _ => break r,
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", report::gate_table(&report))?;
+    }
+    Ok(match report.decision {
+        pitot_shared::gate::Verdict::Pass | pitot_shared::gate::Verdict::Warn => 0,
+        pitot_shared::gate::Verdict::Fail => 1,
+        pitot_shared::gate::Verdict::Inconclusive => 2,
+    })
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -422,6 +557,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Gate { .. } => anyhow::bail!("pitot gate runs from main"),
         Command::Audit {
             command:
                 AuditCommand::List {

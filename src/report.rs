@@ -549,6 +549,90 @@ pub fn timeline_table(t: &Timeline) -> String {
     ) + &table(&["version", "host", "first seen", "last seen", ""], &rows)
 }
 
+/// Renders a gate's decision: a headline, then one row per check (per quantile for latency).
+pub fn gate_table(r: &pitot_aggregator::gate::GateReport) -> String {
+    let side = |s: &pitot_aggregator::gate::SideInfo| {
+        s.tags
+            .iter()
+            .filter(|(k, _)| k.as_str() != "model")
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut out = format!(
+        "{}: {} {} against {} ({} … {}; {} baseline, {} candidate requests)\n",
+        r.gate.as_deref().unwrap_or("gate"),
+        r.decision.label(),
+        side(&r.candidate),
+        side(&r.baseline),
+        r.from,
+        r.to,
+        r.baseline.requests,
+        r.candidate.requests,
+    );
+    let num = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), amount);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for c in &r.checks {
+        match c.name.as_str() {
+            "latency" => {
+                for q in c.figures["quantiles"].as_array().into_iter().flatten() {
+                    let qv = q["q"].as_f64().unwrap_or(0.0);
+                    let est = |side: &str| {
+                        format!(
+                            "{} [{} … {}]",
+                            num(&q[side]["value"]),
+                            num(&q[side]["lower"]),
+                            num(&q[side]["upper"])
+                        )
+                    };
+                    rows.push(vec![
+                        q["verdict"].as_str().unwrap_or("-").to_uppercase(),
+                        format!("latency p{}", qv * 100.0),
+                        est("baseline"),
+                        est("candidate"),
+                        q["reason"].as_str().unwrap_or("").to_owned(),
+                    ]);
+                }
+            }
+            "errors" => {
+                let p = |side: &str| {
+                    let f = &c.figures[side];
+                    format!("{}/{} ({})", f["events"], f["total"], num(&f["rate"]))
+                };
+                rows.push(vec![
+                    c.verdict.label().to_owned(),
+                    "errors".into(),
+                    p("baseline"),
+                    p("candidate"),
+                    c.reason.clone(),
+                ]);
+            }
+            "slo" => rows.push(vec![
+                c.verdict.label().to_owned(),
+                format!("slo {}", c.figures["slo"].as_str().unwrap_or("")),
+                "-".into(),
+                format!("burn {}×", num(&c.figures["burn"])),
+                c.reason.clone(),
+            ]),
+            _ => rows.push(vec![
+                c.verdict.label().to_owned(),
+                c.name.clone(),
+                "-".into(),
+                "-".into(),
+                c.reason.clone(),
+            ]),
+        }
+    }
+    out.push_str(&table(
+        &["verdict", "check", "baseline", "candidate", "why"],
+        &rows,
+    ));
+    for s in &r.skipped {
+        out.push_str(&format!("not checked: {s}\n"));
+    }
+    out
+}
+
 /// Renders audit entries: sequence, time, kind, subject, particulars.
 pub fn audit_table(entries: &[pitot_aggregator::audit::Entry]) -> String {
     if entries.is_empty() {

@@ -18,9 +18,10 @@ use crate::merge::AuditSink;
 
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
+use crate::gate;
 use crate::glue::now_ms;
 use crate::links::Links;
-use crate::model::{ModelDefinition, parse_time, rfc3339};
+use crate::model::{GateDefinition, ModelDefinition, OnDrift, parse_time, rfc3339};
 use crate::models;
 use crate::reports::{self, MetricQuery, ReportError};
 use crate::slo::{self, InstalledSlo};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub slos: Arc<Vec<InstalledSlo>>,
     /// Declared models.
     pub models: Arc<Vec<ModelDefinition>>,
+    /// Declared gates.
+    pub gates: Arc<Vec<GateDefinition>>,
     /// Sloth-named SLO series on `/metrics`.
     pub sloth_metrics: bool,
     /// Bearer tokens (`None`: the API is open).
@@ -68,6 +71,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/slo/{name}", get(slo_one))
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/gate", get(gate_adhoc))
+        .route("/api/v1/gate/{name}", get(gate_named))
         .route("/api/v1/models", get(model_list))
         .route("/api/v1/models/{name}", get(model_one))
         .route("/api/v1/models/{name}/timeline", get(model_timeline))
@@ -145,6 +150,16 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 }
 
 impl AppState {
+    /// What a gate reads besides the store.
+    fn gate_context(&self) -> gate::Context<'_> {
+        gate::Context {
+            models: &self.models,
+            slos: &self.slos,
+            drift: &self.drift.config,
+            input_prefix: &self.drift.input_prefix,
+        }
+    }
+
     /// What the models report reads besides the store.
     fn models_context(&self) -> models::Context<'_> {
         models::Context {
@@ -413,6 +428,30 @@ async fn metrics(State(state): State<AppState>, Extension(grant): Extension<Gran
         return e.into_response();
     }
     let mut body = state.stats.exposition();
+    if !state.gates.is_empty() {
+        let st = state.clone();
+        let now = now_ms();
+        let gates = blocking(move || {
+            let mut out = Vec::new();
+            for g in st.gates.iter() {
+                let from = now - g.window.as_millis() as i64;
+                out.push(gate::evaluate(
+                    st.store.as_ref(),
+                    st.gate_context(),
+                    g,
+                    from,
+                    now,
+                    now,
+                )?);
+            }
+            Ok(out)
+        })
+        .await;
+        match gates {
+            Ok(reports) => body.push_str(&gate::exposition(&reports)),
+            Err(ApiError(status, message)) => return (status, message).into_response(),
+        }
+    }
     if !state.slos.is_empty() {
         let slos = Arc::clone(&state.slos);
         let store = Arc::clone(&state.store);
@@ -578,6 +617,213 @@ async fn categories(
     state.need_tags(&grant, &q.filters)?;
     let report = blocking(move || reports::categories(state.store.as_ref(), &q)).await?;
     Ok(Json(report))
+}
+
+/// The query parameters of the gate endpoints (overrides of a named gate's settings).
+const GATE_PARAMS: &[&str] = &[
+    "model",
+    "baseline",
+    "candidate",
+    "from",
+    "to",
+    "window",
+    "latency_metric",
+    "quantiles",
+    "max_ratio",
+    "on_drift",
+];
+
+fn tag_list(text: &str, key: &str) -> Result<Vec<(String, String)>, ApiError> {
+    text.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            t.trim()
+                .split_once(':')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| bad(format!("{key} `{t}` must be key:value, e.g. version:v1")))
+        })
+        .collect()
+}
+
+/// Applies the query's overrides to `g` and returns the window.
+fn gate_overrides(
+    params: &Params,
+    g: &mut GateDefinition,
+    now: i64,
+) -> Result<(i64, i64), ApiError> {
+    if let Some(m) = params.one("latency_metric").filter(|m| !m.is_empty()) {
+        g.latency_metric = Some(m.to_owned());
+    }
+    if let Some(r) = params.one("max_ratio") {
+        g.latency.max_ratio = r
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r >= 1.0)
+            .ok_or_else(|| bad("`max_ratio` must be a number of at least 1, e.g. 1.1"))?;
+    }
+    if let Some(q) = params.one("quantiles") {
+        g.latency.quantiles = parse_quantiles(q)?.into_iter().map(|(_, q)| q).collect();
+        if g.latency.quantiles.iter().any(|q| !(*q > 0.0 && *q < 1.0)) {
+            return Err(bad("`quantiles` must lie between 0 and 1, e.g. 0.5,0.99"));
+        }
+    }
+    match params.one("on_drift") {
+        None => {}
+        Some("fail") => g.on_drift = OnDrift::Fail,
+        Some("warn") => g.on_drift = OnDrift::Warn,
+        Some(o) => return Err(bad(format!("on_drift `{o}` is not fail or warn"))),
+    }
+    let to_ms = parse_time(params.one("to").unwrap_or("now"), now).map_err(bad)?;
+    let from_ms = match (params.one("from"), params.one("window")) {
+        (Some(_), Some(_)) => return Err(bad("give `from` or `window`, not both")),
+        (Some(t), None) => parse_time(t, now).map_err(bad)?,
+        (None, Some(w)) => {
+            let d =
+                pitot_shared::config::parse_duration(w).map_err(|e| bad(format!("window: {e}")))?;
+            to_ms - d.as_millis() as i64
+        }
+        (None, None) => to_ms - g.window.as_millis() as i64,
+    };
+    if from_ms >= to_ms {
+        return Err(bad("`from` must be before `to`"));
+    }
+    Ok((from_ms, to_ms))
+}
+
+/// Evaluates `g` for `grant`, records the decision in the audit trail.
+async fn run_gate(
+    state: AppState,
+    grant: Grant,
+    g: GateDefinition,
+    from_ms: i64,
+    to_ms: i64,
+    now: i64,
+) -> Result<Json<gate::GateReport>, ApiError> {
+    state.need_model(&grant, &g.model)?;
+    let st = state.clone();
+    let report = blocking(move || {
+        gate::evaluate(
+            st.store.as_ref(),
+            st.gate_context(),
+            &g,
+            from_ms,
+            to_ms,
+            now,
+        )
+    })
+    .await?;
+    let name = report.gate.clone().unwrap_or_else(|| {
+        let t = |s: &gate::SideInfo| {
+            s.tags
+                .iter()
+                .filter(|(k, _)| k.as_str() != "model")
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{}:{}→{}",
+            report.model,
+            t(&report.baseline),
+            t(&report.candidate)
+        )
+    });
+    let decision = report.decision.label().to_lowercase();
+    let evidence = gate::evidence(&report);
+    state
+        .audit
+        .send_limited(&format!("gate {name} {decision}"), None, |suppressed| {
+            audit::Event::GateDecision {
+                gate: name.clone(),
+                decision: decision.clone(),
+                evidence,
+                suppressed,
+            }
+        });
+    Ok(Json(report))
+}
+
+/// `GET /api/v1/gate/{name}`: a declared gate, with the query's overrides.
+async fn gate_named(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<gate::GateReport>, ApiError> {
+    let params = Params::parse_known(raw, GATE_PARAMS)?;
+    let Some(mut g) = state
+        .gates
+        .iter()
+        .find(|g| g.name.as_deref() == Some(name.as_str()))
+        .cloned()
+    else {
+        let known: Vec<&str> = state
+            .gates
+            .iter()
+            .filter_map(|g| g.name.as_deref())
+            .collect();
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no gate named `{name}`; configured: {}",
+                if known.is_empty() {
+                    "none (add [[gate]] to the aggregator config, or ask /api/v1/gate?model=…&baseline=…&candidate=…)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    if params.one("model").is_some()
+        || params.one("baseline").is_some()
+        || params.one("candidate").is_some()
+    {
+        return Err(bad(
+            "a named gate's model, baseline and candidate are its own; use /api/v1/gate?model=… for another comparison",
+        ));
+    }
+    let now = now_ms();
+    let (from_ms, to_ms) = gate_overrides(&params, &mut g, now)?;
+    run_gate(state, grant, g, from_ms, to_ms, now).await
+}
+
+/// `GET /api/v1/gate?model=M&baseline=version:v1&candidate=version:v2&from=now-15m`.
+async fn gate_adhoc(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<gate::GateReport>, ApiError> {
+    let params = Params::parse_known(raw, GATE_PARAMS)?;
+    let need = |k: &str| {
+        params.one(k).filter(|v| !v.is_empty()).ok_or_else(|| {
+            bad(format!(
+                "`{k}` is required: ?model=llama3&baseline=version:v1&candidate=version:v2"
+            ))
+        })
+    };
+    let model = need("model")?.to_owned();
+    let baseline = tag_list(need("baseline")?, "baseline")?;
+    let candidate = tag_list(need("candidate")?, "candidate")?;
+    if baseline.is_empty() || candidate.is_empty() || baseline == candidate {
+        return Err(bad("baseline and candidate must select different series"));
+    }
+    let mut g = GateDefinition {
+        name: None,
+        model,
+        baseline,
+        candidate,
+        window: std::time::Duration::from_secs(900),
+        latency_metric: None,
+        latency: Default::default(),
+        errors: None,
+        error_rule: Default::default(),
+        max_burn: 1.0,
+        on_drift: OnDrift::Fail,
+        outputs: Vec::new(),
+    };
+    let now = now_ms();
+    let (from_ms, to_ms) = gate_overrides(&params, &mut g, now)?;
+    run_gate(state, grant, g, from_ms, to_ms, now).await
 }
 
 /// `GET /api/v1/audit`.

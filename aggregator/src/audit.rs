@@ -1,7 +1,8 @@
 //! The audit trail: an append-only list of what happened to the fleet's accountability —
 //! agents enrolled and their certificates changed, connections refused, configurations loaded
 //! (with a digest and a diff of models, SLOs and drift settings), SLO alert and drift status
-//! transitions, first sightings of a model version on a host, API tokens used and refused.
+//! transitions, first sightings of a model version on a host, API tokens used and refused,
+//! deployment gate decisions with their evidence.
 //!
 //! Each entry is hash-chained to the one before it: `hash = SHA-256(canonical bytes)`, where
 //! the canonical bytes are, in order and big-endian,
@@ -206,6 +207,18 @@ pub enum Event {
         /// Token name.
         token: String,
     },
+    /// A gate's decision with its evidence (rate-limited by the sender per gate and
+    /// decision).
+    GateDecision {
+        /// Gate name (or `model:baseline→candidate` for an ad-hoc query).
+        gate: String,
+        /// `pass`, `fail`, `inconclusive`.
+        decision: String,
+        /// Each check's verdict and reason, the window and both sides.
+        evidence: Value,
+        /// The same decision not recorded since the last entry.
+        suppressed: u64,
+    },
     /// A request refused (rate-limited by the sender).
     TokenDenied {
         /// Token name (`-` for none or an unknown one).
@@ -388,6 +401,22 @@ impl Chain {
                 &format!("{model}/{version}@{host}"),
                 &json!({ "model": model, "version": version, "host": host, "interval_start": rfc3339(from_ms) }),
             )),
+            Event::GateDecision {
+                gate,
+                decision,
+                mut evidence,
+                suppressed,
+            } => {
+                if let Some(o) = evidence.as_object_mut() {
+                    o.insert("suppressed_before".into(), json!(suppressed));
+                }
+                out.push(self.append(
+                    time_ms,
+                    &format!("gate.{decision}"),
+                    &gate,
+                    &evidence,
+                ));
+            }
             Event::TokenUsed { token } => {
                 out.push(self.append(time_ms, "token.used", &token, &json!({})));
             }

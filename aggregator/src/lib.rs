@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod drift;
+pub mod gate;
 #[path = "../../shared/daemon/glue.rs"]
 pub mod glue;
 pub mod links;
@@ -283,6 +284,7 @@ pub async fn run(
         drift: Arc::new(config.drift.clone()),
         slos: Arc::new(slos),
         models: Arc::new(config.models.clone()),
+        gates: Arc::new(config.gates.clone()),
         sloth_metrics: config.http.sloth_metrics,
         tokens,
         metrics_public: config.http.metrics_public,

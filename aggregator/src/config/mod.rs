@@ -16,9 +16,132 @@ use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
 use pitot_shared::drift::DriftConfig;
 
 use crate::model::{
-    CostMetrics, ModelDefinition, Prices, RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow,
-    TimeSpec,
+    CostMetrics, GateDefinition, ModelDefinition, OnDrift, Prices, RESOLUTIONS, Resolution, Sli,
+    SloDefinition, SloWindow, TimeSpec,
 };
+
+fn validate_gates(e: &mut ConfigError, raw: &[RawGate]) -> Vec<GateDefinition> {
+    use pitot_shared::gate::{ErrorRule, LatencyRule};
+    let mut out: Vec<GateDefinition> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |field: &str| format!("gate[{i}].{field}");
+        if r.name.is_empty()
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            e.push(
+                &key("name"),
+                "use letters, digits, '-', '_' and '.', e.g. \"llama3-canary\"",
+            );
+        } else if out
+            .iter()
+            .any(|g| g.name.as_deref() == Some(r.name.as_str()))
+        {
+            e.push(&key("name"), format!("`{}` is defined twice", r.name));
+        }
+        if r.model.is_empty() {
+            e.push(&key("model"), "name the model, e.g. \"llama3\"");
+        }
+        let baseline = e.tags(&key("baseline"), &r.baseline);
+        let candidate = e.tags(&key("candidate"), &r.candidate);
+        if baseline.is_empty() || candidate.is_empty() || baseline == candidate {
+            e.push(
+                &key("candidate"),
+                "baseline and candidate must select different series, e.g. [\"version:v1\"] and [\"version:v2\"]",
+            );
+        }
+        let window = match parse_duration(&r.window) {
+            Ok(d) if d >= Duration::from_secs(60) => d,
+            Ok(_) => {
+                e.push(&key("window"), "must be at least \"1m\", e.g. \"15m\"");
+                Duration::ZERO
+            }
+            Err(m) => {
+                e.push(&key("window"), m.to_string());
+                Duration::ZERO
+            }
+        };
+        let d = LatencyRule::default();
+        let l = &r.latency;
+        let latency = LatencyRule {
+            quantiles: l.quantiles.clone().unwrap_or(d.quantiles),
+            max_ratio: l.max_ratio.unwrap_or(d.max_ratio),
+            confidence: l.confidence.unwrap_or(d.confidence),
+            min_count: l.min_count.unwrap_or(d.min_count),
+        };
+        if latency.quantiles.is_empty() || latency.quantiles.iter().any(|q| !(*q > 0.0 && *q < 1.0))
+        {
+            e.push(
+                &key("latency.quantiles"),
+                "quantiles between 0 and 1, e.g. [0.5, 0.95, 0.99]",
+            );
+        }
+        if !(latency.max_ratio.is_finite() && latency.max_ratio >= 1.0) {
+            e.push(
+                &key("latency.max_ratio"),
+                "at least 1, e.g. 1.10 (10 % slower allowed)",
+            );
+        }
+        if !(latency.confidence > 0.5 && latency.confidence < 1.0) {
+            e.push(&key("latency.confidence"), "between 0.5 and 1, e.g. 0.90");
+        }
+        let de = ErrorRule::default();
+        let error_rule = ErrorRule {
+            max_ratio: r
+                .errors
+                .as_ref()
+                .and_then(|x| x.max_ratio)
+                .unwrap_or(de.max_ratio),
+            max_increase: r
+                .errors
+                .as_ref()
+                .and_then(|x| x.max_increase)
+                .unwrap_or(de.max_increase),
+            ..de
+        };
+        if !(error_rule.max_ratio >= 1.0 && error_rule.max_increase >= 0.0) {
+            e.push(
+                &key("errors"),
+                "max_ratio at least 1 and max_increase at least 0",
+            );
+        }
+        let max_burn = r.slo.max_burn.unwrap_or(1.0);
+        if !(max_burn.is_finite() && max_burn > 0.0) {
+            e.push(
+                &key("slo.max_burn"),
+                "a positive number, e.g. 1.0 (on budget)",
+            );
+        }
+        let on_drift = match r.drift.on_drift.as_deref() {
+            None | Some("fail") => OnDrift::Fail,
+            Some("warn") => OnDrift::Warn,
+            Some(other) => {
+                e.push(
+                    &key("drift.on_drift"),
+                    format!("`{other}` is not \"fail\" or \"warn\""),
+                );
+                OnDrift::Fail
+            }
+        };
+        out.push(GateDefinition {
+            name: Some(r.name.clone()),
+            model: r.model.clone(),
+            baseline,
+            candidate,
+            window,
+            latency_metric: r.latency.metric.clone(),
+            latency,
+            errors: r.errors.as_ref().map(|x| (x.good.clone(), x.total.clone())),
+            error_rule,
+            max_burn,
+            on_drift,
+            outputs: r.drift.outputs.clone(),
+        });
+    }
+    out
+}
 
 fn validate_models(e: &mut ConfigError, raw: &[RawModel], slos: &[RawSlo]) -> Vec<ModelDefinition> {
     let mut out: Vec<ModelDefinition> = Vec::new();
@@ -262,6 +385,8 @@ pub struct AggregatorConfig {
     pub models: Vec<ModelDefinition>,
     /// `audit.retention`.
     pub audit_retention: Duration,
+    /// `[[gate]]`.
+    pub gates: Vec<GateDefinition>,
 }
 
 /// Validated `[quic]`.
@@ -416,6 +541,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
         };
         let slos = validate_slos(&mut e, &raw.slo);
         let models = validate_models(&mut e, &raw.model, &raw.slo);
+        let gates = validate_gates(&mut e, &raw.gate);
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
             return Err(e);
         };
@@ -443,6 +569,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             slos,
             models,
             audit_retention,
+            gates,
         })
     }
 }

@@ -37,6 +37,8 @@ pub struct RawAggregatorConfig {
     pub slo: Vec<RawSlo>,
     /// Models: owner, series, SLOs, prices (`[[model]]`).
     pub model: Vec<RawModel>,
+    /// Deployment gates (`[[gate]]`).
+    pub gate: Vec<RawGate>,
     /// Drift settings.
     pub drift: RawDrift,
     /// Audit trail.
@@ -147,6 +149,97 @@ pub struct RawModel {
     /// `[model.price]`.
     #[serde(default)]
     pub price: RawPrice,
+}
+
+/// One `[[gate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    /// Name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// The model.
+    pub model: String,
+    /// `k:v` tags of the baseline, e.g. `["version:v1"]`.
+    pub baseline: Vec<String>,
+    /// `k:v` tags of the candidate, e.g. `["version:v2"]`.
+    pub candidate: Vec<String>,
+    /// How far back the comparison looks. Default `"15m"`.
+    #[serde(default = "default_gate_window")]
+    pub window: String,
+    /// `[gate.latency]`.
+    #[serde(default)]
+    pub latency: RawGateLatency,
+    /// `[gate.errors]`.
+    #[serde(default)]
+    pub errors: Option<RawGateErrors>,
+    /// `[gate.slo]`.
+    #[serde(default)]
+    pub slo: RawGateSlo,
+    /// `[gate.drift]`.
+    #[serde(default)]
+    pub drift: RawGateDrift,
+}
+
+fn default_gate_window() -> String {
+    "15m".into()
+}
+
+/// `[gate.latency]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateLatency {
+    /// The histogram. Default: the model's `latency_metric`, else the known names.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// Default `[0.5, 0.95, 0.99]`.
+    #[serde(default)]
+    pub quantiles: Option<Vec<f64>>,
+    /// Default 1.10: the candidate may be 10 % slower.
+    #[serde(default)]
+    pub max_ratio: Option<f64>,
+    /// Default 0.90 (each interval).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Default 200 requests per side.
+    #[serde(default)]
+    pub min_count: Option<u64>,
+}
+
+/// `[gate.errors]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateErrors {
+    /// Good-events counter.
+    pub good: String,
+    /// All-events counter.
+    pub total: String,
+    /// Default 0.001 (0.1 point).
+    #[serde(default)]
+    pub max_increase: Option<f64>,
+    /// Default 1.5.
+    #[serde(default)]
+    pub max_ratio: Option<f64>,
+}
+
+/// `[gate.slo]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateSlo {
+    /// Default 1.0: the candidate may burn each SLO's budget at most on schedule.
+    #[serde(default)]
+    pub max_burn: Option<f64>,
+}
+
+/// `[gate.drift]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateDrift {
+    /// `"fail"` (default) or `"warn"`.
+    #[serde(default)]
+    pub on_drift: Option<String>,
+    /// Output series compared like inputs.
+    #[serde(default)]
+    pub outputs: Vec<String>,
 }
 
 /// `[model.price]`.
