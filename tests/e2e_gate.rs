@@ -281,6 +281,19 @@ candidate = ["version:v2"]
         "the median did not move: {median:#}"
     );
 
+    // As a Flagger webhook: the decision in the status.
+    let post = |name: &str| {
+        ureq::post(&format!("{}/api/v1/gate/{name}", fleet.url()))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send("{}")
+            .expect("POST")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("slow-canary"), 409);
+
     let errs = gate(&fleet, "/api/v1/gate/errs-canary", &[]);
     assert_eq!(errs["decision"], "fail", "{errs:#}");
     let e = check(&errs, "errors");

@@ -211,3 +211,27 @@ fn the_cycle_finder_finds_cycles() {
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
 }
+
+/// The rollout-controller and CI examples ask the gate what the API answers: the endpoint, the
+/// decision field and its three values, the CLI with --wait.
+#[test]
+fn the_gate_examples_use_the_api_as_it_is() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/gate");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("example");
+    let argo = read("argo-rollouts-analysis.yaml");
+    for want in [
+        "/api/v1/gate/",
+        "{$.decision}",
+        "result == \"pass\"",
+        "result == \"fail\"",
+        "Bearer",
+    ] {
+        assert!(argo.contains(want), "argo: {want}");
+    }
+    let flagger = read("flagger-canary.yaml");
+    assert!(flagger.contains("type: rollout") && flagger.contains("/api/v1/gate/llama3-canary"));
+    for ci in ["github-actions.yaml", "gitlab-ci.yml"] {
+        assert!(read(ci).contains("pitot gate llama3-canary --url"), "{ci}");
+        assert!(read(ci).contains("--wait 20m"), "{ci}");
+    }
+}

@@ -72,7 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/gate", get(gate_adhoc))
-        .route("/api/v1/gate/{name}", get(gate_named))
+        .route(
+            "/api/v1/gate/{name}",
+            get(gate_named).post(gate_named_status),
+        )
         .route("/api/v1/models", get(model_list))
         .route("/api/v1/models/{name}", get(model_one))
         .route("/api/v1/models/{name}/timeline", get(model_timeline))
@@ -785,6 +788,29 @@ async fn gate_named(
     let now = now_ms();
     let (from_ms, to_ms) = gate_overrides(&params, &mut g, now)?;
     run_gate(state, grant, g, from_ms, to_ms, now).await
+}
+
+/// `POST /api/v1/gate/{name}` (a Flagger webhook): the same report, with the decision in the
+/// status: 200 pass, 409 fail, 503 inconclusive (any request body is ignored).
+async fn gate_named_status(
+    state: State<AppState>,
+    grant: Extension<Grant>,
+    name: Path<String>,
+    raw: RawQuery,
+) -> Response {
+    match gate_named(state, grant, name, raw).await {
+        Ok(Json(report)) => {
+            let status = match report.decision {
+                pitot_shared::gate::Verdict::Pass | pitot_shared::gate::Verdict::Warn => {
+                    StatusCode::OK
+                }
+                pitot_shared::gate::Verdict::Fail => StatusCode::CONFLICT,
+                pitot_shared::gate::Verdict::Inconclusive => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, Json(report)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /api/v1/gate?model=M&baseline=version:v1&candidate=version:v2&from=now-15m`.
