@@ -71,6 +71,10 @@ const DRIFT_AFTER: Duration = Duration::from_secs(30);
 const SLOW_AFTER: Duration = Duration::from_secs(20);
 /// How much slower it gets.
 const SLOW_FACTOR: f64 = 5.0;
+/// When llama3 v2 starts on gpu-host-1 (a canary) without `--duration`.
+const CANARY_AFTER: Duration = Duration::from_secs(30);
+/// How much slower v2 is than v1 (a regression the gate must catch).
+const CANARY_FACTOR: f64 = 1.4;
 
 /// The demo's SLOs: llama3 requests under 300 ms, 99.9 % of the time.
 const DEMO_SLOS: &str = r#"
@@ -271,6 +275,43 @@ pub async fn run(
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {
+            loadgen::run(&spec, &|| flag.load(Ordering::Relaxed))
+        }));
+    }
+    // Half-way, llama3 v2 starts beside v1 on gpu-host-1 (a canary with a quarter of the
+    // host's traffic), 1.4× slower: the gate at the end must say fail.
+    let canary_after = options.duration.map_or(CANARY_AFTER, |d| d / 2);
+    {
+        let spec = LoadSpec {
+            target: Target::Unix {
+                path: dir.path().join("gpu-host-1.sock"),
+                blocking: true,
+            },
+            rate: (options.rate / 4).max(1),
+            duration: None,
+            lines: None,
+            per_datagram: 30,
+            seed: 99,
+            models: vec![("llama3".to_owned(), "v2".to_owned())],
+            metrics: 1,
+            counter_every: 10,
+            median_ms: vec![HOSTS[0].1[0].2 * CANARY_FACTOR],
+            replay: None,
+            plain: false,
+            inputs_every: 4,
+            drift_after: None,
+            slow_after: None,
+            slow_factor: 1.0,
+        };
+        let flag = Arc::clone(&load_stop);
+        load_threads.push(std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while t0.elapsed() < canary_after {
+                if flag.load(Ordering::Relaxed) {
+                    return Ok(LoadSummary::default());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             loadgen::run(&spec, &|| flag.load(Ordering::Relaxed))
         }));
     }
@@ -482,6 +523,37 @@ pub async fn run(
             report::models_table(&m)
         )?,
         Err(e) => writeln!(out, "\n(models report unavailable: {e:#})")?,
+    }
+    // The canary: v2 against v1 on the host that serves both, since v2 started.
+    let c = client.clone();
+    let since = format!(
+        "{:.3}",
+        (started_ms + canary_after.as_millis() as i64) as f64 / 1000.0
+    );
+    let verdict = tokio::task::spawn_blocking(move || {
+        c.get(
+            "/api/v1/gate",
+            &[
+                ("model", "llama3".to_owned()),
+                ("baseline", "version:v1,host:gpu-host-1".to_owned()),
+                ("candidate", "version:v2,host:gpu-host-1".to_owned()),
+                ("from", since),
+            ],
+        )
+        .and_then(|v| report::typed(&v))
+    })
+    .await?;
+    match verdict {
+        _ if ended_ms < started_ms + canary_after.as_millis() as i64 => writeln!(
+            out,
+            "\n(Stopped before llama3 v2's canary started: no gate to ask.)"
+        )?,
+        Ok(g) => write!(
+            out,
+            "\nDeployment gate (llama3 v2 started half-way on gpu-host-1, {CANARY_FACTOR}x slower):\n{}",
+            report::gate_table(&g)
+        )?,
+        Err(e) => writeln!(out, "\n(gate unavailable: {e:#})")?,
     }
     aggregator_stop.cancel();
     aggregator.await??;

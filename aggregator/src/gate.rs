@@ -300,16 +300,37 @@ fn drift_check(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Result<Check, String>, ReportError> {
-    let version = |t: &[(String, String)]| match t {
-        [(k, v)] if k == "version" => Some(v.clone()),
-        _ => None,
+    // Versions mode: one `version` tag each side; any other tags must be the same on both
+    // sides (e.g. one host serving both), and filter the comparison.
+    let split = |t: &[(String, String)]| {
+        let version: Vec<String> = t
+            .iter()
+            .filter(|(k, _)| k == "version")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let mut rest: Vec<(String, String)> =
+            t.iter().filter(|(k, _)| k != "version").cloned().collect();
+        rest.sort();
+        (version, rest)
     };
-    let (Some(a), Some(b)) = (version(&g.baseline), version(&g.candidate)) else {
+    let ((va, ra), (vb, rb)) = (split(&g.baseline), split(&g.candidate));
+    let (Some(a), Some(b)) = (
+        (va.len() == 1).then(|| va[0].clone()),
+        (vb.len() == 1).then(|| vb[0].clone()),
+    ) else {
         return Ok(Err(
-            "drift: compares versions; baseline and candidate must each be one version:<v> tag"
+            "drift: compares versions; baseline and candidate must each have one version:<v> tag"
                 .into(),
         ));
     };
+    if ra != rb {
+        return Ok(Err(
+            "drift: compares versions; the other tags of baseline and candidate must be the same"
+                .into(),
+        ));
+    }
+    let model_tags = with(model_tags, &ra);
+    let model_tags = model_tags.as_slice();
     let mut results = Vec::new();
     let metrics: Vec<Option<String>> = std::iter::once(None)
         .chain(g.outputs.iter().cloned().map(Some))
