@@ -127,6 +127,19 @@ fn tokens_scope_what_the_api_answers_over_https() {
         200
     );
     assert_eq!(as_llama.get_raw("/metrics").unwrap().0, 403);
+    // Its model's gate, not another's.
+    let gate = |m: &str| {
+        as_llama.get(
+            "/api/v1/gate",
+            &[
+                ("model", m.to_owned()),
+                ("baseline", "version:v1".to_owned()),
+                ("candidate", "version:v2".to_owned()),
+            ],
+        )
+    };
+    assert_eq!(status_of(gate("llama3")), 200);
+    assert_eq!(status_of(gate("mistral")), 403);
     // Lists are filtered to its model.
     let series = as_llama.get("/api/v1/series", &[]).unwrap();
     let series = series["series"].as_array().unwrap();
@@ -205,7 +218,13 @@ fn tokens_scope_what_the_api_answers_over_https() {
     };
     assert!(counter("pitot_aggregator_http_unauthorized_total") >= 4);
     assert!(counter("pitot_aggregator_http_forbidden_total") >= 8);
-    let log = fleet.logs();
+    // The whole logs, not the harness's tails.
+    let log: String = fleet
+        .aggregator
+        .iter()
+        .chain(fleet.agents.values())
+        .map(|p| p.log_text())
+        .collect();
     for (token, line) in [
         (&reader, &reader_line),
         (&llama, &llama_line),
