@@ -153,16 +153,6 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 }
 
 impl AppState {
-    /// What a gate reads besides the store.
-    fn gate_context(&self) -> gate::Context<'_> {
-        gate::Context {
-            models: &self.models,
-            slos: &self.slos,
-            drift: &self.drift.config,
-            input_prefix: &self.drift.input_prefix,
-        }
-    }
-
     /// What the models report reads besides the store.
     fn models_context(&self) -> models::Context<'_> {
         models::Context {
@@ -440,7 +430,7 @@ async fn metrics(State(state): State<AppState>, Extension(grant): Extension<Gran
                 let from = now - g.window.as_millis() as i64;
                 out.push(gate::evaluate(
                     st.store.as_ref(),
-                    st.gate_context(),
+                    st.models_context(),
                     g,
                     from,
                     now,
@@ -707,7 +697,7 @@ async fn run_gate(
     let report = blocking(move || {
         gate::evaluate(
             st.store.as_ref(),
-            st.gate_context(),
+            st.models_context(),
             &g,
             from_ms,
             to_ms,

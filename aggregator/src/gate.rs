@@ -7,18 +7,17 @@
 use std::collections::BTreeMap;
 
 use pitot_shared::batch::SeriesData;
-use pitot_shared::drift::{DriftConfig, Status};
+use pitot_shared::drift::Status;
 use pitot_shared::gate::{self, Verdict};
 use pitot_shared::histogram::ValueHistogram;
-use pitot_shared::window::align_down;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::drift::{self, DriftQuery, Mode};
-use crate::model::{GateDefinition, ModelDefinition, OnDrift, Resolution, Sli, rfc3339};
-use crate::reports::{ReportError, choose_resolution};
+use crate::model::{GateDefinition, ModelDefinition, OnDrift, Sli, rfc3339};
+use crate::reports::{ReportError, WindowReader};
 use crate::slo::{self, InstalledSlo};
-use crate::store::{Store, sum_buckets};
+use crate::store::Store;
 
 /// One side of the comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,12 +65,8 @@ pub struct GateReport {
     pub skipped: Vec<String>,
 }
 
-struct Reader<'a> {
-    store: &'a dyn Store,
-    res: Resolution,
-    from_ms: i64,
-    to_ms: i64,
-}
+/// The window's series, as both checks read them.
+struct Reader<'a>(WindowReader<'a>);
 
 impl Reader<'_> {
     fn each(
@@ -79,14 +74,7 @@ impl Reader<'_> {
         metric: &str,
         filters: &[(String, String)],
     ) -> Result<Vec<(pitot_shared::series::SeriesKey, SeriesData)>, ReportError> {
-        let mut out = Vec::new();
-        let from = align_down(self.from_ms, self.res.bucket_ms());
-        for (key, _) in self.store.series(Some(metric), filters)? {
-            if let Some(d) = sum_buckets(self.store.read(&key, &self.res, from, self.to_ms)?) {
-                out.push((key, d));
-            }
-        }
-        Ok(out)
+        self.0.each(metric, filters)
     }
 
     /// The merged histogram of `metric` under `filters` (`None`: no histogram series).
@@ -127,18 +115,8 @@ fn with(a: &[(String, String)], b: &[(String, String)]) -> Vec<(String, String)>
     v
 }
 
-/// What a gate reads besides the store.
-#[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
-    /// Declared models.
-    pub models: &'a [ModelDefinition],
-    /// SLOs with their ids.
-    pub slos: &'a [InstalledSlo],
-    /// Drift settings.
-    pub drift: &'a DriftConfig,
-    /// Input prefix.
-    pub input_prefix: &'a str,
-}
+/// What a gate reads besides the store: what the models report reads.
+pub use crate::models::Context;
 
 fn latency_check(
     r: &Reader<'_>,
@@ -423,12 +401,7 @@ pub fn evaluate(
         with(&model_tags, &g.baseline),
         with(&model_tags, &g.candidate),
     );
-    let r = Reader {
-        store,
-        res: choose_resolution(store.resolutions(), from_ms, now_ms),
-        from_ms,
-        to_ms,
-    };
+    let r = Reader(WindowReader::new(store, from_ms, to_ms, now_ms));
     let mut checks = Vec::new();
     let mut skipped = Vec::new();
     let (latency, n_b, n_c, why) = latency_check(&r, g, model, &base, &cand)?;

@@ -23,14 +23,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use pitot_shared::batch::SeriesData;
 use pitot_shared::drift::{DriftConfig, Status};
 use pitot_shared::slo::Alert;
-use pitot_shared::window::align_down;
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{self, DriftQuery, Mode};
-use crate::model::{ModelDefinition, Resolution, rfc3339};
-use crate::reports::{ReportError, choose_resolution};
+use crate::model::{ModelDefinition, rfc3339};
+use crate::reports::{ReportError, WindowReader};
 use crate::slo::{self, InstalledSlo};
-use crate::store::{Store, sum_buckets};
+use crate::store::Store;
 use crate::timeline;
 
 /// The drift reference of the models report: the 7 days before its window, as
@@ -229,13 +228,8 @@ pub struct Context<'a> {
 /// A series' tags by key.
 type Tags = BTreeMap<String, String>;
 
-/// The window's series reader: one resolution, aligned start.
-struct Reader<'a> {
-    store: &'a dyn Store,
-    res: Resolution,
-    from_ms: i64,
-    to_ms: i64,
-}
+/// The window's series, with their tags by key.
+struct Reader<'a>(WindowReader<'a>);
 
 impl Reader<'_> {
     /// Every series of `metric` under `filters`, summed over the window, with its tags.
@@ -244,14 +238,12 @@ impl Reader<'_> {
         metric: &str,
         filters: &[(String, String)],
     ) -> Result<Vec<(Tags, SeriesData)>, ReportError> {
-        let mut out = Vec::new();
-        for (key, _) in self.store.series(Some(metric), filters)? {
-            let from = align_down(self.from_ms, self.res.bucket_ms());
-            if let Some(d) = sum_buckets(self.store.read(&key, &self.res, from, self.to_ms)?) {
-                out.push((key.tags().iter().cloned().collect(), d));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .0
+            .each(metric, filters)?
+            .into_iter()
+            .map(|(key, d)| (key.tags().iter().cloned().collect(), d))
+            .collect())
     }
 
     /// Counter total, histogram sum or histogram count of a metric (`None`: no series).
@@ -522,12 +514,7 @@ pub fn report(
     to_ms: i64,
     now_ms: i64,
 ) -> Result<ModelReport, ReportError> {
-    let r = Reader {
-        store,
-        res: choose_resolution(store.resolutions(), from_ms, now_ms),
-        from_ms,
-        to_ms,
-    };
+    let r = Reader(WindowReader::new(store, from_ms, to_ms, now_ms));
     let filters = &def.tags;
     let seconds = ((to_ms - from_ms) as f64 / 1000.0).max(0.001);
     let live = match timeline::report(store, model_tag(def), i64::MIN, now_ms, now_ms) {

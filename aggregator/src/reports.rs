@@ -169,6 +169,45 @@ pub struct CategoryReport {
     pub groups: Vec<CategorySummary>,
 }
 
+/// Series of a window at one resolution (the finest that covers it), each summed over the
+/// window's buckets: what the models report and the gate read.
+#[derive(Debug)]
+pub struct WindowReader<'a> {
+    store: &'a dyn Store,
+    res: Resolution,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+impl<'a> WindowReader<'a> {
+    /// A reader of `[from_ms, to_ms)` as of `now_ms`.
+    pub fn new(store: &'a dyn Store, from_ms: i64, to_ms: i64, now_ms: i64) -> Self {
+        WindowReader {
+            store,
+            res: choose_resolution(store.resolutions(), from_ms, now_ms),
+            from_ms,
+            to_ms,
+        }
+    }
+
+    /// Every series of `metric` under `filters` with its data summed over the window (series
+    /// without data in it are left out).
+    pub fn each(
+        &self,
+        metric: &str,
+        filters: &[(String, String)],
+    ) -> Result<Vec<(pitot_shared::series::SeriesKey, SeriesData)>, ReportError> {
+        let mut out = Vec::new();
+        let from = align_down(self.from_ms, self.res.bucket_ms());
+        for (key, _) in self.store.series(Some(metric), filters)? {
+            if let Some(d) = sum_buckets(self.store.read(&key, &self.res, from, self.to_ms)?) {
+                out.push((key, d));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The finest resolution whose retention covers `from_ms` (the coarsest when none does).
 pub fn choose_resolution(resolutions: &[Resolution], from_ms: i64, now_ms: i64) -> Resolution {
     resolutions
