@@ -825,7 +825,7 @@ pub fn models_table(list: &ModelList) -> String {
                 },
                 m.requests
                     .as_ref()
-                    .map_or_else(|| "-".to_owned(), |r| format!("{:.2}", r.per_second)),
+                    .map_or_else(|| "-".to_owned(), |r| amount(r.per_second)),
                 match (worst, budget) {
                     (Some(a), Some(b)) => format!("{} {:.0} %", alert_label(a), b * 100.0),
                     _ => "-".to_owned(),

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use pitot_shared::batch::SeriesData;
+use pitot_shared::buckets::BucketHistogram;
 use pitot_shared::drift::Status;
 use pitot_shared::gate::{self, Verdict};
 use pitot_shared::histogram::ValueHistogram;
@@ -78,20 +79,23 @@ impl Reader<'_> {
     }
 
     /// The merged histogram of `metric` under `filters` (`None`: no histogram series).
+    /// The merged histogram (value or classic buckets) of `metric` under `filters` (`None`:
+    /// no histogram series).
     fn histogram(
         &self,
         metric: &str,
         filters: &[(String, String)],
-    ) -> Result<Option<ValueHistogram>, ReportError> {
-        let mut acc: Option<ValueHistogram> = None;
+    ) -> Result<Option<SeriesData>, ReportError> {
+        let mut acc: Option<SeriesData> = None;
         for (_, d) in self.each(metric, filters)? {
-            if let SeriesData::Histogram(h) = d {
-                match &mut acc {
-                    Some(a) => a
-                        .merge(&h)
-                        .map_err(|e| ReportError::BadRequest(e.to_string()))?,
-                    None => acc = Some(h),
-                }
+            if !matches!(d, SeriesData::Histogram(_) | SeriesData::Buckets(_)) {
+                continue;
+            }
+            match &mut acc {
+                Some(a) => a
+                    .merge(&d)
+                    .map_err(|e| ReportError::BadRequest(e.to_string()))?,
+                None => acc = Some(d),
             }
         }
         Ok(acc)
@@ -141,12 +145,25 @@ fn latency_check(
         if b.is_none() && c.is_none() {
             continue;
         }
-        let (b, c) = (b.unwrap_or_default(), c.unwrap_or_default());
+        let buckets =
+            matches!(b, Some(SeriesData::Buckets(_))) || matches!(c, Some(SeriesData::Buckets(_)));
+        // A side without data is an empty histogram of the other side's kind.
+        let empty = if buckets {
+            SeriesData::Buckets(BucketHistogram::default())
+        } else {
+            SeriesData::Histogram(ValueHistogram::new())
+        };
+        let empty = &empty;
+        let (b, c) = (b.as_ref().unwrap_or(empty), c.as_ref().unwrap_or(empty));
+        let (Some(rb), Some(rc)) = (ranked(b), ranked(c)) else {
+            continue;
+        };
+        let (n_b, n_c) = (rb.observations(), rc.observations());
         let per_q: Vec<gate::QuantileCheck> = g
             .latency
             .quantiles
             .iter()
-            .map(|q| gate::latency(&b, &c, *q, &g.latency))
+            .map(|q| gate::latency(rb, rc, *q, &g.latency))
             .collect();
         let verdict = Verdict::overall(per_q.iter().map(|x| x.verdict));
         let reason = per_q
@@ -163,10 +180,12 @@ fn latency_check(
                 "metric": metric,
                 "max_ratio": g.latency.max_ratio,
                 "confidence": g.latency.confidence,
+                // Classic (scraped) histograms: the intervals are bucket edges, wider.
+                "bucket_bounded": buckets,
                 "quantiles": per_q,
             }),
         };
-        return Ok((Some(check), b.count(), c.count(), None));
+        return Ok((Some(check), n_b, n_c, None));
     }
     Ok((
         None,
@@ -174,6 +193,15 @@ fn latency_check(
         0,
         Some("latency: no latency histogram for either side (set latency_metric)".into()),
     ))
+}
+
+/// A histogram's ranks, for the quantile intervals (`None` for other kinds).
+fn ranked(d: &SeriesData) -> Option<&dyn gate::Ranked> {
+    match d {
+        SeriesData::Histogram(h) => Some(h),
+        SeriesData::Buckets(h) => Some(h),
+        _ => None,
+    }
 }
 
 /// The error check's good and total counters, and the tags they are read under.
@@ -472,4 +500,96 @@ pub fn exposition(reports: &[GateReport]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use pitot_shared::batch::{Batch, SeriesSnapshot};
+    use pitot_shared::buckets::Layout;
+    use pitot_shared::drift::DriftConfig;
+    use pitot_shared::series::{AgentId, SeriesKey};
+
+    use super::*;
+    use crate::model::RESOLUTIONS;
+    use crate::store::SledStore;
+
+    /// A scraped vLLM-style request-duration histogram for one version, as a bucket layout.
+    fn scraped(version: &str, counts: Vec<u64>) -> SeriesSnapshot {
+        SeriesSnapshot {
+            key: SeriesKey::new(
+                "gen_ai.server.request.duration",
+                vec![
+                    ("model".into(), "vllm-model".into()),
+                    ("version".into(), version.into()),
+                ],
+            )
+            .expect("key"),
+            data: SeriesData::Buckets(
+                BucketHistogram::new(Layout {
+                    bounds: vec![0.1, 0.25, 0.5, 1.0, 2.5, f64::INFINITY],
+                    count: counts.iter().sum(),
+                    sum: 0.0,
+                    counts,
+                })
+                .expect("layout"),
+            ),
+        }
+    }
+
+    #[test]
+    fn scraped_bucket_histograms_are_gated_on_their_edges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = 1_800_000_000_000;
+        let resolutions = RESOLUTIONS
+            .iter()
+            .map(|r| r.with_retention(std::time::Duration::from_secs(86_400)))
+            .collect();
+        let mut store = SledStore::open_at(dir.path(), resolutions, now - 120_000).expect("store");
+        let batch = Batch {
+            agent_id: AgentId("h1".into()),
+            epoch: 1,
+            seq: 1,
+            interval_start_ms: now - 60_000,
+            interval_ms: 10_000,
+            agent_version: "t".into(),
+            spool_bytes: 0,
+            series: vec![
+                scraped("v1", vec![2_000, 5_000, 2_000, 800, 190, 10]),
+                // Two buckets slower.
+                scraped("v2", vec![0, 0, 2_000, 5_000, 2_990, 10]),
+            ],
+        };
+        store.merge_batch(&batch, now, &[], &[]).expect("merge");
+        let g = GateDefinition {
+            name: None,
+            model: "vllm-model".into(),
+            baseline: vec![("version".into(), "v1".into())],
+            candidate: vec![("version".into(), "v2".into())],
+            window: std::time::Duration::from_secs(900),
+            latency_metric: None,
+            latency: Default::default(),
+            errors: None,
+            error_rule: Default::default(),
+            max_burn: 1.0,
+            on_drift: OnDrift::Fail,
+            outputs: Vec::new(),
+        };
+        let ctx = Context {
+            models: &[],
+            slos: &[],
+            drift: &DriftConfig::default(),
+            input_prefix: "input.",
+        };
+        let r = evaluate(&store, ctx, &g, now - 900_000, now, now).expect("gate");
+        assert_eq!(r.decision, Verdict::Fail, "{r:#?}");
+        let lat = &r.checks[0];
+        assert_eq!(lat.figures["bucket_bounded"], true);
+        assert_eq!(r.candidate.requests, 10_000);
+        // The median's interval is its bucket: (0.1, 0.25] for v1.
+        let median = &lat.figures["quantiles"][0]["baseline"];
+        assert_eq!(
+            (median["lower"].as_f64(), median["upper"].as_f64()),
+            (Some(0.1), Some(0.25))
+        );
+    }
 }

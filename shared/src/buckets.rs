@@ -161,6 +161,64 @@ impl BucketHistogram {
         (good, uncertain)
     }
 
+    /// At `x`: how many observations are certainly at or under it, and how many may be (the
+    /// bucket of each layout just above `x` may hold values at or under it, unless `x` is its
+    /// lower edge).
+    fn certain_possible(&self, x: f64) -> (u64, u64) {
+        let (mut certain, mut possible) = (0u64, 0u64);
+        for l in &self.layouts {
+            let mut cum = 0u64;
+            let mut on_edge = false;
+            let mut above = None;
+            for (b, c) in l.bounds.iter().zip(&l.counts) {
+                if *b <= x {
+                    cum += c;
+                    on_edge = *b == x;
+                } else {
+                    above = Some(*c);
+                    break;
+                }
+            }
+            possible += cum + if on_edge { 0 } else { above.unwrap_or(0) };
+            certain += cum;
+        }
+        (certain, possible)
+    }
+
+    /// Where the observation of `rank` (1 = the smallest) must lie: `(lo, hi)`, bucket edges
+    /// of the layouts (`hi` is `+Inf` in an open top bucket). `None` without observations.
+    pub fn rank_bounds(&self, rank: u64) -> Option<(f64, f64)> {
+        if self
+            .layouts
+            .iter()
+            .all(|l| l.counts.iter().all(|c| *c == 0))
+        {
+            return None;
+        }
+        let rank = rank.max(1);
+        // The union of all edges.
+        let mut edges: Vec<f64> = self
+            .layouts
+            .iter()
+            .flat_map(|l| l.bounds.iter().copied())
+            .collect();
+        edges.sort_by(f64::total_cmp);
+        edges.dedup();
+        // hi: the first edge with at least `rank` certainly at or under it.
+        let hi = edges
+            .iter()
+            .copied()
+            .find(|e| self.certain_possible(*e).0 >= rank)
+            .unwrap_or(f64::INFINITY);
+        // lo: the last edge with fewer than `rank` possibly at or under it (0 for none).
+        let lo = edges
+            .iter()
+            .copied()
+            .rfind(|e| self.certain_possible(*e).1 < rank)
+            .unwrap_or_else(|| edges.first().copied().unwrap_or(0.0).min(0.0));
+        Some((lo, hi))
+    }
+
     /// The `q` quantile: `(estimate, lo, hi)` where `[lo, hi]` must hold it. `None` without
     /// observations. `hi` is `+Inf` when the quantile falls in an open top bucket.
     pub fn quantile(&self, q: f64) -> Option<(f64, f64, f64)> {
@@ -173,49 +231,8 @@ impl BucketHistogram {
             return None;
         }
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        // The union of all edges; at each, how many observations are certainly below it
-        // (`certain`) and how many may be (`possible`).
-        let mut edges: Vec<f64> = self
-            .layouts
-            .iter()
-            .flat_map(|l| l.bounds.iter().copied())
-            .collect();
-        edges.sort_by(f64::total_cmp);
-        edges.dedup();
-        let at = |x: f64| {
-            let (mut certain, mut possible) = (0u64, 0u64);
-            for l in &self.layouts {
-                let mut cum = 0u64;
-                let mut on_edge = false;
-                let mut above = None;
-                for (b, c) in l.bounds.iter().zip(&l.counts) {
-                    if *b <= x {
-                        cum += c;
-                        on_edge = *b == x;
-                    } else {
-                        above = Some(*c);
-                        break;
-                    }
-                }
-                // The bucket just above `x` may hold values at or under it, unless `x` is its
-                // lower edge.
-                possible += cum + if on_edge { 0 } else { above.unwrap_or(0) };
-                certain += cum;
-            }
-            (certain, possible)
-        };
-        // hi: the first edge with at least `rank` certainly at or under it.
-        let hi = edges
-            .iter()
-            .copied()
-            .find(|e| at(*e).0 >= rank)
-            .unwrap_or(f64::INFINITY);
-        // lo: the last edge with fewer than `rank` possibly at or under it (0 for none).
-        let lo = edges
-            .iter()
-            .copied()
-            .rfind(|e| at(*e).1 < rank)
-            .unwrap_or_else(|| edges.first().copied().unwrap_or(0.0).min(0.0));
+        let (lo, hi) = self.rank_bounds(rank)?;
+        let at = |x: f64| self.certain_possible(x);
         let estimate = if hi.is_infinite() {
             lo
         } else if self.layouts.len() == 1 {

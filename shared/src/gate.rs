@@ -21,7 +21,50 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::buckets::BucketHistogram;
 use crate::histogram::ValueHistogram;
+
+/// What the quantile intervals need of a histogram: its count, where the observation of a rank
+/// lies, and its point estimate of a quantile.
+pub trait Ranked {
+    /// Observations.
+    fn observations(&self) -> u64;
+    /// `(lo, hi)` that hold the observation of `rank` (1 = the smallest).
+    fn rank_bounds(&self, rank: u64) -> Option<(f64, f64)>;
+    /// The quantile's point estimate.
+    fn estimate(&self, q: f64) -> Option<f64>;
+}
+
+/// Value histograms: the observation itself (its bucket's representative, within 0.0977 %).
+impl Ranked for ValueHistogram {
+    fn observations(&self) -> u64 {
+        self.count()
+    }
+    fn rank_bounds(&self, rank: u64) -> Option<(f64, f64)> {
+        self.value_at_rank(rank).map(|v| (v, v))
+    }
+    fn estimate(&self, q: f64) -> Option<f64> {
+        self.quantile(q)
+    }
+}
+
+/// Classic (scraped) bucket histograms: the edges of the bucket that must hold the rank, so the
+/// interval is wider by the buckets' width and still holds the quantile (an open top bucket
+/// has no upper bound: the check cannot pass there).
+impl Ranked for BucketHistogram {
+    fn observations(&self) -> u64 {
+        self.layouts()
+            .iter()
+            .map(|l| l.counts.iter().sum::<u64>())
+            .sum()
+    }
+    fn rank_bounds(&self, rank: u64) -> Option<(f64, f64)> {
+        BucketHistogram::rank_bounds(self, rank)
+    }
+    fn estimate(&self, q: f64) -> Option<f64> {
+        self.quantile(q).map(|(e, _, _)| e)
+    }
+}
 
 /// A check's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -126,8 +169,8 @@ pub struct QuantileEstimate {
 }
 
 /// The quantile `q` of `h` with a distribution-free interval at `confidence` (two-sided).
-pub fn quantile_interval(h: &ValueHistogram, q: f64, confidence: f64) -> QuantileEstimate {
-    let n = h.count();
+pub fn quantile_interval(h: &dyn Ranked, q: f64, confidence: f64) -> QuantileEstimate {
+    let n = h.observations();
     let z = normal_quantile(1.0 - (1.0 - confidence) / 2.0);
     let nf = n as f64;
     let spread = z * (nf * q * (1.0 - q)).sqrt();
@@ -135,13 +178,14 @@ pub fn quantile_interval(h: &ValueHistogram, q: f64, confidence: f64) -> Quantil
     let hi_rank = (nf * q + spread).ceil() + 1.0;
     QuantileEstimate {
         count: n,
-        value: h.quantile(q),
+        value: h.estimate(q),
         lower: (lo_rank >= 1.0 && n > 0)
-            .then(|| h.value_at_rank(lo_rank as u64))
+            .then(|| h.rank_bounds(lo_rank as u64).map(|(lo, _)| lo))
             .flatten(),
         upper: (hi_rank <= nf)
-            .then(|| h.value_at_rank(hi_rank as u64))
-            .flatten(),
+            .then(|| h.rank_bounds(hi_rank as u64).map(|(_, hi)| hi))
+            .flatten()
+            .filter(|hi| hi.is_finite()),
     }
 }
 
@@ -188,8 +232,8 @@ pub struct QuantileCheck {
 
 /// Compares the candidate's latency at `q` with the baseline's.
 pub fn latency(
-    baseline: &ValueHistogram,
-    candidate: &ValueHistogram,
+    baseline: &dyn Ranked,
+    candidate: &dyn Ranked,
     q: f64,
     rule: &LatencyRule,
 ) -> QuantileCheck {
@@ -489,6 +533,36 @@ mod tests {
         assert!(
             e.lower.unwrap() < 100f64.ln() && 100f64.ln() < e.upper.unwrap(),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bucket_histograms_get_intervals_from_their_edges() {
+        use crate::buckets::Layout;
+        let layout = |counts: Vec<u64>| Layout {
+            bounds: vec![0.1, 0.25, 0.5, 1.0, 2.5, f64::INFINITY],
+            count: counts.iter().sum(),
+            sum: 0.0,
+            counts,
+        };
+        let base = BucketHistogram::new(layout(vec![2_000, 5_000, 2_000, 800, 190, 10])).unwrap();
+        let e = quantile_interval(&base, 0.5, 0.9);
+        // The median is in (0.1, 0.25]: the interval is that bucket's edges.
+        assert_eq!((e.lower, e.upper), (Some(0.1), Some(0.25)));
+        // p99.99 is in the open top bucket: no upper bound, so the check cannot pass on it.
+        assert_eq!(quantile_interval(&base, 0.9999, 0.9).upper, None);
+        let rule = LatencyRule {
+            quantiles: vec![0.5],
+            max_ratio: 1.1,
+            ..LatencyRule::default()
+        };
+        // Everything two buckets slower: the median moves from (0.1, 0.25] to (0.5, 1.0].
+        let slow = BucketHistogram::new(layout(vec![0, 0, 2_000, 5_000, 2_990, 10])).unwrap();
+        assert_eq!(latency(&base, &slow, 0.5, &rule).verdict, Verdict::Fail);
+        // The same buckets: the interval is one bucket wide, more than 10 %: inconclusive.
+        assert_eq!(
+            latency(&base, &base, 0.5, &rule).verdict,
+            Verdict::Inconclusive
         );
     }
 
