@@ -128,7 +128,8 @@ enum Command {
         #[arg(long)]
         max_ratio: Option<String>,
         /// Ask again every 10 s until the decision is pass or fail, for at most this long
-        /// (then inconclusive), e.g. 10m.
+        /// (then inconclusive), e.g. 10m; an aggregator that does not answer meanwhile is
+        /// asked again too.
         #[arg(long, value_parser = humantime::parse_duration)]
         wait: Option<Duration>,
         /// Print the API's JSON instead of a table.
@@ -375,7 +376,19 @@ fn gate(command: Command) -> anyhow::Result<u8> {
     let deadline = wait.map(|w| std::time::Instant::now() + w);
     let stderr = std::io::stderr();
     let report: pitot_aggregator::gate::GateReport = loop {
-        let r: pitot_aggregator::gate::GateReport = report::typed(&client.get(&path, &q)?)?;
+        let asked = client
+            .get(&path, &q)
+            .and_then(|v| report::typed::<pitot_aggregator::gate::GateReport>(&v));
+        let r = match (asked, deadline) {
+            (Ok(r), _) => r,
+            // While waiting, an aggregator that does not answer (a restart) is asked again.
+            (Err(e), Some(d)) if std::time::Instant::now() < d => {
+                writeln!(stderr.lock(), "{e:#}; asking again in 10 s")?;
+                std::thread::sleep(Duration::from_secs(10).min(d - std::time::Instant::now()));
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
         let settled = r.decision != pitot_shared::gate::Verdict::Inconclusive;
         match deadline {
             Some(d) if !settled && std::time::Instant::now() < d => {

@@ -341,6 +341,24 @@ candidate = ["version:v2"]
     assert!(text.contains("asking again"), "{text}");
     let (code, text) = pitot_gate(&fleet, &["--model", "same"]);
     assert_eq!(code, Some(64), "{text}");
+    // An aggregator that does not answer: asked again while --wait lasts, then 64, never 0.
+    let out = Command::new(bin("pitot"))
+        .args([
+            "gate",
+            "slow-canary",
+            "--wait",
+            "1s",
+            "--url",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .expect("pitot runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("asking again") && err.contains("cannot reach"),
+        "{err}"
+    );
     let (code, json) = pitot_gate(&fleet, &["errs-canary", "--json"]);
     assert_eq!(code, Some(1));
     let parsed: Value = serde_json::from_str(&json).expect("--json is JSON");
