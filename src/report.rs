@@ -551,14 +551,7 @@ pub fn timeline_table(t: &Timeline) -> String {
 
 /// Renders a gate's decision: a headline, then one row per check (per quantile for latency).
 pub fn gate_table(r: &pitot_aggregator::gate::GateReport) -> String {
-    let side = |s: &pitot_aggregator::gate::SideInfo| {
-        s.tags
-            .iter()
-            .filter(|(k, _)| k.as_str() != "model")
-            .map(|(k, v)| format!("{k}:{v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let side = pitot_aggregator::gate::SideInfo::label;
     let mut out = format!(
         "{}: {} {} against {} ({} … {}; {} baseline, {} candidate requests)\n",
         r.gate.as_deref().unwrap_or("gate"),

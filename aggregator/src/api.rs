@@ -706,19 +706,11 @@ async fn run_gate(
     })
     .await?;
     let name = report.gate.clone().unwrap_or_else(|| {
-        let t = |s: &gate::SideInfo| {
-            s.tags
-                .iter()
-                .filter(|(k, _)| k.as_str() != "model")
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         format!(
             "{}:{}→{}",
             report.model,
-            t(&report.baseline),
-            t(&report.candidate)
+            report.baseline.label(),
+            report.candidate.label()
         )
     });
     let decision = report.decision.label().to_lowercase();
@@ -823,20 +815,7 @@ async fn gate_adhoc(
     if baseline.is_empty() || candidate.is_empty() || baseline == candidate {
         return Err(bad("baseline and candidate must select different series"));
     }
-    let mut g = GateDefinition {
-        name: None,
-        model,
-        baseline,
-        candidate,
-        window: std::time::Duration::from_secs(900),
-        latency_metric: None,
-        latency: Default::default(),
-        errors: None,
-        error_rule: Default::default(),
-        max_burn: 1.0,
-        on_drift: OnDrift::Fail,
-        outputs: Vec::new(),
-    };
+    let mut g = GateDefinition::adhoc(model, baseline, candidate);
     let now = now_ms();
     let (from_ms, to_ms) = gate_overrides(&params, &mut g, now)?;
     run_gate(state, grant, g, from_ms, to_ms, now).await

@@ -29,6 +29,18 @@ pub struct SideInfo {
     pub requests: u64,
 }
 
+impl SideInfo {
+    /// Its tags without the model's `model` tag, `k:v,k:v` (how a side is named).
+    pub fn label(&self) -> String {
+        self.tags
+            .iter()
+            .filter(|(k, _)| k.as_str() != "model")
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// One check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
@@ -560,20 +572,11 @@ mod tests {
             ],
         };
         store.merge_batch(&batch, now, &[], &[]).expect("merge");
-        let g = GateDefinition {
-            name: None,
-            model: "vllm-model".into(),
-            baseline: vec![("version".into(), "v1".into())],
-            candidate: vec![("version".into(), "v2".into())],
-            window: std::time::Duration::from_secs(900),
-            latency_metric: None,
-            latency: Default::default(),
-            errors: None,
-            error_rule: Default::default(),
-            max_burn: 1.0,
-            on_drift: OnDrift::Fail,
-            outputs: Vec::new(),
-        };
+        let g = GateDefinition::adhoc(
+            "vllm-model".into(),
+            vec![("version".into(), "v1".into())],
+            vec![("version".into(), "v2".into())],
+        );
         let ctx = Context {
             models: &[],
             slos: &[],

@@ -42,3 +42,30 @@ pub struct GateDefinition {
     /// Output series compared like inputs (e.g. `gen_ai.server.request.output_tokens`).
     pub outputs: Vec<String>,
 }
+
+/// An ad-hoc gate's window when the query gives none.
+pub const ADHOC_WINDOW: Duration = Duration::from_secs(900);
+
+impl GateDefinition {
+    /// An unnamed gate of `model`, candidate against baseline, at the default settings.
+    pub fn adhoc(
+        model: String,
+        baseline: Vec<(String, String)>,
+        candidate: Vec<(String, String)>,
+    ) -> GateDefinition {
+        GateDefinition {
+            name: None,
+            model,
+            baseline,
+            candidate,
+            window: ADHOC_WINDOW,
+            latency_metric: None,
+            latency: LatencyRule::default(),
+            errors: None,
+            error_rule: ErrorRule::default(),
+            max_burn: 1.0,
+            on_drift: OnDrift::Fail,
+            outputs: Vec::new(),
+        }
+    }
+}
