@@ -186,7 +186,16 @@ fn no_import_circles_and_the_aggregator_is_layered() {
     );
     // The engines sit above the store and below the API.
     for engine in [
-        "slo", "drift", "reports", "merge", "timeline", "models", "audit", "access",
+        "slo",
+        "drift",
+        "reports",
+        "merge",
+        "timeline",
+        "models",
+        "audit",
+        "access",
+        "export",
+        "exposition",
     ] {
         for above in ["api", "server", "config"] {
             assert!(

@@ -18,11 +18,14 @@ use crate::merge::AuditSink;
 
 use crate::config::DriftSettings;
 use crate::drift::{self, DriftQuery, Mode};
+use crate::export::Exports;
+use crate::exposition;
 use crate::gate;
 use crate::glue::now_ms;
 use crate::links::Links;
 use crate::model::{GateDefinition, ModelDefinition, OnDrift, parse_time, rfc3339};
 use crate::models;
+use crate::pages;
 use crate::reports::{self, MetricQuery, ReportError};
 use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
@@ -48,6 +51,8 @@ pub struct AppState {
     pub gates: Arc<Vec<GateDefinition>>,
     /// Sloth-named SLO series on `/metrics`.
     pub sloth_metrics: bool,
+    /// Fleet aggregates for `/metrics` (`[[export]]`).
+    pub exports: Arc<Exports>,
     /// Bearer tokens (`None`: the API is open).
     pub tokens: Option<Arc<Tokens>>,
     /// With tokens, `/metrics` is served without one.
@@ -79,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/models", get(model_list))
         .route("/api/v1/models/{name}", get(model_one))
         .route("/api/v1/models/{name}/timeline", get(model_timeline))
+        .merge(crate::pages::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -92,6 +98,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         None => Grant::open(),
         Some(_)
             if req.uri().path() == "/healthz"
+                || req.uri().path() == "/login"
                 || (req.uri().path() == "/metrics" && state.metrics_public) =>
         {
             Grant::open()
@@ -102,7 +109,14 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .map(str::trim)
+                .or_else(|| {
+                    // The report pages' login form sets the same token as a cookie.
+                    req.headers()
+                        .get(header::COOKIE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(pages::cookie_token)
+                });
             match presented.and_then(|t| tokens.authenticate(t)) {
                 Some(entry) => {
                     // A token's use: into the audit trail once an hour per token.
@@ -138,6 +152,15 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
                          (`pitot report --token`, or PITOT_TOKEN); `pitot tokens new` makes one"
                     };
                     tracing::info!(path = %req.uri().path(), known = false, "HTTP request without a valid token refused (401).");
+                    if pages::is_page(req.uri().path()) {
+                        let next = req
+                            .uri()
+                            .path_and_query()
+                            .map_or("/", |p| p.as_str())
+                            .to_owned();
+                        let error = presented.is_some().then_some(why);
+                        return pages::login_form(&next, error);
+                    }
                     let mut resp = ApiError(StatusCode::UNAUTHORIZED, why.into()).into_response();
                     resp.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
@@ -154,7 +177,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
 
 impl AppState {
     /// What the models report reads besides the store.
-    fn models_context(&self) -> models::Context<'_> {
+    pub(crate) fn models_context(&self) -> models::Context<'_> {
         models::Context {
             models: &self.models,
             slos: &self.slos,
@@ -165,7 +188,7 @@ impl AppState {
 
     /// A 403 for `grant`, which lacks what `needs` says; counted and logged (the token's name,
     /// never the token).
-    fn deny(&self, grant: &Grant, needs: &str) -> ApiError {
+    pub(crate) fn deny(&self, grant: &Grant, needs: &str) -> ApiError {
         self.stats.http_forbidden.fetch_add(1, Ordering::Relaxed);
         let token = grant.name.clone().unwrap_or_else(|| "-".into());
         self.audit
@@ -199,7 +222,7 @@ impl AppState {
     }
 
     /// 403 unless `grant` reads everything.
-    fn need_read_all(&self, grant: &Grant) -> Result<(), ApiError> {
+    pub(crate) fn need_read_all(&self, grant: &Grant) -> Result<(), ApiError> {
         if grant.reads_all() {
             Ok(())
         } else {
@@ -208,7 +231,11 @@ impl AppState {
     }
 
     /// 403 unless `grant` reads the series these filters select.
-    fn need_tags(&self, grant: &Grant, filters: &[(String, String)]) -> Result<(), ApiError> {
+    pub(crate) fn need_tags(
+        &self,
+        grant: &Grant,
+        filters: &[(String, String)],
+    ) -> Result<(), ApiError> {
         if grant.reads_tags(filters, &self.models) {
             Ok(())
         } else {
@@ -238,7 +265,7 @@ impl AppState {
     }
 
     /// 403 unless `grant` reads model `name`.
-    fn need_model(&self, grant: &Grant, name: &str) -> Result<(), ApiError> {
+    pub(crate) fn need_model(&self, grant: &Grant, name: &str) -> Result<(), ApiError> {
         if grant.reads_model(name) {
             Ok(())
         } else {
@@ -248,7 +275,7 @@ impl AppState {
 
     /// Whether `grant` reads this SLO: everything, or the SLO belongs to one of its models
     /// (`[[model]] slos`, or the SLI's tags select that model).
-    fn reads_slo(&self, grant: &Grant, slo: &InstalledSlo) -> bool {
+    pub(crate) fn reads_slo(&self, grant: &Grant, slo: &InstalledSlo) -> bool {
         grant.reads_all()
             || self
                 .models
@@ -287,6 +314,18 @@ fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("internal error {id}; the aggregator's log has the cause (error_id={id})"),
     )
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    /// A 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, message.into())
+    }
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -399,7 +438,7 @@ impl Params {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ReportError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -416,11 +455,27 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>, Extension(grant): Extension<Grant>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(grant): Extension<Grant>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     if let Err(e) = state.need_read_all(&grant) {
         return e.into_response();
     }
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(exposition::wants_protobuf);
     let mut body = state.stats.exposition();
+    if !state.exports.is_empty() {
+        body.push_str(&format!(
+            "# HELP pitot_aggregator_export_capped_total Series values not exported because \
+             their [[export]] had max_groups groups.\n# TYPE pitot_aggregator_export_capped_total \
+             counter\npitot_aggregator_export_capped_total {}\n",
+            state.exports.capped()
+        ));
+    }
     if !state.gates.is_empty() {
         let st = state.clone();
         let now = now_ms();
@@ -454,14 +509,17 @@ async fn metrics(State(state): State<AppState>, Extension(grant): Extension<Gran
             Err(ApiError(status, message)) => return (status, message).into_response(),
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    if protobuf {
+        let mut families = exposition::parse_own_text(&body);
+        families.extend(state.exports.families(now_ms(), true));
+        return (
+            [(header::CONTENT_TYPE, exposition::PROTOBUF)],
+            exposition::encode(&families),
+        )
+            .into_response();
+    }
+    body.push_str(&state.exports.text(now_ms()));
+    ([(header::CONTENT_TYPE, exposition::TEXT)], body).into_response()
 }
 
 /// `at=TIME` evaluates SLOs at another instant than now (an incident review).
@@ -995,7 +1053,7 @@ async fn model_timeline(
 }
 
 /// The rolling reference when none is named: the 7 days before the current window.
-const DEFAULT_REFERENCE_MS: i64 = 7 * 86_400_000;
+pub(crate) const DEFAULT_REFERENCE_MS: i64 = 7 * 86_400_000;
 
 async fn drift_report(
     State(state): State<AppState>,

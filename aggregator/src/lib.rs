@@ -9,6 +9,8 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod drift;
+pub mod export;
+pub mod exposition;
 pub mod gate;
 #[path = "../../shared/daemon/glue.rs"]
 pub mod glue;
@@ -16,6 +18,7 @@ pub mod links;
 pub mod merge;
 pub mod model;
 pub mod models;
+pub mod pages;
 pub mod reports;
 pub mod server;
 pub mod slo;
@@ -178,6 +181,7 @@ pub async fn run(
         .await
         .context("audit task")??
     };
+    let exports = Arc::new(export::Exports::new(config.exports.clone()));
     let merge::Actor {
         jobs: merges,
         thread: merge_thread,
@@ -187,6 +191,7 @@ pub async fn run(
         chain,
         config.audit_retention,
         Arc::clone(&stats),
+        Arc::clone(&exports),
     );
     let audit_sink = Arc::new(merge::AuditSink::new(merges.clone(), Arc::clone(&stats)));
     // Rollups run on the merge actor (the store's only writer), asked by this timer.
@@ -289,6 +294,7 @@ pub async fn run(
         tokens,
         metrics_public: config.http.metrics_public,
         audit: Arc::clone(&audit_sink),
+        exports,
     });
     let http_shutdown = shutdown.clone();
     match https {

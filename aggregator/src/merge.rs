@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use crate::audit::{Chain, Event};
+use crate::export::Exports;
 use crate::glue::now_ms;
 use crate::slo::{self, InstalledSlo};
 use crate::store::{MergeOutcome, SledStore, Store as _, StoreError};
@@ -202,13 +203,15 @@ pub struct Actor {
 }
 
 /// Starts the actor on its own thread (sled calls block), owning the store's writer, the
-/// installed SLOs and the audit chain (entries older than `audit_retention` are pruned).
+/// installed SLOs and the audit chain (entries older than `audit_retention` are pruned); each
+/// batch merged and flushed is added to `exports`.
 pub fn spawn(
     mut store: SledStore,
     slos: Vec<InstalledSlo>,
     mut chain: Chain,
     audit_retention: Duration,
     stats: Arc<Stats>,
+    exports: Arc<Exports>,
 ) -> Actor {
     let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
     let slo_history = slo::longest_window(&slos);
@@ -283,6 +286,14 @@ pub fn spawn(
                     })
                     .collect();
                 let flushed = store.flush().map_err(Arc::new);
+                if flushed.is_ok() && !exports.is_empty() {
+                    let now = now_ms();
+                    for (r, o) in round.iter().zip(&outcomes) {
+                        if matches!(o, Ok(MergeOutcome::Merged { .. })) {
+                            exports.observe(r.batch.batch(), now);
+                        }
+                    }
+                }
                 for (request, outcome) in round.into_iter().zip(outcomes) {
                     let answer = match (&flushed, outcome) {
                         (Ok(()), Ok(o)) => Ok(o),

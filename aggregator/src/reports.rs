@@ -431,6 +431,56 @@ pub fn quantiles(
     })
 }
 
+/// One group's quantiles over time (`quantile_series`).
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantileLine {
+    /// The group's tags.
+    pub tags: BTreeMap<String, String>,
+    /// Per step with data: its start (Unix ms), count and quantiles (in the order asked).
+    pub points: Vec<(i64, u64, Vec<Option<f64>>)>,
+}
+
+/// Quantiles of `q`'s histogram series per group over `steps` equal steps of its range:
+/// each series read once at the range's resolution, its buckets merged exactly into the
+/// step they start in (what the report page draws). Steps without data are left out.
+pub fn quantile_series(
+    store: &dyn Store,
+    q: &MetricQuery,
+    qs: &[f64],
+    steps: usize,
+) -> Result<Vec<QuantileLine>, ReportError> {
+    let series = store.series(Some(&q.metric), &q.filters)?;
+    let res = choose_resolution(store.resolutions(), q.from_ms, q.to_ms);
+    let from = align_down(q.from_ms, res.bucket_ms());
+    let steps = steps.max(1);
+    let span = (q.to_ms - from).max(1);
+    let step_ms = (span + steps as i64 - 1) / steps as i64;
+    let mut out = Vec::new();
+    for (group, keys) in group_series(series, &q.group_by) {
+        let mut bins: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
+        for key in keys {
+            for (t, data) in store.read(&key, &res, from, q.to_ms)? {
+                if let SeriesData::Histogram(h) = data {
+                    let bin = from + (t - from).div_euclid(step_ms) * step_ms;
+                    // Counts past 2^64 are the only way a merge fails; that bucket is skipped.
+                    let _overflow = bins.entry(bin).or_default().merge(&h);
+                }
+            }
+        }
+        if bins.is_empty() {
+            continue;
+        }
+        out.push(QuantileLine {
+            tags: group_tags(&q.group_by, &group),
+            points: bins
+                .into_iter()
+                .map(|(t, h)| (t, h.count(), qs.iter().map(|x| h.quantile(*x)).collect()))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
 /// Counter totals and rates per group and fleet-wide.
 pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, ReportError> {
     let Loaded {

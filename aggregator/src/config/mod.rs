@@ -16,9 +16,157 @@ use pitot_shared::config::{ConfigError, TlsPaths, parse_duration};
 use pitot_shared::drift::DriftConfig;
 
 use crate::model::{
-    CostMetrics, GateDefinition, ModelDefinition, OnDrift, Prices, RESOLUTIONS, Resolution, Sli,
-    SloDefinition, SloWindow, TimeSpec,
+    AlertKind, AlertTarget, CostMetrics, ExportDefinition, GateDefinition, ModelDefinition,
+    OnDrift, Prices, RESOLUTIONS, Resolution, Sli, SloDefinition, SloWindow, TimeSpec,
 };
+
+fn validate_exports(e: &mut ConfigError, raw: &[RawExport]) -> Vec<ExportDefinition> {
+    let mut out: Vec<ExportDefinition> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |field: &str| format!("export[{i}].{field}");
+        if r.metric.is_empty() {
+            e.push(&key("metric"), "name a series, e.g. \"request.latency\"");
+        }
+        let name = r
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("pitot_fleet_{}", prometheus_name(&r.metric)));
+        if !valid_prometheus_name(&name) || name.contains(':') {
+            e.push(
+                &key("name"),
+                "letters, digits and '_', not starting with a digit, e.g. \"pitot_fleet_latency\"",
+            );
+        } else if out.iter().any(|x| x.name == name) {
+            e.push(
+                &key("name"),
+                format!("`{name}` is exported twice; give one a `name`"),
+            );
+        }
+        for g in &r.group_by {
+            if !valid_prometheus_name(g) || g == "quantile" || g.starts_with("__") {
+                e.push(
+                    &key("group_by"),
+                    format!(
+                        "`{g}` is not a usable label name: letters, digits and '_', e.g. \"model\""
+                    ),
+                );
+            }
+        }
+        let tags = e.tags(&key("tags"), &r.tags);
+        let quantiles = r
+            .quantiles
+            .clone()
+            .unwrap_or_else(|| raw::DEFAULT_EXPORT_QUANTILES.to_vec());
+        if quantiles.iter().any(|q| !(*q >= 0.0 && *q <= 1.0)) {
+            e.push(
+                &key("quantiles"),
+                "quantiles between 0 and 1, e.g. [0.5, 0.99]",
+            );
+        }
+        let window = e
+            .duration(
+                &key("window"),
+                r.window.as_deref().unwrap_or(raw::DEFAULT_EXPORT_WINDOW),
+            )
+            .unwrap_or(Duration::ZERO);
+        if window < Duration::from_secs(60) && r.window.is_some() {
+            e.push(&key("window"), "at least \"1m\", e.g. \"5m\"");
+        }
+        let schema = r.schema.unwrap_or(raw::DEFAULT_EXPORT_SCHEMA);
+        if !(-4..=8).contains(&schema) {
+            e.push(
+                &key("schema"),
+                "from -4 to 8 (Prometheus' native schemas; 8 is the finest), e.g. 5",
+            );
+        }
+        let max_groups = r.max_groups.unwrap_or(raw::DEFAULT_EXPORT_MAX_GROUPS);
+        if max_groups == 0 {
+            e.push(&key("max_groups"), "at least 1, e.g. 1000");
+        }
+        out.push(ExportDefinition {
+            metric: r.metric.clone(),
+            name,
+            tags,
+            group_by: r.group_by.clone(),
+            quantiles,
+            window,
+            schema,
+            max_groups,
+        });
+    }
+    out
+}
+
+/// `metric` as a Prometheus name: characters outside `[A-Za-z0-9_]` become `_`.
+pub fn prometheus_name(metric: &str) -> String {
+    metric
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn valid_prometheus_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn validate_alerts(e: &mut ConfigError, raw: &[RawAlert]) -> Vec<AlertTarget> {
+    let mut out: Vec<AlertTarget> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |field: &str| format!("alert[{i}].{field}");
+        let kind = match r.kind.as_str() {
+            "alertmanager" => AlertKind::Alertmanager,
+            "webhook" => AlertKind::Webhook,
+            other => {
+                e.push(
+                    &key("kind"),
+                    format!("`{other}` is not \"alertmanager\" or \"webhook\""),
+                );
+                AlertKind::Webhook
+            }
+        };
+        if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+            e.push(
+                &key("url"),
+                "an http:// or https:// URL, e.g. \"http://127.0.0.1:9093\"",
+            );
+        }
+        let name = r.name.clone().unwrap_or_else(|| format!("{}-{i}", r.kind));
+        if out.iter().any(|a| a.name == name) {
+            e.push(&key("name"), format!("`{name}` names two targets"));
+        }
+        let resend = e
+            .duration(
+                &key("resend"),
+                r.resend.as_deref().unwrap_or(raw::DEFAULT_ALERT_RESEND),
+            )
+            .unwrap_or(Duration::from_secs(60));
+        if resend < Duration::from_secs(1) {
+            e.push(&key("resend"), "at least \"1s\", e.g. \"1m\"");
+        }
+        out.push(AlertTarget {
+            name,
+            kind,
+            url: r.url.trim_end_matches('/').to_owned(),
+            headers: r.headers.clone().into_iter().collect(),
+            resend,
+            page_url: r
+                .page_url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+        });
+    }
+    out
+}
 
 fn validate_gates(e: &mut ConfigError, raw: &[RawGate]) -> Vec<GateDefinition> {
     use pitot_shared::gate::{ErrorRule, LatencyRule};
@@ -387,6 +535,10 @@ pub struct AggregatorConfig {
     pub audit_retention: Duration,
     /// `[[gate]]`.
     pub gates: Vec<GateDefinition>,
+    /// `[[export]]`.
+    pub exports: Vec<ExportDefinition>,
+    /// `[[alert]]`.
+    pub alerts: Vec<AlertTarget>,
 }
 
 /// Validated `[quic]`.
@@ -542,6 +694,8 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
         let slos = validate_slos(&mut e, &raw.slo);
         let models = validate_models(&mut e, &raw.model, &raw.slo);
         let gates = validate_gates(&mut e, &raw.gate);
+        let exports = validate_exports(&mut e, &raw.export);
+        let alerts = validate_alerts(&mut e, &raw.alert);
         let (Some(quic_listen), Some(http_listen)) = (quic_listen, http_listen) else {
             return Err(e);
         };
@@ -570,6 +724,8 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             models,
             audit_retention,
             gates,
+            exports,
+            alerts,
         })
     }
 }

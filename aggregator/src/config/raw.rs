@@ -43,6 +43,72 @@ pub struct RawAggregatorConfig {
     pub drift: RawDrift,
     /// Audit trail.
     pub audit: RawAudit,
+    /// Fleet aggregates on `/metrics` (`[[export]]`).
+    pub export: Vec<RawExport>,
+    /// Where alert transitions are sent (`[[alert]]`).
+    pub alert: Vec<RawAlert>,
+}
+
+/// Default `export.quantiles`.
+pub const DEFAULT_EXPORT_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+/// Default `export.window`.
+pub const DEFAULT_EXPORT_WINDOW: &str = "5m";
+/// Default `export.schema` (2^(1/32): buckets about 2.2 % wide).
+pub const DEFAULT_EXPORT_SCHEMA: i32 = 5;
+/// Default `export.max_groups`.
+pub const DEFAULT_EXPORT_MAX_GROUPS: usize = 1000;
+/// Default `alert.resend`.
+pub const DEFAULT_ALERT_RESEND: &str = "1m";
+
+/// One `[[export]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    /// The series name (`request.latency`): a histogram (timer, distribution) or a counter.
+    pub metric: String,
+    /// Prometheus family name. Default `pitot_fleet_<metric>` with `.` as `_`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `k:v` filters.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Tags that make the groups (`["model", "version"]`); `host` is the agent's id.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Quantiles in the text exposition. Default `[0.5, 0.9, 0.99]`.
+    #[serde(default)]
+    pub quantiles: Option<Vec<f64>>,
+    /// How much recent time the text quantiles cover. Default `"5m"`.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Native histogram schema, -4 … 8. Default 5.
+    #[serde(default)]
+    pub schema: Option<i32>,
+    /// Most groups exported. Default 1000.
+    #[serde(default)]
+    pub max_groups: Option<usize>,
+}
+
+/// One `[[alert]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    /// `"alertmanager"` or `"webhook"`.
+    pub kind: String,
+    /// Alertmanager's base URL or the webhook's URL (`http://` or `https://`).
+    pub url: String,
+    /// Name in the delivery counters. Default `<kind>-<index>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Alertmanager: resend a firing alert this often. Default `"1m"`.
+    #[serde(default)]
+    pub resend: Option<String>,
+    /// This aggregator's address as people reach it, for links in alerts.
+    #[serde(default)]
+    pub page_url: Option<String>,
 }
 
 /// Default `audit.retention`.
