@@ -26,10 +26,12 @@ use crate::access::Grant;
 use crate::api::{ApiError, AppState, blocking};
 use crate::drift::{self, DriftQuery, LoadedFeature, Mode, Side, Sides};
 use crate::glue::now_ms;
+use crate::model::GateDefinition;
 use crate::model::rfc3339;
 use crate::models;
 use crate::reports::{self, MetricQuery, QuantileLine, ReportError};
 use crate::slo;
+use crate::store::Store;
 
 /// The cookie the login form sets.
 pub const COOKIE: &str = "pitot_token";
@@ -139,18 +141,30 @@ fn label<T: Serialize>(v: &T) -> String {
 }
 
 /// The page's range (`?range=1h|24h|7d|30d`, default 24h) and whether host lines are on.
-struct View {
-    range: &'static str,
-    range_ms: i64,
-    hosts: bool,
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The picker's label (`24h`).
+    pub range: &'static str,
+    /// Its length.
+    pub range_ms: i64,
+    /// One line per host on the latency chart.
+    pub hosts: bool,
+    /// Drift page: version `b` against version `a` instead of the range against the week before.
+    pub versions: Option<(String, String)>,
+    /// Drift page: only this model's inputs.
+    pub model: Option<String>,
 }
 
-fn view(raw: Option<String>) -> Result<View, ApiError> {
+/// The view `?range=…&hosts=…` asks for.
+pub fn view(raw: Option<String>) -> Result<View, ApiError> {
     let mut v = View {
         range: "24h",
         range_ms: 86_400_000,
         hosts: false,
+        versions: None,
+        model: None,
     };
+    let (mut a, mut b) = (None, None);
     for (k, val) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
             "range" => {
@@ -163,11 +177,24 @@ fn view(raw: Option<String>) -> Result<View, ApiError> {
                 v.range_ms = *ms;
             }
             "hosts" => v.hosts = val == "1" || val == "on",
+            "a" => a = Some(val.into_owned()),
+            "b" => b = Some(val.into_owned()),
+            "model" if !val.is_empty() => v.model = Some(val.into_owned()),
             other => {
                 return Err(ApiError::bad(format!(
-                    "unknown query parameter `{other}`; the pages take `range` and `hosts`"
+                    "unknown query parameter `{other}`; the pages take `range` and `hosts` \
+                     (and on /drift `model`, `a` and `b`)"
                 )));
             }
+        }
+    }
+    match (a, b) {
+        (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() && a != b => v.versions = Some((a, b)),
+        (None, None) => {}
+        _ => {
+            return Err(ApiError::bad(
+                "versions: give two different ones, `a=v1&b=v2`",
+            ));
         }
     }
     Ok(v)
@@ -278,7 +305,7 @@ pub fn chart(
     let y = |v: f64| t + (1.0 - v / ymax) * (h - t - b);
     let mut s = format!(
         "<svg class=\"chart\" id=\"{id}\" viewBox=\"0 0 {w} {h}\" role=\"img\" \
-         data-series=\"{}\" aria-label=\"{} lines\">",
+         data-series=\"{}\" data-from=\"{from_ms}\" data-to=\"{to_ms}\" aria-label=\"{} lines\">",
         lines.len(),
         lines.len()
     );
@@ -595,45 +622,66 @@ async fn model_page(
 ) -> Result<Response, ApiError> {
     state.need_model(&grant, &name)?;
     let v = view(raw)?;
-    let now = now_ms();
-    let from = now - v.range_ms;
-    let hosts = v.hosts;
     let st = state.clone();
-    let wanted = name.clone();
-    let (report, versions, lines, host_lines) = blocking(move || {
-        let Some((def, configured)) = models::find(st.store.as_ref(), &st.models, &wanted)? else {
-            return Err(ReportError::NotFound(format!(
-                "no model `{wanted}`: not in [[model]] and no series tagged model:{wanted} has arrived"
-            )));
-        };
-        let report = models::report(st.store.as_ref(), st.models_context(), &def, configured, from, now, now)?;
-        let Some(latency) = &report.latency else {
-            return Ok((report, None, Vec::new(), Vec::new()));
-        };
-        let filters: Vec<(String, String)> = report.tags.clone().into_iter().collect();
-        let q = MetricQuery {
-            metric: latency.metric.clone(),
-            filters,
-            from_ms: from,
-            to_ms: now,
-            group_by: vec!["version".into()],
-        };
-        let qs = [("0.5".to_owned(), 0.5), ("0.99".to_owned(), 0.99)];
-        let versions = reports::quantiles(st.store.as_ref(), &q, &qs).ok();
-        let lines = reports::quantile_series(st.store.as_ref(), &q, &[0.5, 0.99], STEPS)?;
-        let host_lines = if hosts {
-            let q = MetricQuery {
-                group_by: vec!["version".into(), "host".into()],
-                ..q
-            };
-            reports::quantile_series(st.store.as_ref(), &q, &[0.5, 0.99], STEPS)?
-        } else {
-            Vec::new()
-        };
-        Ok((report, versions, lines, host_lines))
+    let html = blocking(move || {
+        model_html(
+            st.store.as_ref(),
+            st.models_context(),
+            &st.gates,
+            &name,
+            &v,
+            now_ms(),
+        )
     })
     .await?;
-    let path = format!("/models/{}", seg(&name));
+    Ok(page(html))
+}
+
+/// The model page of `name` over `v` as of `now_ms` (the handler's work, for benches too).
+pub fn model_html(
+    store: &dyn Store,
+    ctx: models::Context<'_>,
+    gates: &[GateDefinition],
+    name: &str,
+    v: &View,
+    now: i64,
+) -> Result<String, ReportError> {
+    let from = now - v.range_ms;
+    let hosts = v.hosts;
+    let (report, versions, lines, host_lines) = {
+        let Some((def, configured)) = models::find(store, ctx.models, name)? else {
+            return Err(ReportError::NotFound(format!(
+                "no model `{name}`: not in [[model]] and no series tagged model:{name} has arrived"
+            )));
+        };
+        let report = models::report(store, ctx, &def, configured, from, now, now)?;
+        match report.latency.as_ref().map(|l| l.metric.clone()) {
+            None => (report, None, Vec::new(), Vec::new()),
+            Some(metric) => {
+                let q = MetricQuery {
+                    metric,
+                    filters: report.tags.clone().into_iter().collect(),
+                    from_ms: from,
+                    to_ms: now,
+                    group_by: vec!["version".into()],
+                };
+                let qs = [("0.5".to_owned(), 0.5), ("0.99".to_owned(), 0.99)];
+                let versions = reports::quantiles(store, &q, &qs).ok();
+                let lines = reports::quantile_series(store, &q, &[0.5, 0.99], STEPS)?;
+                let host_lines = if hosts {
+                    let q = MetricQuery {
+                        group_by: vec!["version".into(), "host".into()],
+                        ..q
+                    };
+                    reports::quantile_series(store, &q, &[0.5, 0.99], STEPS)?
+                } else {
+                    Vec::new()
+                };
+                (report, versions, lines, host_lines)
+            }
+        }
+    };
+    let path = format!("/models/{}", seg(name));
     let mut b = format!("<h1>Model {}</h1>", esc(&report.name));
     let _w = write!(
         b,
@@ -705,14 +753,12 @@ async fn model_page(
                 "one line per host"
             }
         );
-        b.push_str(&latency_chart(
-            "latency",
-            &unit,
-            from,
-            now,
-            &lines,
-            &host_lines,
-        ));
+        let step = lines.first().map_or(0, |l| l.step_ms);
+        let _w = write!(
+            b,
+            "<div id=\"latency-chart\" data-step=\"{step}\">{}</div>",
+            latency_chart("latency", &unit, from, now, &lines, &host_lines)
+        );
     } else {
         b.push_str("<p class=\"muted\">No latency series for this model.</p>");
     }
@@ -775,7 +821,7 @@ async fn model_page(
     if let Some(d) = &report.drift {
         let _w = write!(
             b,
-            "<h2>Inputs</h2><p>{} inputs, drift {}{}. <a href=\"/drift?range={}\">Drift page</a></p>",
+            "<h2>Inputs</h2><p>{} inputs, drift {}{}. <a href=\"/drift?range={}&amp;model={}\">Drift page</a>{}</p>",
             d.inputs,
             status(&label(&d.status)),
             if d.drifting.is_empty() {
@@ -783,11 +829,23 @@ async fn model_page(
             } else {
                 format!(": {}", esc(&d.drifting.join(", ")))
             },
-            v.range
+            v.range,
+            seg(&report.name),
+            match report.live.as_slice() {
+                [a, b, ..] => format!(
+                    " · <a id=\"versions-drift\" href=\"/drift?range={}&amp;model={}&amp;a={}&amp;b={}\">{} against {}</a>",
+                    v.range,
+                    seg(&report.name),
+                    seg(&a.version),
+                    seg(&b.version),
+                    esc(&b.version),
+                    esc(&a.version)
+                ),
+                _ => String::new(),
+            }
         );
     }
-    let gates: Vec<&str> = state
-        .gates
+    let gates: Vec<&str> = gates
         .iter()
         .filter(|g| g.model == report.name)
         .filter_map(|g| g.name.as_deref())
@@ -818,7 +876,7 @@ async fn model_page(
         opt(c.utilisation_cost),
         opt(c.per_1k_requests.as_ref().map(|u| u.allocation))
     );
-    Ok(page(layout(&format!("Model {name}"), &path, Some(&v), &b)))
+    Ok(layout(&format!("Model {name}"), &path, Some(v), &b))
 }
 
 /// `GET /slo/{name}`: the report, the burn-rate table, and the budget's burn-down over the
@@ -1030,14 +1088,26 @@ async fn drift_page(
     let from = now - v.range_ms;
     let st = Arc::clone(&state.drift);
     let store = Arc::clone(&state.store);
+    let mode = match &v.versions {
+        Some((a, b)) => Mode::Versions {
+            a: a.clone(),
+            b: b.clone(),
+        },
+        None => Mode::Temporal {
+            ref_from_ms: from - crate::api::DEFAULT_REFERENCE_MS,
+            ref_to_ms: from,
+        },
+    };
+    let filters: Vec<(String, String)> = v
+        .model
+        .iter()
+        .map(|m| ("model".to_owned(), m.clone()))
+        .collect();
     let loaded = blocking(move || {
         let q = DriftQuery {
-            mode: Mode::Temporal {
-                ref_from_ms: from - crate::api::DEFAULT_REFERENCE_MS,
-                ref_to_ms: from,
-            },
+            mode,
             metric: None,
-            filters: Vec::new(),
+            filters,
             from_ms: from,
             to_ms: now,
         };
@@ -1051,13 +1121,22 @@ async fn drift_page(
     })
     .await?;
     let (features, report) = loaded;
+    let against = match &v.versions {
+        Some((a, b)) => format!("version {} against version {}", esc(b), esc(a)),
+        None => format!(
+            "against {} to {}",
+            esc(report.reference.as_ref().map_or("", |r| r.from.as_str())),
+            esc(report.reference.as_ref().map_or("", |r| r.to.as_str()))
+        ),
+    };
     let mut b = format!(
-        "<h1>Drift</h1><p class=\"muted\">Inputs (<code>{}*</code>) over {} to {}, against {} to {}.</p>",
+        "<h1>Drift</h1><p class=\"muted\">Inputs (<code>{}*</code>){} over {} to {}, {against}.</p>",
         esc(&state.drift.input_prefix),
+        v.model
+            .as_ref()
+            .map_or_else(String::new, |m| format!(" of model {}", esc(m))),
         esc(&report.current.from),
         esc(&report.current.to),
-        esc(report.reference.as_ref().map_or("", |r| r.from.as_str())),
-        esc(report.reference.as_ref().map_or("", |r| r.to.as_str()))
     );
     if report.results.is_empty() {
         b.push_str("<p class=\"muted\">No input series in this range.</p>");
@@ -1078,7 +1157,8 @@ async fn drift_page(
                 o.iter()
                     .map(|(k, v)| {
                         format!(
-                            "{k} <span data-figure=\"{k}\">{}</span>",
+                            "{k} <span data-figure=\"{k}\" data-v=\"{}\">{}</span>",
+                            esc(&v.to_string()),
                             v.as_f64().map_or_else(|| esc(&v.to_string()), num)
                         )
                     })

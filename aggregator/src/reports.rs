@@ -436,6 +436,8 @@ pub fn quantiles(
 pub struct QuantileLine {
     /// The group's tags.
     pub tags: BTreeMap<String, String>,
+    /// Width of a step.
+    pub step_ms: i64,
     /// Per step with data: its start (Unix ms), count and quantiles (in the order asked).
     pub points: Vec<(i64, u64, Vec<Option<f64>>)>,
 }
@@ -454,7 +456,11 @@ pub fn quantile_series(
     let from = align_down(q.from_ms, res.bucket_ms());
     let steps = steps.max(1);
     let span = (q.to_ms - from).max(1);
-    let step_ms = (span + steps as i64 - 1) / steps as i64;
+    // Whole buckets per step: each bucket falls in exactly one step, and a step is a range
+    // the quantiles endpoint can be asked for.
+    let bucket = (res.bucket_ms() as i64).max(1);
+    let per_step = (span + steps as i64 - 1) / steps as i64;
+    let step_ms = (per_step + bucket - 1) / bucket * bucket;
     let mut out = Vec::new();
     for (group, keys) in group_series(series, &q.group_by) {
         let mut bins: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
@@ -472,6 +478,7 @@ pub fn quantile_series(
         }
         out.push(QuantileLine {
             tags: group_tags(&q.group_by, &group),
+            step_ms,
             points: bins
                 .into_iter()
                 .map(|(t, h)| (t, h.count(), qs.iter().map(|x| h.quantile(*x)).collect()))

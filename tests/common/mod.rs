@@ -509,3 +509,27 @@ pub fn check_quantiles(label: &str, group: &Value, values: &[f64]) {
         );
     }
 }
+
+/// `pitot tokens new`: (token, file line).
+pub fn new_token(name: &str, scope: &str) -> (String, String) {
+    let out = Command::new(bin("pitot"))
+        .args(["tokens", "new", "--name", name, "--scope", scope])
+        .output()
+        .expect("pitot runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let token = lines
+        .iter()
+        .find(|l| l.starts_with("pitot_"))
+        .unwrap_or_else(|| panic!("no token in {text}"));
+    let line = lines
+        .iter()
+        .find(|l| l.ends_with(&format!(" {name}")) && l.len() > 64)
+        .unwrap_or_else(|| panic!("no file line in {text}"));
+    ((*token).to_owned(), (*line).to_owned())
+}

@@ -23,8 +23,15 @@ impl TimeSpec {
         }
         if let Ok(secs) = t.parse::<f64>()
             && secs.is_finite()
-            && secs.abs() < 1e13
         {
+            // Past the year 5000: Unix milliseconds (or nanoseconds) given where seconds go.
+            if secs.abs() >= 1e11 {
+                return Err(format!(
+                    "`{text}` is too far from now for Unix seconds (it looks like milliseconds: \
+                     give seconds, e.g. {}, or RFC 3339)",
+                    (secs / 1000.0).trunc()
+                ));
+            }
             return Ok(TimeSpec::At((secs * 1000.0) as i64));
         }
         humantime::parse_rfc3339_weak(t)
@@ -76,5 +83,7 @@ mod tests {
             Ok(TimeSpec::At(1_764_547_200_000))
         );
         assert!(TimeSpec::parse("yesterday").is_err());
+        let ms = TimeSpec::parse("1764547200000").expect_err("ms are not seconds");
+        assert!(ms.contains("give seconds, e.g. 1764547200"), "{ms}");
     }
 }
