@@ -53,6 +53,8 @@ pub struct AppState {
     pub sloth_metrics: bool,
     /// Fleet aggregates for `/metrics` (`[[export]]`).
     pub exports: Arc<Exports>,
+    /// Alert delivery (`[[alert]]`), for its counters on `/metrics`.
+    pub alerts: Arc<crate::alerts::Alerts>,
     /// Bearer tokens (`None`: the API is open).
     pub tokens: Option<Arc<Tokens>>,
     /// With tokens, `/metrics` is served without one.
@@ -475,6 +477,9 @@ async fn metrics(
              counter\npitot_aggregator_export_capped_total {}\n",
             state.exports.capped()
         ));
+    }
+    if !state.alerts.is_empty() {
+        body.push_str(&state.alerts.exposition());
     }
     if !state.gates.is_empty() {
         let st = state.clone();

@@ -5,6 +5,7 @@
 //! [`run`] wires the pieces and is what both the binary and the demo call.
 
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod config;
@@ -47,6 +48,16 @@ const ROLLUP_EVERY: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often SLO alert states are checked for the audit trail (drift: every tenth time).
 const AUDIT_WATCH_EVERY: Duration = Duration::from_secs(30);
+
+/// The watch's period: `AUDIT_WATCH_EVERY`, or `PITOT_AGGREGATOR_WATCH_EVERY` (a test hook,
+/// e.g. `1s`, so alert tests need not wait 30 s per evaluation).
+fn watch_every() -> Duration {
+    std::env::var("PITOT_AGGREGATOR_WATCH_EVERY")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .filter(|d| *d >= Duration::from_millis(100))
+        .unwrap_or(AUDIT_WATCH_EVERY)
+}
 
 /// The tokens file: `http.tokens_file`, else the systemd credential `pitot-tokens`
 /// (`LoadCredential=pitot-tokens:/etc/pitot/tokens`), else none (the API is open).
@@ -250,7 +261,10 @@ pub async fn run(
         })
     };
     // SLO alert and input drift transitions into the audit trail.
+    let alerts = Arc::new(alerts::Alerts::start(config.alerts.clone(), slos.clone()));
+    let watch_every = watch_every();
     let watch_task = {
+        let alerts = Arc::clone(&alerts);
         let store = Arc::clone(&store);
         let slos = slos.clone();
         let sink = Arc::clone(&audit_sink);
@@ -259,19 +273,23 @@ pub async fn run(
         tokio::spawn(async move {
             for tick in 0u64.. {
                 tokio::select! {
-                    () = tokio::time::sleep(AUDIT_WATCH_EVERY) => {}
+                    () = tokio::time::sleep(watch_every) => {}
                     () = shutdown.cancelled() => return,
                 }
-                let (store, slos, drift, sink) = (
+                let (store, slos, drift, sink, alerts) = (
                     Arc::clone(&store),
                     slos.clone(),
                     drift.clone(),
                     Arc::clone(&sink),
+                    Arc::clone(&alerts),
                 );
                 let watched = tokio::task::spawn_blocking(move || {
                     let drift =
                         (tick % 10 == 0).then_some((&drift.config, drift.input_prefix.as_str()));
-                    for event in audit::watch(store.as_ref(), &slos, drift, glue::now_ms()) {
+                    let now = glue::now_ms();
+                    let events = audit::watch(store.as_ref(), &slos, drift, now);
+                    alerts.observe(&events, now);
+                    for event in events {
                         sink.send(event);
                     }
                 })
@@ -295,6 +313,7 @@ pub async fn run(
         metrics_public: config.http.metrics_public,
         audit: Arc::clone(&audit_sink),
         exports,
+        alerts,
     });
     let http_shutdown = shutdown.clone();
     match https {
