@@ -149,6 +149,8 @@ pub struct Fleet {
     pub agent_extra: String,
     /// Environment of every agent started from now on (`PITOT_AGENT__…` overrides).
     pub agent_env: Vec<(String, String)>,
+    /// Environment of the aggregator (test hooks such as `PITOT_AGGREGATOR_WATCH_EVERY`).
+    pub aggregator_env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -173,6 +175,7 @@ impl Fleet {
             token: None,
             agent_extra: String::new(),
             agent_env: Vec::new(),
+            aggregator_env: Vec::new(),
             starts: 0,
         }
     }
@@ -237,10 +240,12 @@ impl Fleet {
             ),
         )
         .unwrap();
+        let env = self.aggregator_env.clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let proc = self.spawn(
             "pitot-aggregator",
             &["serve", "--config", config.to_str().unwrap()],
-            &[],
+            &env,
         );
         self.aggregator = Some(proc);
         let client = self.client();
