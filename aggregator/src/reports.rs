@@ -208,11 +208,26 @@ impl<'a> WindowReader<'a> {
     }
 }
 
-/// The finest resolution whose retention covers `from_ms` (the coarsest when none does).
+/// Most buckets per series a range is read in: a longer range reads the next coarser
+/// resolution (30 days at 1 h, not 43 200 one-minute buckets per series). Sums stay exact; the
+/// range's start is then aligned down to the coarser bucket (the report's `resolution` says
+/// which), as the SLO engine's lookbacks do.
+pub const MAX_BUCKETS: i64 = 3_000;
+
+/// The finest resolution whose retention covers `from_ms` and that reads at most
+/// `MAX_BUCKETS` buckets per series up to `now_ms` (else the coarsest that covers; the coarsest
+/// when none does).
 pub fn choose_resolution(resolutions: &[Resolution], from_ms: i64, now_ms: i64) -> Resolution {
-    resolutions
+    let span = (now_ms - from_ms).max(0);
+    let covering: Vec<&Resolution> = resolutions
         .iter()
-        .find(|r| now_ms - (r.retention.as_millis() as i64) <= from_ms)
+        .filter(|r| now_ms - (r.retention.as_millis() as i64) <= from_ms)
+        .collect();
+    covering
+        .iter()
+        .find(|r| span / (r.bucket_ms() as i64).max(1) <= MAX_BUCKETS)
+        .or(covering.last())
+        .copied()
         .or(resolutions.last())
         .copied()
         .unwrap_or(Resolution {
@@ -452,14 +467,24 @@ pub fn quantile_series(
     steps: usize,
 ) -> Result<Vec<QuantileLine>, ReportError> {
     let series = store.series(Some(&q.metric), &q.filters)?;
-    let res = choose_resolution(store.resolutions(), q.from_ms, q.to_ms);
+    let steps = steps.max(1) as i64;
+    // The coarsest resolution that covers the range and fits a step (fewest buckets read).
+    let res = store
+        .resolutions()
+        .iter()
+        .rev()
+        .find(|r| {
+            q.to_ms - (r.retention.as_millis() as i64) <= q.from_ms
+                && r.bucket_ms() as i64 <= (q.to_ms - q.from_ms) / steps
+        })
+        .copied()
+        .unwrap_or_else(|| choose_resolution(store.resolutions(), q.from_ms, q.to_ms));
     let from = align_down(q.from_ms, res.bucket_ms());
-    let steps = steps.max(1);
     let span = (q.to_ms - from).max(1);
     // Whole buckets per step: each bucket falls in exactly one step, and a step is a range
     // the quantiles endpoint can be asked for.
     let bucket = (res.bucket_ms() as i64).max(1);
-    let per_step = (span + steps as i64 - 1) / steps as i64;
+    let per_step = (span + steps - 1) / steps;
     let step_ms = (per_step + bucket - 1) / bucket * bucket;
     let mut out = Vec::new();
     for (group, keys) in group_series(series, &q.group_by) {
