@@ -196,6 +196,7 @@ fn no_import_circles_and_the_aggregator_is_layered() {
         "access",
         "export",
         "exposition",
+        "alerts",
     ] {
         for above in ["api", "server", "config"] {
             assert!(

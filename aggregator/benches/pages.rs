@@ -1,6 +1,7 @@
 //! Criterion bench for what people look at: the model report page for a model with 30 days
 //! of history over 100 hosts (two versions, one latency histogram and one request counter per
-//! host, hourly buckets as rollups leave them), at every range of the picker; and `/metrics`
+//! host, in the buckets rollups leave: 1 h for 30 days, 1 min for a day, 10 s for an hour), at
+//! every range of the picker; and `/metrics`
 //! with 1 000 exported groups, in the text and the protobuf exposition.
 
 use std::path::Path;
@@ -47,6 +48,15 @@ fn model_page(c: &mut Criterion) {
         .find(|r| r.bucket_ms() == HOUR as u64)
         .copied()
         .expect("a 1 h resolution");
+    let by_bucket = |ms: u64| {
+        cfg.store
+            .resolutions
+            .iter()
+            .find(|r| r.bucket_ms() == ms)
+            .copied()
+            .expect("the default resolutions")
+    };
+    let (minute, ten_s) = (by_bucket(60_000), by_bucket(10_000));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -61,6 +71,23 @@ fn model_page(c: &mut Criterion) {
         ];
         let latency = SeriesKey::new("request.latency", tags.clone()).expect("key");
         let requests = SeriesKey::new("request.count", tags).expect("key");
+        // As rollups leave a store: 1 h buckets for 30 days, 1 min for the last day, 10 s for
+        // the last hour (what the 30 d, 24 h and 1 h pages read).
+        for (res, span) in [(minute, 24 * HOUR), (ten_s, HOUR)] {
+            let step = res.bucket_ms() as i64;
+            let mut t = (now - span).div_euclid(step) * step;
+            let median = if version == "v1" { 30.0 } else { 42.0 };
+            while t < now - step {
+                let data = SeriesData::Histogram(latencies(median, (t / step) as usize % 9973 + h));
+                store
+                    .import_bucket(&latency, &res, t, &data)
+                    .expect("import");
+                store
+                    .import_bucket(&requests, &res, t, &SeriesData::Counter(5.0))
+                    .expect("import");
+                t += step;
+            }
+        }
         let mut t = first;
         let mut k = 0;
         while t < now {

@@ -952,6 +952,46 @@ tags = ["model:llama3"]
         assert_eq!(c.slos[0].service, "chat");
         assert_eq!(c.models.len(), 1);
         assert_eq!(c.models[0].prices.gpu(Some("h100"), None), Some(4.10));
+        assert_eq!(c.exports.len(), 2);
+        assert_eq!(c.exports[1].name, "pitot_fleet_request_count");
+        assert_eq!(c.alerts.len(), 2);
+        assert_eq!(c.alerts[1].headers.len(), 1);
+    }
+
+    #[test]
+    fn exports_and_alerts_name_the_key_and_the_fix() {
+        let text = r#"
+[[export]]
+metric = "request.latency"
+quantiles = [1.5]
+schema = 12
+max_groups = 0
+
+[[alert]]
+kind = "pagerduty"
+url = "127.0.0.1:9093"
+resend = "10ms"
+"#;
+        let e = parse(text, Path::new("t.toml")).unwrap_err().to_string();
+        for key in [
+            "export[0].quantiles",
+            "export[0].schema",
+            "export[0].max_groups",
+            "alert[0].kind",
+            "alert[0].url",
+            "alert[0].resend",
+        ] {
+            assert!(e.contains(key), "{key} in {e}");
+        }
+        assert!(e.contains("\"alertmanager\" or \"webhook\""), "{e}");
+        let ok = parse(
+            "[[export]]\nmetric = \"request.latency\"\ngroup_by = [\"model\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.exports[0].name, "pitot_fleet_request_latency");
+        assert_eq!(ok.exports[0].quantiles, vec![0.5, 0.9, 0.99]);
+        assert_eq!(ok.exports[0].schema, 5);
     }
 
     #[test]
