@@ -303,9 +303,29 @@ impl Grant {
     }
 }
 
+/// The cookie the report pages' login form sets; every endpoint takes it as a bearer token.
+pub const COOKIE: &str = "pitot_token";
+
+/// The token in a `Cookie` header's `pitot_token`.
+pub fn cookie_token(cookie: &str) -> Option<&str> {
+    cookie
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_carries_the_token() {
+        assert_eq!(cookie_token("a=1; pitot_token=abc ; b=2"), Some("abc"));
+        assert_eq!(cookie_token("pitot_token="), None);
+        assert_eq!(cookie_token("other=1"), None);
+    }
 
     fn line(name: &str, token: &str, scopes: &str) -> String {
         format!("{} {scopes} {name}\n", hex(&token_digest(token)))

@@ -25,7 +25,6 @@ use crate::glue::now_ms;
 use crate::links::Links;
 use crate::model::{GateDefinition, ModelDefinition, OnDrift, parse_time, rfc3339};
 use crate::models;
-use crate::pages;
 use crate::reports::{self, MetricQuery, ReportError};
 use crate::slo::{self, InstalledSlo};
 use crate::store::Store;
@@ -55,6 +54,8 @@ pub struct AppState {
     pub exports: Arc<Exports>,
     /// Alert delivery (`[[alert]]`), for its counters on `/metrics`.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The report pages' hooks into authentication (`None`: no pages).
+    pub pages: Option<PageHooks>,
     /// Bearer tokens (`None`: the API is open).
     pub tokens: Option<Arc<Tokens>>,
     /// With tokens, `/metrics` is served without one.
@@ -63,8 +64,18 @@ pub struct AppState {
     pub audit: Arc<AuditSink>,
 }
 
-/// The router.
-pub fn router(state: AppState) -> Router {
+/// What the authentication middleware needs from the report pages (the pages sit above the
+/// API, so they hand these down instead of being imported).
+#[derive(Debug, Clone, Copy)]
+pub struct PageHooks {
+    /// Whether a path is a page (a refused request gets the login form, not JSON).
+    pub is_page: fn(&str) -> bool,
+    /// The login form, for `next`, with an error line.
+    pub login_form: fn(&str, Option<&str>) -> Response,
+}
+
+/// The router: the API's routes, `extra` (the report pages), all behind the authentication.
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -86,7 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/models", get(model_list))
         .route("/api/v1/models/{name}", get(model_one))
         .route("/api/v1/models/{name}/timeline", get(model_timeline))
-        .merge(crate::pages::routes())
+        .merge(extra)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -117,7 +128,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
                     req.headers()
                         .get(header::COOKIE)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(pages::cookie_token)
+                        .and_then(crate::access::cookie_token)
                 });
             match presented.and_then(|t| tokens.authenticate(t)) {
                 Some(entry) => {
@@ -154,14 +165,14 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
                          (`pitot report --token`, or PITOT_TOKEN); `pitot tokens new` makes one"
                     };
                     tracing::info!(path = %req.uri().path(), known = false, "HTTP request without a valid token refused (401).");
-                    if pages::is_page(req.uri().path()) {
+                    if let Some(pages) = state.pages.filter(|p| (p.is_page)(req.uri().path())) {
                         let next = req
                             .uri()
                             .path_and_query()
                             .map_or("/", |p| p.as_str())
                             .to_owned();
                         let error = presented.is_some().then_some(why);
-                        return pages::login_form(&next, error);
+                        return (pages.login_form)(&next, error);
                     }
                     let mut resp = ApiError(StatusCode::UNAUTHORIZED, why.into()).into_response();
                     resp.headers_mut().insert(

@@ -300,21 +300,25 @@ pub async fn run(
             }
         })
     };
-    let app = api::router(api::AppState {
-        store: Arc::clone(&store),
-        stats: Arc::clone(&stats),
-        links,
-        drift: Arc::new(config.drift.clone()),
-        slos: Arc::new(slos),
-        models: Arc::new(config.models.clone()),
-        gates: Arc::new(config.gates.clone()),
-        sloth_metrics: config.http.sloth_metrics,
-        tokens,
-        metrics_public: config.http.metrics_public,
-        audit: Arc::clone(&audit_sink),
-        exports,
-        alerts,
-    });
+    let app = api::router(
+        api::AppState {
+            store: Arc::clone(&store),
+            stats: Arc::clone(&stats),
+            links,
+            drift: Arc::new(config.drift.clone()),
+            slos: Arc::new(slos),
+            models: Arc::new(config.models.clone()),
+            gates: Arc::new(config.gates.clone()),
+            sloth_metrics: config.http.sloth_metrics,
+            tokens,
+            metrics_public: config.http.metrics_public,
+            audit: Arc::clone(&audit_sink),
+            exports,
+            alerts,
+            pages: Some(pages::HOOKS),
+        },
+        pages::routes(),
+    );
     let http_shutdown = shutdown.clone();
     match https {
         None => axum::serve(listener, app)

@@ -33,8 +33,13 @@ use crate::reports::{self, MetricQuery, QuantileLine, ReportError};
 use crate::slo;
 use crate::store::Store;
 
-/// The cookie the login form sets.
-pub const COOKIE: &str = "pitot_token";
+use crate::access::COOKIE;
+
+/// What the API's authentication needs from the pages.
+pub const HOOKS: crate::api::PageHooks = crate::api::PageHooks {
+    is_page,
+    login_form,
+};
 
 /// Steps on a chart's time axis.
 const STEPS: usize = 60;
@@ -69,16 +74,6 @@ pub fn is_page(path: &str) -> bool {
         || path == "/agents"
         || path.starts_with("/models/")
         || path.starts_with("/slo/")
-}
-
-/// The token in a `Cookie` header's `pitot_token`.
-pub fn cookie_token(cookie: &str) -> Option<&str> {
-    cookie
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim())
-        .filter(|v| !v.is_empty())
 }
 
 /// HTML-escapes `s`.
@@ -1332,9 +1327,6 @@ mod tests {
 
     #[test]
     fn cookies_and_escaping() {
-        assert_eq!(cookie_token("a=1; pitot_token=abc ; b=2"), Some("abc"));
-        assert_eq!(cookie_token("pitot_token="), None);
-        assert_eq!(cookie_token("other=1"), None);
         assert_eq!(
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
