@@ -37,6 +37,12 @@ kind = "latency"
 metric = "request.latency"
 threshold_ms = 100
 tags = ["model:llama3"]
+
+[[gate]]
+name = "llama3-canary"
+model = "llama3"
+baseline = ["version:v1"]
+candidate = ["version:v2"]
 "##;
 
 /// A W3C WebDriver session on a chromedriver this test started.
@@ -378,6 +384,15 @@ fn report_pages_render_the_api_figures_in_a_real_browser() {
             group["quantiles"]["0.99"].as_f64().unwrap()
         ));
     }
+    // The gate's decision now, as the gate endpoint gives it (v2 is slower: not a pass).
+    let gate = browser.js(
+        "const r = document.querySelector('#gates tr[data-gate=\"llama3-canary\"]');\
+         return r && [r.cells[1].textContent, r.cells[2].textContent]",
+    );
+    let api = client.get("/api/v1/gate/llama3-canary", &[]).unwrap();
+    assert_eq!(gate[0], "version:v2 against version:v1", "{gate}");
+    assert_eq!(gate[1], api["decision"], "{gate} vs {api}");
+    assert_ne!(gate[1], "pass", "{api}");
     browser.screenshot(&shots.join("model-light.png"));
     browser.dark(true);
     browser.screenshot(&shots.join("model-dark.png"));

@@ -207,7 +207,7 @@ header b{font-size:1.1em}nav a,.ranges a{margin-right:.8em}a{color:var(--c0)}
 main{max-width:1150px;margin:0 auto;padding:1em}h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.15em;margin:1.4em 0 .4em}
 .muted{color:var(--muted)}.wrap{overflow-x:auto}table{border-collapse:collapse;min-width:100%}
 th,td{padding:.3em .6em;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.st{font-weight:600}.st-ok{color:var(--ok)}.st-ticket,.st-warn,.st-differ{color:var(--warn)}.st-page,.st-drift{color:var(--bad)}
+.st{font-weight:600}.st-ok,.st-pass{color:var(--ok)}.st-ticket,.st-warn,.st-differ,.st-inconclusive{color:var(--warn)}.st-page,.st-drift,.st-fail{color:var(--bad)}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.5em .8em;min-width:9em}
 .card .v{font-size:1.3em;font-weight:600}svg.chart{width:100%;height:auto;display:block;background:var(--card);border:1px solid var(--line);border-radius:6px}
 svg text{fill:var(--muted);font-size:11px}svg .grid{stroke:var(--line)}svg .series path{fill:none;stroke-width:1.8}
@@ -840,22 +840,46 @@ pub fn model_html(
             }
         );
     }
-    let gates: Vec<&str> = gates
-        .iter()
-        .filter(|g| g.model == report.name)
-        .filter_map(|g| g.name.as_deref())
-        .collect();
-    if !gates.is_empty() {
-        b.push_str("<h2>Deployment gates</h2><ul>");
-        for g in gates {
-            let _w = write!(
-                b,
-                "<li>{0}: <a href=\"/api/v1/gate/{1}\">decision now (JSON)</a></li>",
-                esc(g),
-                seg(g)
-            );
+    let mine: Vec<&GateDefinition> = gates.iter().filter(|g| g.model == report.name).collect();
+    if !mine.is_empty() {
+        b.push_str(
+            "<h2>Deployment gates</h2><p class=\"muted\">Each gate's decision now, over its window.</p>\
+             <div class=\"wrap\"><table id=\"gates\"><tr><th>gate</th><th>candidate against baseline</th>\
+             <th>decision</th><th>checks</th></tr>",
+        );
+        for g in mine {
+            let name = g.name.as_deref().unwrap_or("-");
+            let from = now - g.window.as_millis() as i64;
+            match crate::gate::evaluate(store, ctx, g, from, now, now) {
+                Ok(r) => {
+                    let checks = r
+                        .checks
+                        .iter()
+                        .map(|c| format!("{} {}", esc(&c.name), status(&label(&c.verdict))))
+                        .collect::<Vec<_>>()
+                        .join(" · ");
+                    let _w = write!(
+                        b,
+                        "<tr data-gate=\"{0}\"><td><a href=\"/api/v1/gate/{1}\">{0}</a></td><td>{2} against {3}</td>\
+                         <td>{4}</td><td>{checks}</td></tr>",
+                        esc(name),
+                        seg(name),
+                        esc(&r.candidate.label()),
+                        esc(&r.baseline.label()),
+                        status(&label(&r.decision))
+                    );
+                }
+                Err(e) => {
+                    let _w = write!(
+                        b,
+                        "<tr data-gate=\"{0}\"><td>{0}</td><td colspan=\"3\" class=\"muted\">{1}</td></tr>",
+                        esc(name),
+                        esc(&e.to_string())
+                    );
+                }
+            }
         }
-        b.push_str("</ul>");
+        b.push_str("</table></div>");
     }
     let c = &report.cost;
     let _w = write!(
