@@ -2,13 +2,13 @@
 //!
 //! It takes DogStatsD datagrams on UDP and a Unix socket ([`ingest`]), records them into
 //! per-interval histograms, counters and categorical counts, closes each interval on a
-//! wall-clock boundary into a batch ([`recorder`]), writes the batch durably to a sled spool
+//! wall-clock boundary into a batch ([`recorder`]), writes the batch durably to a spool of checksummed files
 //! ([`spool`]), and streams spooled batches over QUIC with mutual TLS to the aggregator
 //! ([`uplink`]), deleting each only once the aggregator has acknowledged a durable merge.
 //!
 //! [`run`] wires the pieces and is what both the binary and the end-to-end tests call.
 //! Shutdown runs in phases: stop the receivers, close the open interval into the spool, let
-//! the uplink drain for `shutdown_grace`, flush the spool.
+//! the uplink drain for `shutdown_grace` (every spooled batch is already on disk).
 
 pub mod config;
 #[path = "../../shared/daemon/glue.rs"]
@@ -196,6 +196,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         spool: spool.clone(),
         spooled,
         stats: uplink_stats,
+        spool_log: std::sync::Mutex::new(pitot_shared::loggate::LogGate::new(
+            std::time::Duration::from_secs(60),
+        )),
     };
     let uplink_task = tokio::spawn(
         uplink
@@ -239,7 +242,6 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     recorder_task.await.context("recorder task")?;
     info!("Shutdown: draining the uplink.");
     uplink_task.await.context("uplink task")??;
-    spool.flush().context("flushing the spool")?;
     if let Some(path) = &own_unix_path {
         let _removed = std::fs::remove_file(path);
     }

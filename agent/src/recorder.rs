@@ -8,10 +8,11 @@
 //! value is left behind.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pitot_shared::batch::{Batch, SeriesSnapshot};
-use pitot_shared::series::AgentId;
+use pitot_shared::batch::{Batch, SeriesData, SeriesSnapshot};
+use pitot_shared::loggate::LogGate;
+use pitot_shared::series::{AgentId, SeriesKey};
 use pitot_shared::window::next_boundary;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -49,14 +50,16 @@ impl Recorder {
     /// Closes intervals until `ingest_stopped` fires, then closes the open one and returns.
     pub async fn run(self, ingest_stopped: CancellationToken) {
         let mut metrics = SelfMetrics::default();
+        // A full disk fails every interval: one line a minute, with the count held back.
+        let mut gate = LogGate::new(Duration::from_secs(60));
         loop {
             let now = now_ms();
             let boundary = next_boundary(now, self.interval_ms);
             let wait = Duration::from_millis((boundary - now).max(0) as u64);
             tokio::select! {
-                () = tokio::time::sleep(wait) => self.close(boundary, &mut metrics),
+                () = tokio::time::sleep(wait) => self.close(boundary, &mut metrics, &mut gate),
                 () = ingest_stopped.cancelled() => {
-                    self.close(next_boundary(now_ms(), self.interval_ms), &mut metrics);
+                    self.close(next_boundary(now_ms(), self.interval_ms), &mut metrics, &mut gate);
                     info!("Recorder flushed the open interval.");
                     return;
                 }
@@ -64,7 +67,7 @@ impl Recorder {
         }
     }
 
-    fn close(&self, next_start_ms: i64, metrics: &mut SelfMetrics) {
+    fn close(&self, next_start_ms: i64, metrics: &mut SelfMetrics, gate: &mut LogGate) {
         let mut drained = Drained::new();
         for shard in &self.shards {
             shard.drain(next_start_ms, &mut drained);
@@ -81,6 +84,17 @@ impl Recorder {
         let own_entry = drained.entry(closed_start).or_default();
         for s in own {
             own_entry.insert(s.key, s.data);
+        }
+        // Batches lost to a failing disk are reported by the first batch that is written, so
+        // the aggregator sees the loss.
+        let unreported = self.spool.unreported_append_failures();
+        if unreported > 0
+            && let Ok(key) = SeriesKey::new(
+                "pitot.agent.spool.append_failures",
+                vec![("host".to_owned(), self.agent_id.clone())],
+            )
+        {
+            own_entry.insert(key, SeriesData::Counter(unreported as f64));
         }
         for series in drained.values_mut() {
             let (losses, packets) = client_losses(&self.agent_id, series);
@@ -112,9 +126,30 @@ impl Recorder {
                     .collect(),
             };
             let series = batch.series.len();
-            match self.spool.append(batch) {
-                Ok(id) => debug!(seq = id.0, start, series, "Batch spooled."),
-                Err(error) => error!(%error, "Could not spool a batch; its interval is lost."),
+            let carries = if start == closed_start { unreported } else { 0 };
+            match self.spool.append(batch, carries) {
+                Ok(id) => {
+                    debug!(seq = id.0, start, series, "Batch spooled.");
+                    if gate.is_holding() {
+                        info!(
+                            lost_batches = self.spool.append_failures(),
+                            "The spool is writable again; batches are spooled."
+                        );
+                    }
+                    gate.reset();
+                }
+                Err(error) => {
+                    if let Some(held) = gate.admit(Instant::now(), "append") {
+                        error!(
+                            %error,
+                            series,
+                            lost_batches = self.spool.append_failures(),
+                            failures_not_logged = held,
+                            "Could not spool a batch; its interval is lost. Retrying at every \
+                             interval."
+                        );
+                    }
+                }
             }
         }
         self.spooled.notify_one();

@@ -13,7 +13,8 @@
 //! | `pitot.agent.series` | histogram | series held (sampled once per interval) |
 //! | `pitot.agent.spool.bytes` | histogram | spool size (sampled once per interval) |
 //! | `pitot.agent.spool.coarsened` | counter | batches merged to respect the spool bound |
-//! | `pitot.agent.spool.append_failures` | counter | batches that could not be spooled (disk full or failing): lost |
+//! | `pitot.agent.spool.append_failures` | counter | batches that could not be spooled (disk full or failing): lost; carried by the recorder in the next batch that is written |
+//! | `pitot.agent.spool.damaged` | counter | spooled batches that failed their checksum (or a 0.2 spool that could not be read): lost |
 //! | `pitot.agent.uplink.acked`, `…rejected`, `…reconnects` | counter | uplink outcomes |
 //! | `pitot.agent.uplink.lag_seconds` | histogram | delivery lag: interval end to acknowledgement (see below) |
 //! | `pitot.agent.client.packets_dropped` (`reason`, `client`, `transport`) | counter | packets the DogStatsD clients say they dropped (`queue`: their sender queue was full; `writer`: the socket refused them) |
@@ -193,11 +194,7 @@ impl SelfMetrics {
                 stats.service_checks.load(Ordering::Relaxed),
             ),
             ("pitot.agent.spool.coarsened", "", spool.coarsened()),
-            (
-                "pitot.agent.spool.append_failures",
-                "",
-                spool.append_failures(),
-            ),
+            ("pitot.agent.spool.damaged", "", spool.damaged()),
             (
                 "pitot.agent.uplink.acked",
                 "",
@@ -240,8 +237,6 @@ impl SelfMetrics {
         let acked_max = uplink.max_delivery_lag_ms.swap(-1, Ordering::Relaxed);
         let oldest_unsent = spool
             .oldest_header()
-            .ok()
-            .flatten()
             .map(|h| h.interval_start_ms + h.interval_ms as i64);
         let mut gauges = vec![
             ("pitot.agent.series", ingest.series() as f64),

@@ -92,6 +92,8 @@ pub struct Uplink {
     pub spooled: Arc<Notify>,
     /// Counters.
     pub stats: Arc<UplinkStats>,
+    /// Rate-limits the log of spool failures (a full or failing disk).
+    pub spool_log: std::sync::Mutex<LogGate>,
 }
 
 enum Outcome {
@@ -235,7 +237,7 @@ impl Uplink {
         session.connected();
         let outcome = loop {
             if let Err(e) = self.feed(session) {
-                error!(error = %e, "Reading the spool failed.");
+                self.spool_failure(&e, "Reading the spool failed; retrying.");
             }
             if let Err(e) = flush(session, &mut send).await {
                 break Outcome::Lost(LinkError::Write(e));
@@ -270,6 +272,14 @@ impl Uplink {
         outcome
     }
 
+    /// Logs a spool failure, at most one line a minute with the count held back.
+    fn spool_failure(&self, error: &crate::spool::SpoolError, what: &'static str) {
+        let mut gate = self.spool_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = gate.admit(Instant::now(), "spool") {
+            error!(%error, failures_not_logged = held, "{what}");
+        }
+    }
+
     fn feed(&self, session: &mut AgentSession) -> Result<(), crate::spool::SpoolError> {
         while session.wants_batches() {
             let room = 64usize.saturating_sub(session.queued()).max(1);
@@ -294,9 +304,10 @@ impl Uplink {
                             self.stats.delivered(end, now_ms());
                         }
                         Ok(None) => {}
-                        Err(error) => error!(
-                            %error,
-                            "Could not remove an acknowledged batch; it will be re-sent."
+                        Err(error) => self.spool_failure(
+                            &error,
+                            "Could not remove an acknowledged batch; it is not sent again and \
+                             its removal is retried.",
                         ),
                     }
                     self.stats.acked.fetch_add(1, Ordering::Relaxed);
@@ -304,7 +315,7 @@ impl Uplink {
                 SessionEvent::Rejected { id, reason } => {
                     error!(seq = id.0, %reason, "Aggregator rejected a batch; its data is lost.");
                     if let Err(error) = self.spool.ack(id) {
-                        error!(%error, "Could not remove a rejected batch.");
+                        self.spool_failure(&error, "Could not remove a rejected batch.");
                     }
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }

@@ -293,6 +293,7 @@ async fn drive(
         .await
         .context("no stream opened in time")??;
     let mut session = AggregatorSession::new(agent.clone());
+    let mut rewind_logged = false;
     loop {
         let mut prefix = [0u8; 4];
         recv.read_exact(&mut prefix)
@@ -337,6 +338,7 @@ async fn drive(
                     session.rejected(seq, reason);
                 }
                 AggregatorEvent::Batch { seq, batch } => {
+                    let batch_epoch = batch.batch().epoch;
                     let (reply, answer) = oneshot::channel();
                     stats.merge_queue_pushed.fetch_add(1, Ordering::Relaxed);
                     merges
@@ -357,6 +359,26 @@ async fn drive(
                         }
                         Ok(MergeOutcome::Duplicate) => {
                             stats.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+                            session.merged(seq, true);
+                        }
+                        Ok(MergeOutcome::Rewound { high_water }) => {
+                            stats.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+                            let rewinds = stats.sequence_rewinds.fetch_add(1, Ordering::Relaxed);
+                            // One line per connection and then one per thousand: a rolled-back
+                            // 0.2 agent sends many.
+                            if rewinds.is_multiple_of(1000) || !rewind_logged {
+                                rewind_logged = true;
+                                warn!(
+                                    seq,
+                                    high_water,
+                                    epoch = batch_epoch,
+                                    rewinds = rewinds + 1,
+                                    "Agent's sequence went backwards (its spool was restored or \
+                                     damaged): newer data under already merged sequence numbers \
+                                     is discarded. Upgrade the agent to 0.3, which starts a new \
+                                     epoch at every start."
+                                );
+                            }
                             session.merged(seq, true);
                         }
                         // Not acknowledged: the agent keeps the batch and re-sends it

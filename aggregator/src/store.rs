@@ -8,6 +8,7 @@
 //!            (start = Unix ms as i64, sign bit flipped, big-endian, so keys sort by time)
 //!            0xFF, "rollup", resolution: u8       → rollup mark: start as a time key
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
+//!                                                    [, its interval_start_ms: i64 BE]
 //! "agents":  agent_id                            → bincode(AgentRecord)
 //! "sightings": model, 0x00, version, 0x00, host   → first: i64 BE, last: i64 BE (Unix ms:
 //!                                                  start of the first interval seen, end of
@@ -99,6 +100,14 @@ pub enum MergeOutcome {
     },
     /// Merged before; nothing changed.
     Duplicate,
+    /// At or below the epoch's high-water mark, yet newer than the batch that set it: the
+    /// agent's sequence went backwards (a spool restored from an older copy, by a 0.2 agent,
+    /// which keeps its epoch across restarts). Not merged (a clock step could make a true
+    /// replay look like this, and merging it twice is worse); the caller warns.
+    Rewound {
+        /// The epoch's high-water mark.
+        high_water: u64,
+    },
 }
 
 /// Why the store failed.
@@ -767,6 +776,20 @@ impl Trees {
     }
 }
 
+/// A dedupe mark: the high-water sequence number and (since 0.3) its batch's interval start.
+fn parse_mark(v: &[u8]) -> (u64, Option<i64>) {
+    let word = |at: usize| -> Option<[u8; 8]> { v.get(at..at + 8)?.try_into().ok() };
+    let seq = word(0).map_or(0, u64::from_be_bytes);
+    (seq, word(8).map(i64::from_be_bytes))
+}
+
+fn mark_value(seq: u64, interval_start_ms: i64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&seq.to_be_bytes());
+    out[8..].copy_from_slice(&interval_start_ms.to_be_bytes());
+    out
+}
+
 impl Trees {
     fn merge_batch(
         &self,
@@ -824,13 +847,18 @@ impl Trees {
                 record.last_batch_ms = received_ms;
                 record.version = batch.agent_version.clone();
                 record.spool_bytes = batch.spool_bytes;
-                let high_water = dedupe
+                let (high_water, mark_start) = dedupe
                     .get(&dedupe_key)?
-                    .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-                    .unwrap_or(0);
+                    .map_or((0, None), |v| parse_mark(&v));
                 let outcome = if batch.seq <= high_water {
                     record.duplicates += 1;
-                    MergeOutcome::Duplicate
+                    // Sequence numbers follow interval starts, so a replay is never newer
+                    // than the batch that set the mark.
+                    if mark_start.is_some_and(|start| batch.interval_start_ms > start) {
+                        MergeOutcome::Rewound { high_water }
+                    } else {
+                        MergeOutcome::Duplicate
+                    }
                 } else {
                     for (id, data) in &targets {
                         for (res, mark) in self.resolutions.iter().zip(&marks) {
@@ -868,7 +896,10 @@ impl Trees {
                             &span_value(first.min(s.from_ms), last.max(s.to_ms))[..],
                         )?;
                     }
-                    dedupe.insert(dedupe_key.as_slice(), &batch.seq.to_be_bytes())?;
+                    dedupe.insert(
+                        dedupe_key.as_slice(),
+                        &mark_value(batch.seq, batch.interval_start_ms)[..],
+                    )?;
                     record.batches += 1;
                     record.last_interval_end_ms = record.last_interval_end_ms.max(interval_end);
                     record.lag_ms = (received_ms - interval_end).max(0);

@@ -14,6 +14,8 @@ pub struct Stats {
     pub batches_merged: AtomicU64,
     /// Replayed batches acknowledged without merging.
     pub batches_duplicate: AtomicU64,
+    /// Duplicates newer than their epoch's high-water batch (see `MergeOutcome::Rewound`).
+    pub sequence_rewinds: AtomicU64,
     /// Batches rejected (undecodable, wrong identity).
     pub batches_rejected: AtomicU64,
     /// Series refused for a kind conflict.
@@ -41,7 +43,7 @@ pub struct Stats {
 impl Stats {
     /// Prometheus text exposition of the counters.
     pub fn exposition(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &AtomicU64); 15] = [
             (
                 "pitot_aggregator_connections_total",
                 "QUIC connections accepted.",
@@ -61,6 +63,11 @@ impl Stats {
                 "pitot_aggregator_duplicate_batches_total",
                 "Replayed batches acknowledged without merging.",
                 &self.batches_duplicate,
+            ),
+            (
+                "pitot_aggregator_sequence_rewinds_total",
+                "Batches discarded because their agent's sequence went backwards (restored spool).",
+                &self.sequence_rewinds,
             ),
             (
                 "pitot_aggregator_rejected_batches_total",

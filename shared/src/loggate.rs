@@ -39,6 +39,11 @@ impl LogGate {
         }
     }
 
+    /// True after a failure was admitted and before [`LogGate::reset`]: a failure is ongoing.
+    pub fn is_holding(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// Forgets the last failure (after a success), so the next one is logged at once.
     pub fn reset(&mut self) {
         self.last = None;

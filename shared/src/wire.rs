@@ -23,11 +23,17 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{Batch, SeriesData};
 use crate::series::AgentId;
 
-/// The protocol version this build's agent speaks: 2, whose batches carry today's histogram
-/// (`SeriesData` variant 4). Version 1 (0.1) carried the 0.1 histogram (variant 0).
-pub const PROTOCOL_VERSION: u16 = 2;
-/// The versions this build's aggregator accepts: an 0.1 agent (version 1) keeps working.
-pub const ACCEPTED_VERSIONS: [u16; 2] = [1, 2];
+/// The protocol version this build's agent speaks: 3. Its frames encode as version 2's; what
+/// changed is the epoch rule. A version 3 agent starts a new epoch at every start (its spool
+/// cannot prove it was not restored from an older copy) and still sends the batches earlier
+/// runs left behind, each under the epoch inside its payload; in versions 1 and 2 every batch
+/// carried the `Hello`'s epoch, which lived in the spool. Version 2 batches carry today's
+/// histogram (`SeriesData` variant 4); version 1 (0.1) carried the 0.1 histogram (variant 0).
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The versions this build's aggregator accepts: 0.1 (1) and 0.2 (2) agents keep working.
+pub const ACCEPTED_VERSIONS: [u16; 3] = [1, 2, 3];
+/// The first version whose batches may carry an epoch other than the `Hello`'s.
+pub const EPOCH_PER_START_VERSION: u16 = 3;
 /// Largest frame body accepted, bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Largest encoded batch accepted, bytes (it travels inside a frame).
@@ -43,7 +49,7 @@ pub enum Frame {
         versions: Vec<u16>,
         /// The agent's id; must equal the identity in its certificate.
         agent_id: AgentId,
-        /// The agent's spool epoch.
+        /// The agent's epoch: in version 3, new at every start; before, the spool's.
         epoch: u64,
         /// The agent's build version.
         agent_version: String,

@@ -1,7 +1,7 @@
 //! Wire golden tests: the encoded bytes of each protocol version are committed under
 //! `tests/fixtures/`. Old fixtures must still decode to the same values (`v1`: what 0.1 wrote,
 //! read forever, never written again), and today's encoder must produce the committed bytes
-//! (`v2`), so an accidental change to the wire format fails here. After a deliberate change (a
+//! (`v2`, `v3`), so an accidental change to the wire format fails here. After a deliberate change (a
 //! new protocol version), add a new fixture directory and run with `PITOT_BLESS=1` once to
 //! write it.
 
@@ -144,8 +144,8 @@ fn batch_v2_bytes_are_stable_and_decode() {
 }
 
 #[test]
-fn frames_v1_and_v2_bytes_are_stable_and_decode() {
-    for (version, dir) in [(1, "v1"), (2, "v2")] {
+fn frames_of_every_version_are_stable_and_decode() {
+    for (version, dir) in [(1, "v1"), (2, "v2"), (3, "v3")] {
         for (name, frame) in sample_frames(version) {
             check(dir, name, &encode_frame_body(&frame));
             let bytes = std::fs::read(fixture(dir, name)).expect("fixture");

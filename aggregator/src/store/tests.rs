@@ -57,6 +57,29 @@ fn count(store: &SledStore, res: usize, agent: &str, from: i64, to: i64) -> u64 
 }
 
 #[test]
+fn a_sequence_that_goes_backwards_is_told_from_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    for seq in 1..=3 {
+        let b = batch("a", 5, seq, 1_000_000 + seq as i64 * 1000, &[1.0]);
+        store.merge_batch(&b, 1_010_000, &[], &[]).unwrap();
+    }
+    // A true replay of batch 2: older than the mark's batch.
+    let replay = batch("a", 5, 2, 1_002_000, &[1.0]);
+    assert_eq!(
+        store.merge_batch(&replay, 1_011_000, &[], &[]).unwrap(),
+        MergeOutcome::Duplicate
+    );
+    // A restored spool numbering new data from 2 again.
+    let rewound = batch("a", 5, 2, 1_009_000, &[1.0]);
+    assert_eq!(
+        store.merge_batch(&rewound, 1_012_000, &[], &[]).unwrap(),
+        MergeOutcome::Rewound { high_water: 3 }
+    );
+    assert_eq!(count(&store, 0, "a", 0, i64::MAX), 3, "neither merged");
+}
+
+#[test]
 fn batches_merge_exactly_once_per_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SledStore::open(dir.path(), resolutions()).unwrap();

@@ -200,18 +200,22 @@ impl AgentSession {
                 if version != PROTOCOL_VERSION {
                     return Err(ProtocolError::UnsupportedVersion);
                 }
+                // The back-off resets at the first answer to a batch, not here: an aggregator
+                // that welcomes every agent but fails every merge must not get a handshake
+                // storm.
                 self.state = AgentState::Ready;
-                self.failures = 0;
                 self.events.push_back(SessionEvent::Established { version });
                 Ok(())
             }
             (AgentState::Ready, Frame::Ack { seq, .. }) => {
                 let id = self.pop_oldest(seq)?;
+                self.failures = 0;
                 self.events.push_back(SessionEvent::Acked(id));
                 Ok(())
             }
             (AgentState::Ready, Frame::Reject { seq, reason }) => {
                 let id = self.pop_oldest(seq)?;
+                self.failures = 0;
                 self.events.push_back(SessionEvent::Rejected { id, reason });
                 Ok(())
             }

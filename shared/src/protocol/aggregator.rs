@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 
 use crate::batch::Batch;
 use crate::series::AgentId;
-use crate::wire::{ACCEPTED_VERSIONS, Frame, decode_batch};
+use crate::wire::{ACCEPTED_VERSIONS, EPOCH_PER_START_VERSION, Frame, decode_batch};
 
 use super::ProtocolError;
 use super::agent::frame_name;
 
 /// A batch this session decoded (with the wire's size limit) and checked: its agent id is
-/// the certificate's, its epoch the `Hello`'s and its sequence number its frame's. Only the
+/// the certificate's, its sequence number its frame's, and (before protocol version 3) its
+/// epoch the `Hello`'s. Only the
 /// session can build one, so whatever the server hands to the merge actor was verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedBatch(Batch);
@@ -59,7 +60,7 @@ pub enum AggregatorEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     AwaitingHello,
-    Ready { epoch: u64 },
+    Ready { epoch: u64, version: u16 },
     Closed,
 }
 
@@ -115,7 +116,7 @@ impl AggregatorSession {
                         certified: self.certified.0.clone(),
                     }));
                 }
-                self.state = State::Ready { epoch };
+                self.state = State::Ready { epoch, version };
                 self.transmit.push_back(Frame::Welcome { version });
                 self.events.push_back(AggregatorEvent::Established {
                     agent_version,
@@ -123,7 +124,10 @@ impl AggregatorSession {
                 });
                 Ok(())
             }
-            (State::Ready { epoch }, Frame::Batch { seq, payload }) => {
+            (State::Ready { epoch, version }, Frame::Batch { seq, payload }) => {
+                // From version 3 an agent also sends what earlier runs left in its spool,
+                // each batch under its own epoch.
+                let epoch = (version < EPOCH_PER_START_VERSION).then_some(epoch);
                 let event = match self.verify(epoch, seq, &payload) {
                     Ok(batch) => AggregatorEvent::Batch {
                         seq,
@@ -152,7 +156,12 @@ impl AggregatorSession {
         }
     }
 
-    fn verify(&self, epoch: u64, seq: u64, payload: &[u8]) -> Result<VerifiedBatch, String> {
+    fn verify(
+        &self,
+        epoch: Option<u64>,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<VerifiedBatch, String> {
         let batch = decode_batch(payload).map_err(|e| e.to_string())?;
         if batch.agent_id != self.certified {
             return Err(format!(
@@ -160,8 +169,11 @@ impl AggregatorSession {
                 batch.agent_id, self.certified
             ));
         }
-        if batch.seq != seq || batch.epoch != epoch {
-            return Err("batch sequence or epoch differs from its frame".to_owned());
+        if batch.seq != seq {
+            return Err("batch sequence differs from its frame".to_owned());
+        }
+        if epoch.is_some_and(|e| e != batch.epoch) {
+            return Err("batch epoch differs from the session's".to_owned());
         }
         Ok(VerifiedBatch(batch))
     }

@@ -259,39 +259,50 @@ proptest! {
     }
 }
 
-#[test]
-fn only_batches_that_pass_the_checks_come_out_verified() {
+fn session_at(version: u16) -> AggregatorSession {
     let mut server = AggregatorSession::new(AgentId("a1".into()));
     server
         .handle_frame(Frame::Hello {
-            versions: vec![crate::wire::PROTOCOL_VERSION],
+            versions: vec![version],
             agent_id: AgentId("a1".into()),
             epoch: 7,
             agent_version: "test".into(),
         })
         .unwrap();
-    let mut send = |seq: u64, payload: Vec<u8>| {
-        server.handle_frame(Frame::Batch { seq, payload }).unwrap();
-        let mut out = None;
-        while let Some(ev) = server.poll_event() {
-            if !matches!(ev, AggregatorEvent::Established { .. }) {
-                out = Some(ev);
-            }
+    server
+}
+
+fn send(server: &mut AggregatorSession, seq: u64, payload: Vec<u8>) -> AggregatorEvent {
+    server.handle_frame(Frame::Batch { seq, payload }).unwrap();
+    let mut out = None;
+    while let Some(ev) = server.poll_event() {
+        if !matches!(ev, AggregatorEvent::Established { .. }) {
+            out = Some(ev);
         }
-        out.unwrap()
-    };
-    let ok = send(1, payload("a1", 7, 1));
+    }
+    out.unwrap()
+}
+
+#[test]
+fn only_batches_that_pass_the_checks_come_out_verified() {
+    let mut server = session_at(crate::wire::PROTOCOL_VERSION);
+    let ok = send(&mut server, 1, payload("a1", 7, 1));
     assert!(
         matches!(&ok, AggregatorEvent::Batch { seq: 1, batch } if batch.batch().epoch == 7),
         "{ok:?}"
     );
+    // An earlier run's batch, under its own epoch, is the agent's to send from version 3.
+    let earlier = send(&mut server, 2, payload("a1", 8, 2));
+    assert!(
+        matches!(&earlier, AggregatorEvent::Batch { seq: 2, batch } if batch.batch().epoch == 8),
+        "{earlier:?}"
+    );
     for (seq, bytes, why) in [
         (2, payload("a2", 7, 2), "claims agent a2"),
-        (3, payload("a1", 8, 3), "epoch differs"),
-        (4, payload("a1", 7, 5), "sequence or epoch differs"),
+        (4, payload("a1", 7, 5), "sequence differs"),
         (5, vec![0xff; 9], ""),
     ] {
-        match send(seq, bytes) {
+        match send(&mut server, seq, bytes) {
             AggregatorEvent::InvalidBatch { seq: s, reason } => {
                 assert_eq!(s, seq);
                 assert!(reason.contains(why), "{reason}");
@@ -299,4 +310,65 @@ fn only_batches_that_pass_the_checks_come_out_verified() {
             other => panic!("batch {seq} came out {other:?}"),
         }
     }
+}
+
+#[test]
+fn before_version_3_every_batch_carries_the_hello_epoch() {
+    let mut server = session_at(2);
+    assert!(matches!(
+        send(&mut server, 1, payload("a1", 7, 1)),
+        AggregatorEvent::Batch { seq: 1, .. }
+    ));
+    match send(&mut server, 2, payload("a1", 8, 2)) {
+        AggregatorEvent::InvalidBatch { reason, .. } => {
+            assert!(reason.contains("epoch differs"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn backoff_resets_at_the_first_answer_not_at_welcome() {
+    let config = AgentSessionConfig {
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(100),
+        ..AgentSessionConfig::default()
+    };
+    let mut s = AgentSession::new(AgentId("a1".into()), 1, "t".into(), config);
+    // A starting point for virtual time; the session never reads the clock.
+    #[allow(clippy::disallowed_methods)]
+    let t0 = Instant::now();
+    let retry_after = |s: &mut AgentSession| {
+        s.disconnected(t0, 1.0);
+        match s.state() {
+            AgentState::Disconnected { retry_at: Some(t) } => t - t0,
+            other => panic!("{other:?}"),
+        }
+    };
+    let welcome = |s: &mut AgentSession| {
+        s.connecting();
+        s.connected();
+        s.handle_frame(Frame::Welcome {
+            version: crate::wire::PROTOCOL_VERSION,
+        })
+        .unwrap();
+    };
+    welcome(&mut s);
+    assert_eq!(retry_after(&mut s), Duration::from_millis(100));
+    // Welcomed again, but nothing merged: an aggregator failing every merge.
+    welcome(&mut s);
+    assert_eq!(retry_after(&mut s), Duration::from_millis(200));
+    welcome(&mut s);
+    s.enqueue(SpoolId(1), payload("a1", 1, 1).into());
+    while s.poll_transmit().is_some() {}
+    s.handle_frame(Frame::Ack {
+        seq: 1,
+        duplicate: false,
+    })
+    .unwrap();
+    assert_eq!(
+        retry_after(&mut s),
+        Duration::from_millis(100),
+        "an ack resets it"
+    );
 }

@@ -1,0 +1,234 @@
+//! End to end under disk faults on the agent: a spool restored from an older copy, a damaged
+//! spool file, and a spool file system that fills up and frees again (a 4 MiB tmpfs; needs
+//! root, as CI runs). What the contract promises stays exact; what is lost is counted and
+//! logged; nothing stays stuck.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Fleet, latencies, python_send, values_file, wait_for};
+
+fn send(fleet: &Fleet, name: &str, values: &[f64]) {
+    send_as(fleet, "request.latency", name, values);
+}
+
+fn send_as(fleet: &Fleet, metric: &str, name: &str, values: &[f64]) {
+    let file = values_file(fleet.dir.path(), name, values);
+    python_send(&[
+        "--client",
+        "datadog",
+        "--udp",
+        &fleet.udp_addr("gpu-a").to_string(),
+        "--metric",
+        metric,
+        "--values",
+        file.to_str().unwrap(),
+        "--rate",
+        "2000",
+    ]);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn batch_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "batch"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `request.latency` values in a spooled batch file (20-byte header, then the batch).
+fn latency_count(file: &Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let batch = pitot_shared::wire::decode_batch(&bytes[20..]).expect("a spooled batch");
+    batch
+        .series
+        .iter()
+        .filter(|s| s.key.name() == "request.latency")
+        .map(|s| match &s.data {
+            pitot_shared::batch::SeriesData::Histogram(h) => h.count(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn counter_total(fleet: &Fleet, metric: &str) -> f64 {
+    fleet
+        .counters(metric, "")
+        .and_then(|v| v["fleet"]["total"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_restored_or_damaged_spool_never_hides_new_data() {
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    let spool = fleet.path("spool-gpu-a");
+    let snapshot = fleet.path("spool-snapshot");
+
+    send(&fleet, "a.txt", &latencies(1, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 1000, Duration::from_secs(30));
+    // What a VM snapshot or a backup keeps: the spool as it was.
+    copy_dir(&spool, &snapshot);
+    send(&fleet, "b.txt", &latencies(2, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 2000, Duration::from_secs(30));
+    assert!(fleet.stop_agent("gpu-a").success(), "SIGTERM exits 0");
+
+    // Restore the older copy; the aggregator has merged sequence numbers past it.
+    std::fs::remove_dir_all(&spool).unwrap();
+    copy_dir(&snapshot, &spool);
+    fleet.start_agent("gpu-a");
+    send(&fleet, "c.txt", &latencies(3, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 3000, Duration::from_secs(30));
+
+    // Now a damaged file: batches the aggregator never saw, one of them with a flipped bit.
+    fleet.kill_aggregator();
+    send(&fleet, "d.txt", &latencies(4, 1000, 30.0));
+    fleet.wait_spooled_past_now("gpu-a");
+    assert!(fleet.stop_agent("gpu-a").success(), "SIGTERM exits 0");
+    let files = batch_files(&spool);
+    let victim = files
+        .iter()
+        .find(|f| latency_count(f) > 0)
+        .expect("a spooled batch with latencies");
+    let lost = latency_count(victim);
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(victim, bytes).unwrap();
+
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    fleet.wait_for_count("request.latency", 4000 - lost, Duration::from_secs(30));
+    let log = fleet.agents["gpu-a"].log_text();
+    assert!(
+        log.contains("Spooled batch is damaged; its data is lost"),
+        "the loss is logged:\n{log}"
+    );
+    wait_for(
+        "the damage counted at the aggregator",
+        Duration::from_secs(20),
+        || (counter_total(&fleet, "pitot.agent.spool.damaged") == 1.0).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fleet.count("request.latency"), 4000 - lost, "still exact");
+}
+
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// A 4 MiB tmpfs at `dir`, or `None` when this user may not mount (not root).
+    fn mount(dir: &Path) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Fills the file system to the last byte, and again once the batches in flight were
+    /// acknowledged and their files removed.
+    fn fill(&self) {
+        for part in 0..2 {
+            let status = Command::new("dd")
+                .args(["if=/dev/zero", "bs=64k"])
+                .arg(format!(
+                    "of={}",
+                    self.0.join(format!("filler{part}")).display()
+                ))
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(!status.success(), "dd stops at a full disk");
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+
+    fn free(&self) {
+        for part in 0..2 {
+            std::fs::remove_file(self.0.join(format!("filler{part}"))).unwrap();
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_spool_disk_loses_only_what_it_must_and_recovers() {
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    let Some(disk) = Tmpfs::mount(&fleet.path("spool-gpu-a")) else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    send(&fleet, "a.txt", &latencies(1, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 1000, Duration::from_secs(30));
+
+    disk.fill();
+    // Intervals closed while the disk is full cannot be spooled: lost, and counted. (Their
+    // values go to a metric of their own: how many of them were lost depends on timing.)
+    send_as(
+        &fleet,
+        "request.while_full",
+        "full.txt",
+        &latencies(2, 1000, 30.0),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    disk.free();
+
+    // The running agent resumes by itself.
+    send(&fleet, "b.txt", &latencies(3, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 2000, Duration::from_secs(30));
+    wait_for(
+        "the loss counted at the aggregator",
+        Duration::from_secs(20),
+        || (counter_total(&fleet, "pitot.agent.spool.append_failures") >= 3.0).then_some(()),
+    );
+    let log = fleet.agents["gpu-a"].log_text();
+    let complaints = log.matches("Could not spool a batch").count();
+    // One line a minute, not one per interval (a batch acknowledged and removed while the
+    // disk fills can free room for one more, which ends the first episode).
+    assert!(
+        (1..=2).contains(&complaints),
+        "{complaints} complaints:\n{log}"
+    );
+    assert!(
+        fleet.count("request.while_full") < 1000,
+        "the full disk lost something"
+    );
+    assert!(log.contains("The spool is writable again"), "{log}");
+
+    // Stopped while the disk is full: the last interval is lost, the exit is clean.
+    disk.fill();
+    assert!(
+        fleet.stop_agent("gpu-a").success(),
+        "SIGTERM exits 0 on a full disk"
+    );
+    assert_eq!(
+        fleet.count("request.latency"),
+        2000,
+        "nothing counted twice"
+    );
+}
