@@ -2,6 +2,7 @@
 //! spool file, and a spool file system that fills up and frees again (a 4 MiB tmpfs; needs
 //! root, as CI runs). What the contract promises stays exact; what is lost is counted and
 //! logged; nothing stays stuck.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
