@@ -171,7 +171,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _unmounted = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
