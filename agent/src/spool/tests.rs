@@ -1,3 +1,6 @@
+//! Spool tests: unit cases for damage, coarsening, conversion of 0.2 spools and failed
+//! writes, and a model-based test of random operations, crashes and damage.
+
 use std::collections::BTreeMap;
 
 use pitot_shared::batch::{SeriesData, SeriesSnapshot};
