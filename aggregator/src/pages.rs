@@ -1240,6 +1240,7 @@ async fn agents_page(
                 ("dropped lines", l.dropped_lines),
                 ("kernel-dropped datagrams", l.kernel_dropped_datagrams),
                 ("unspooled batches", l.unspooled_batches),
+                ("damaged spooled batches", l.damaged_batches),
                 ("client-dropped packets", l.client_dropped_packets),
             ]
             .iter()

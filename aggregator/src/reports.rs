@@ -686,6 +686,9 @@ pub struct AgentLoss {
     pub kernel_dropped_datagrams: f64,
     /// Batches that could not be spooled (`pitot.agent.spool.append_failures`).
     pub unspooled_batches: f64,
+    /// Spooled batches found damaged and set aside (`pitot.agent.spool.damaged`).
+    #[serde(default)]
+    pub damaged_batches: f64,
     /// Packets the DogStatsD clients report they dropped (`pitot.agent.client.packets_dropped`,
     /// from the clients' own telemetry).
     pub client_dropped_packets: f64,
@@ -734,6 +737,7 @@ fn losses(
         "pitot.agent.spool.append_failures",
         "pitot.agent.client.packets_dropped",
         "pitot.agent.client.bytes_dropped",
+        "pitot.agent.spool.damaged",
     ];
     let mut totals = Vec::with_capacity(kinds.len());
     for metric in kinds {
@@ -753,6 +757,7 @@ fn losses(
             unspooled_batches: t[3],
             client_dropped_packets: t[4],
             client_dropped_bytes: t[5],
+            damaged_batches: t[6],
             any: t.iter().any(|v| *v > 0.0),
         }
     })
