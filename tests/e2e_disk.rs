@@ -233,3 +233,58 @@ fn a_full_spool_disk_loses_only_what_it_must_and_recovers() {
         "nothing counted twice"
     );
 }
+
+fn healthz(fleet: &Fleet) -> (u16, String) {
+    fleet
+        .client()
+        .get_raw("/healthz")
+        .unwrap_or((0, String::new()))
+}
+
+#[test]
+fn an_aggregator_on_a_full_disk_refuses_batches_and_resumes_by_itself() {
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    let Some(disk) = Tmpfs::mount(&fleet.path("store")) else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    // Lands in [store]: a reserve that fits the 4 MiB file system.
+    fleet.aggregator_extra = "min_free = \"256KiB\"\n".into();
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    send(&fleet, "a.txt", &latencies(1, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 1000, Duration::from_secs(30));
+    assert_eq!(healthz(&fleet).0, 200);
+
+    disk.fill();
+    send(&fleet, "b.txt", &latencies(2, 1000, 30.0));
+    let (status, body) = wait_for("not ready while full", Duration::from_secs(20), || {
+        let h = healthz(&fleet);
+        (h.0 == 503).then_some(h)
+    });
+    assert!(body.contains("store not writable"), "{status} {body}");
+    let metrics = fleet.metrics_text().expect("/metrics answers");
+    assert!(
+        metrics.contains("pitot_aggregator_store_writable 0"),
+        "{metrics}"
+    );
+    assert_eq!(fleet.count("request.latency"), 1000, "reports still answer");
+
+    // Killed while full: sled cannot open without writing, so it waits (no crash loop),
+    // saying why on /healthz.
+    fleet.kill_aggregator();
+    fleet.start_aggregator();
+    let (status, body) = healthz(&fleet);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not ready: store not writable"), "{body}");
+    assert!(fleet.aggregator.as_mut().unwrap().alive(), "still running");
+
+    disk.free();
+    // Nothing was acknowledged unstored: the agent delivers it all once space returns.
+    fleet.wait_for_count("request.latency", 2000, Duration::from_secs(60));
+    wait_for("ready again", Duration::from_secs(20), || {
+        (healthz(&fleet).0 == 200).then_some(())
+    });
+    send(&fleet, "c.txt", &latencies(3, 1000, 30.0));
+    fleet.wait_for_count("request.latency", 3000, Duration::from_secs(30));
+}

@@ -461,10 +461,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    if state.stats.quic_up.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
+    if !state.stats.quic_up.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "quic listener down\n").into_response()
+    } else if !state.stats.store_writable.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: store not writable (free space under store.dir; reports still answer)\n",
+        )
+            .into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
     }
 }
 

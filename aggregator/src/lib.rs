@@ -36,7 +36,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, error_span, info};
+use tracing::{Instrument as _, error, error_span, info};
 
 use config::AggregatorConfig;
 use store::{SledStore, Store};
@@ -105,6 +105,75 @@ pub struct Bound {
     pub http: SocketAddr,
 }
 
+/// Opens the store. sled must write to open a store it did not close (recovery), so on a full
+/// disk it cannot open at all: then the aggregator waits instead of exiting (no crash loop
+/// under systemd), answers every HTTP request with 503 "not ready: store not writable", logs
+/// once a minute, and opens the store as soon as space returns. Agents cannot connect
+/// meanwhile and keep spooling. `None` when shutdown came first.
+async fn open_store(
+    config: &AggregatorConfig,
+    listener: &tokio::net::TcpListener,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<SledStore>> {
+    let dir = &config.store.dir;
+    let mut gate = pitot_shared::loggate::LogGate::new(Duration::from_secs(60));
+    loop {
+        let (d, res) = (dir.clone(), config.store.resolutions.clone());
+        let opened = tokio::task::spawn_blocking(move || SledStore::open(&d, res))
+            .await
+            .context("store open task")?;
+        match opened {
+            Ok(store) => return Ok(Some(store)),
+            Err(error) if error.is_disk_full() => {
+                if let Some(held) = gate.admit(std::time::Instant::now(), "open") {
+                    error!(
+                        %error,
+                        store = %dir.display(),
+                        attempts_not_logged = held,
+                        "Cannot open the store: its disk is full. Waiting for space (HTTP answers \
+                         503, agents keep spooling); free space under store.dir."
+                    );
+                }
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("opening the store at {}", dir.display()));
+            }
+        }
+        let retry = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => break,
+                () = shutdown.cancelled() => return Ok(None),
+                accepted = listener.accept() => {
+                    if let (Ok((mut conn, _)), None) = (accepted, &config.http.tls) {
+                        tokio::spawn(async move {
+                            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                            // Read the request (or what arrives in a second) before answering.
+                            let mut request = [0u8; 8192];
+                            let _read = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                conn.read(&mut request),
+                            )
+                            .await;
+                            let body = "not ready: store not writable (its disk is full; free \
+                                        space under store.dir)\n";
+                            let reply = format!(
+                                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+                                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _sent = conn.write_all(reply.as_bytes()).await;
+                            let _closed = conn.shutdown().await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs the aggregator until `shutdown` fires. `bound` (if given) receives the listening
 /// addresses once both listeners are up.
 pub async fn run(
@@ -112,8 +181,12 @@ pub async fn run(
     shutdown: CancellationToken,
     bound: Option<oneshot::Sender<Bound>>,
 ) -> anyhow::Result<()> {
-    let mut writer = SledStore::open(&config.store.dir, config.store.resolutions.clone())
-        .with_context(|| format!("opening the store at {}", config.store.dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let Some(mut writer) = open_store(&config, &listener, &shutdown).await? else {
+        return Ok(());
+    };
     let (writer, slos) = {
         let defs = config.slos.clone();
         tokio::task::spawn_blocking(move || {
@@ -139,9 +212,6 @@ pub async fn run(
     let endpoint = server::bind(config.quic.listen, &config.quic.tls)?;
     let quic = endpoint.local_addr().context("QUIC local address")?;
     stats.quic_up.store(true, Ordering::Relaxed);
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http = listener.local_addr().context("HTTP local address")?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -177,17 +247,32 @@ pub async fn run(
 
     // The audit trail: replayed into its chain, then this configuration recorded (with a
     // diff against the last one) before anything else can write.
-    let (writer, chain) = {
+    let mut health = merge::Health::new(&config.store.dir, config.store.min_free);
+    stats
+        .store_writable
+        .store(health.has_room(), Ordering::Relaxed);
+    let (writer, chain, health) = {
         let lines = config.audit_lines();
         let mut writer = writer;
+        let stats = Arc::clone(&stats);
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut chain = audit::Chain::load(&writer).context("reading the audit trail")?;
             let entries = chain.record(glue::now_ms(), audit::Event::ConfigLoaded { lines });
-            writer
-                .append_audit(&entries)
-                .context("writing the audit trail")?;
-            writer.flush().context("flushing the audit trail")?;
-            Ok((writer, chain))
+            // On a full disk the aggregator still starts, read-only: the entry is lost,
+            // counted and logged, and merging waits for space.
+            let written = if health.has_room() {
+                writer.append_audit(&entries).and_then(|()| writer.flush())
+            } else {
+                Err(store::StoreError::Closed)
+            };
+            if let Err(error) = written {
+                stats
+                    .audit_dropped
+                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                error!(%error, "Could not record this configuration in the audit trail.");
+                health.failed(&error, &stats);
+            }
+            Ok((writer, chain, health))
         })
         .await
         .context("audit task")??
@@ -198,6 +283,7 @@ pub async fn run(
         thread: merge_thread,
     } = merge::spawn(
         writer,
+        health,
         slos.clone(),
         chain,
         config.audit_retention,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use pitot_shared::batch::Batch;
 use pitot_shared::protocol::VerifiedBatch;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::audit::{Chain, Event};
 use crate::export::Exports;
@@ -57,6 +57,9 @@ pub struct AuditSink {
 
 /// How often a rate-limited kind of event is recorded per key.
 const AUDIT_EVERY_MS: i64 = 60_000;
+/// Audit entries held while the store is not writable, at most (older ones are dropped and
+/// counted in `audit_dropped`).
+const MAX_PENDING_AUDIT: usize = 10_000;
 /// Rate-limit keys kept, at most (the oldest are forgotten beyond).
 const AUDIT_KEYS: usize = 4096;
 
@@ -190,6 +193,104 @@ pub enum MergeError {
     /// The round's flush failed, so nothing in it is durable.
     #[error("flushing the store failed: {0}")]
     Flush(#[source] Arc<StoreError>),
+    /// The store takes no writes now (a full disk, or reopening after a storage error); the
+    /// agent keeps the batch spooled.
+    #[error("store not writable: {0}")]
+    NotWritable(String),
+}
+
+/// Whether the store takes writes, and what brings it back. Before every round of writes the
+/// actor checks the free space under `store.dir` (below `store.min_free` it writes nothing, so
+/// sled is not driven into a full disk) and, after a write failed, reopens the engine: sled
+/// refuses every write after a storage error until it is reopened.
+#[derive(Debug)]
+pub struct Health {
+    dir: std::path::PathBuf,
+    min_free: u64,
+    broken: Option<String>,
+    last_reopen: Option<std::time::Instant>,
+    gate: pitot_shared::loggate::LogGate,
+}
+
+/// Free bytes for unprivileged writers on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+impl Health {
+    /// Health of the store under `dir`, which must keep `min_free` bytes free.
+    pub fn new(dir: &std::path::Path, min_free: u64) -> Self {
+        Health {
+            dir: dir.to_path_buf(),
+            min_free,
+            broken: None,
+            last_reopen: None,
+            gate: pitot_shared::loggate::LogGate::new(Duration::from_secs(60)),
+        }
+    }
+
+    /// True when the file system under the store has `min_free` bytes free (or cannot tell).
+    pub fn has_room(&self) -> bool {
+        free_bytes(&self.dir).is_none_or(|free| free >= self.min_free)
+    }
+
+    /// `Ok` when writes may go ahead now; else why not (the store is left untouched).
+    pub fn ready(&mut self, store: &mut SledStore, stats: &Stats) -> Result<(), String> {
+        let now = std::time::Instant::now();
+        if let Some(free) = free_bytes(&self.dir)
+            && free < self.min_free
+        {
+            let why = format!(
+                "{free} bytes free under {}, below store.min_free ({} bytes)",
+                self.dir.display(),
+                self.min_free
+            );
+            return Err(self.not_writable(stats, now, why));
+        }
+        if let Some(why) = self.broken.clone() {
+            if self
+                .last_reopen
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(2))
+            {
+                return Err(why);
+            }
+            self.last_reopen = Some(now);
+            if let Err(error) = store.reopen() {
+                return Err(self.not_writable(stats, now, format!("reopening failed: {error}")));
+            }
+            self.broken = None;
+        }
+        if !stats.store_writable.swap(true, Ordering::Relaxed) {
+            info!(store = %self.dir.display(), "The store is writable again; merging resumes.");
+            self.gate.reset();
+        }
+        Ok(())
+    }
+
+    /// A write failed with `error`: a storage failure makes the store not writable until a
+    /// reopen succeeds.
+    pub fn failed(&mut self, error: &StoreError, stats: &Stats) {
+        if error.is_storage() {
+            let why = format!("a write failed: {error}");
+            self.broken = Some(why.clone());
+            self.not_writable(stats, std::time::Instant::now(), why);
+        }
+    }
+
+    fn not_writable(&mut self, stats: &Stats, now: std::time::Instant, why: String) -> String {
+        stats.store_writable.store(false, Ordering::Relaxed);
+        if let Some(held) = self.gate.admit(now, "store") {
+            error!(
+                reason = %why,
+                refusals_not_logged = held,
+                "The store is not writable; batches are refused (agents keep them spooled) and \
+                 reports show what is stored. Free space under store.dir; merging resumes by \
+                 itself."
+            );
+        }
+        why
+    }
 }
 
 /// The running actor: where to send jobs, and its thread (which ends, after a last flush,
@@ -207,6 +308,7 @@ pub struct Actor {
 /// batch merged and flushed is added to `exports`.
 pub fn spawn(
     mut store: SledStore,
+    mut health: Health,
     slos: Vec<InstalledSlo>,
     mut chain: Chain,
     audit_retention: Duration,
@@ -218,6 +320,7 @@ pub fn spawn(
     let spawned = std::thread::Builder::new()
         .name("pitot-merge".into())
         .spawn(move || {
+            let mut pending_audit = Vec::new();
             while let Some(first) = rx.blocking_recv() {
                 let mut round = Vec::new();
                 let (mut rollup, mut prune) = (false, false);
@@ -234,13 +337,37 @@ pub fn spawn(
                         next = rx.try_recv().ok();
                     }
                 }
+                if let Err(why) = health.ready(&mut store, &stats) {
+                    // Nothing is written: the merges are refused unacknowledged, the ticks
+                    // wait for the next round, audit events for the next writable one.
+                    pending_audit.extend(audited);
+                    if pending_audit.len() > MAX_PENDING_AUDIT {
+                        let over = pending_audit.len() - MAX_PENDING_AUDIT;
+                        pending_audit.drain(..over);
+                        stats
+                            .audit_dropped
+                            .fetch_add(over as u64, Ordering::Relaxed);
+                    }
+                    for request in round {
+                        let _receiver_gone = request
+                            .reply
+                            .send(Err(MergeError::NotWritable(why.clone())));
+                    }
+                    continue;
+                }
+                let audited = {
+                    let mut all = std::mem::take(&mut pending_audit);
+                    all.extend(audited);
+                    all
+                };
                 if rollup {
                     match store.rollup(now_ms()) {
                         Ok(n) => {
                             stats.buckets_rolled_up.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(error) => {
-                            error!(%error, "Rollup failed; it is retried at the next tick.")
+                            error!(%error, "Rollup failed; it is retried at the next tick.");
+                            health.failed(&error, &stats);
                         }
                     }
                 }
@@ -249,7 +376,10 @@ pub fn spawn(
                         Ok(n) => {
                             stats.buckets_pruned.fetch_add(n, Ordering::Relaxed);
                         }
-                        Err(error) => warn!(%error, "Retention pass failed."),
+                        Err(error) => {
+                            warn!(%error, "Retention pass failed.");
+                            health.failed(&error, &stats);
+                        }
                     }
                     let cutoff = now_ms() - audit_retention.as_millis() as i64;
                     let pruned = crate::audit::first_kept(&store, cutoff)
@@ -264,6 +394,7 @@ pub fn spawn(
                         && let Err(error) = store.flush()
                     {
                         error!(%error, "Flushing the audit trail failed.");
+                        health.failed(&error, &stats);
                     }
                 }
                 if round.is_empty() {
@@ -285,7 +416,15 @@ pub fn spawn(
                         )
                     })
                     .collect();
+                for error in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+                    health.failed(error, &stats);
+                }
                 let flushed = store.flush().map_err(Arc::new);
+                if let Err(error) = &flushed {
+                    // Nothing of this round is durable; the reopen drops it from memory too,
+                    // and the agents send it again.
+                    health.failed(error, &stats);
+                }
                 if flushed.is_ok() && !exports.is_empty() {
                     let now = now_ms();
                     for (r, o) in round.iter().zip(&outcomes) {

@@ -383,7 +383,21 @@ async fn drive(
                         }
                         // Not acknowledged: the agent keeps the batch and re-sends it
                         // on its next connection.
-                        Err(reason) => anyhow::bail!("merge failed: {reason}"),
+                        Err(reason) => {
+                            let admitted = MERGE_FAILURES
+                                .lock()
+                                .map(|mut g| g.admit(std::time::Instant::now(), "merge"))
+                                .unwrap_or(Some(0));
+                            if let Some(held) = admitted {
+                                warn!(
+                                    %reason,
+                                    failures_not_logged = held,
+                                    "A merge failed; the batch is not acknowledged and the agent \
+                                     sends it again after backing off."
+                                );
+                            }
+                            anyhow::bail!("merge failed: {reason}")
+                        }
                     }
                 }
                 _ => {}
@@ -394,6 +408,11 @@ async fn drive(
         }
     }
 }
+
+/// Failed merges, logged at warn once a minute across every connection (a full disk fails
+/// them all).
+static MERGE_FAILURES: std::sync::LazyLock<std::sync::Mutex<LogGate>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(LogGate::new(Duration::from_secs(60))));
 
 /// The kind of a refused handshake, from its error text, and what fixes it.
 fn refusal(reason: &str) -> (&'static str, &'static str) {

@@ -209,6 +209,8 @@ pub fn install(
         .collect();
     let mut installed = Vec::new();
     let mut keep = std::collections::BTreeSet::new();
+    // Nothing is written when nothing changed, so an unchanged config starts on a full disk.
+    let mut wrote = false;
     for def in defs {
         let canon = canonical(&def.sli);
         let id = match known.get(&canon).copied() {
@@ -217,15 +219,18 @@ pub fn install(
                 // A backfill was cut off: start it over.
                 store.clear_slo(id)?;
                 backfill(store, id, def)?;
+                store.slo_ready(&canon, id)?;
+                wrote = true;
                 id
             }
             None => {
                 let id = store.new_slo(&canon)?;
                 backfill(store, id, def)?;
+                store.slo_ready(&canon, id)?;
+                wrote = true;
                 id
             }
         };
-        store.slo_ready(&canon, id)?;
         known.insert(canon.clone(), (id, true));
         keep.insert(canon);
         installed.push(InstalledSlo {
@@ -236,9 +241,12 @@ pub fn install(
     for (canon, (id, _)) in &known {
         if !keep.contains(canon) {
             store.drop_slo(canon, *id)?;
+            wrote = true;
         }
     }
-    store.flush()?;
+    if wrote {
+        store.flush()?;
+    }
     Ok(installed)
 }
 

@@ -50,7 +50,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -120,6 +120,23 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The store is being reopened after a storage error and could not be opened yet.
+    #[error("store closed: it is being reopened after a storage error")]
+    Closed,
+}
+
+impl StoreError {
+    /// True when the disk under the store is full (ENOSPC, EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(e))
+            if matches!(e.raw_os_error(), Some(28) | Some(122)) || e.to_string().contains("os error 28"))
+    }
+
+    /// True for a failure of the disk under the store (full, I/O), after which sled refuses
+    /// every write until reopened; false for a bad stored value.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, StoreError::Sled(_) | StoreError::Closed)
+    }
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -199,11 +216,41 @@ struct Trees {
     marks: RwLock<Vec<i64>>,
 }
 
+/// The open engine, which the writer can close and open again: after a storage error (a full
+/// disk) sled refuses every write until it is reopened.
+#[derive(Debug)]
+struct Live {
+    dir: PathBuf,
+    resolutions: Vec<Resolution>,
+    /// `None` only while a reopen failed; reads then answer [`StoreError::Closed`].
+    current: RwLock<Option<Arc<Trees>>>,
+}
+
+impl Live {
+    fn resolutions(&self) -> &[Resolution] {
+        &self.resolutions
+    }
+
+    fn host_bucket_ms(&self) -> u64 {
+        self.resolutions
+            .last()
+            .map_or(3_600_000, Resolution::bucket_ms)
+    }
+
+    fn get(&self) -> Result<Arc<Trees>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+}
+
 /// A read handle: cheap to clone, and all the HTTP side and the reports get. It has no write
 /// methods, so the single-writer rule is the compiler's.
 #[derive(Debug, Clone)]
 pub struct StoreReader {
-    trees: Arc<Trees>,
+    live: Arc<Live>,
 }
 
 /// The store's unique writer: opening the store yields one, it is not `Clone`, and every write
@@ -384,30 +431,38 @@ impl SledStore {
         resolutions: Vec<Resolution>,
         now_ms: i64,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()?;
-        let trees = Trees {
-            series: db.open_tree("series")?,
-            buckets: db.open_tree("buckets")?,
-            dedupe: db.open_tree("dedupe")?,
-            agents: db.open_tree("agents")?,
-            sightings: db.open_tree("sightings")?,
-            audit: db.open_tree("audit")?,
-            slo_defs: db.open_tree("slo_defs")?,
-            slo_cells: db.open_tree("slo_cells")?,
-            slo_hosts: db.open_tree("slo_hosts")?,
-            db,
-            marks: RwLock::new(Vec::new()),
-            resolutions,
-        };
-        trees.load_marks(now_ms)?;
+        let trees = open_trees(dir, resolutions.clone(), now_ms)?;
         Ok(SledStore {
             reader: StoreReader {
-                trees: Arc::new(trees),
+                live: Arc::new(Live {
+                    dir: dir.to_path_buf(),
+                    resolutions,
+                    current: RwLock::new(Some(Arc::new(trees))),
+                }),
             },
         })
+    }
+
+    /// Closes the engine and opens it again (after a storage error, once space returned).
+    /// Reads wait meanwhile; a reader in flight holds the old engine for one call at most, so
+    /// this waits up to 5 s for it to let go. When the open fails, reads answer
+    /// [`StoreError::Closed`] until a later reopen succeeds.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        let live = &self.reader.live;
+        let mut slot = live.current.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slot.take() {
+            let gone = Arc::downgrade(&old);
+            drop(old);
+            for _ in 0..500 {
+                if gone.strong_count() == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let trees = open_trees(&live.dir, live.resolutions.clone(), crate::glue::now_ms())?;
+        *slot = Some(Arc::new(trees));
+        Ok(())
     }
 
     /// A read handle for the API and the reports.
@@ -415,9 +470,32 @@ impl SledStore {
         self.reader.clone()
     }
 
-    fn trees(&self) -> &Trees {
-        &self.reader.trees
+    fn trees(&self) -> Result<Arc<Trees>, StoreError> {
+        self.reader.live.get()
     }
+}
+
+fn open_trees(dir: &Path, resolutions: Vec<Resolution>, now_ms: i64) -> Result<Trees, StoreError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024)
+        .open()?;
+    let trees = Trees {
+        series: db.open_tree("series")?,
+        buckets: db.open_tree("buckets")?,
+        dedupe: db.open_tree("dedupe")?,
+        agents: db.open_tree("agents")?,
+        sightings: db.open_tree("sightings")?,
+        audit: db.open_tree("audit")?,
+        slo_defs: db.open_tree("slo_defs")?,
+        slo_cells: db.open_tree("slo_cells")?,
+        slo_hosts: db.open_tree("slo_hosts")?,
+        db,
+        marks: RwLock::new(Vec::new()),
+        resolutions,
+    };
+    trees.load_marks(now_ms)?;
+    Ok(trees)
 }
 
 impl Trees {
@@ -1048,10 +1126,6 @@ impl Trees {
         Ok(removed)
     }
 
-    fn resolutions(&self) -> &[Resolution] {
-        &self.resolutions
-    }
-
     /// Every SLO counter set: its SLI's canonical bytes, id, and whether its backfill
     /// finished.
     fn slo_ids(&self) -> Result<Vec<(Vec<u8>, u64, bool)>, StoreError> {
@@ -1199,6 +1273,10 @@ impl Trees {
 /// `$s`, the `&self`): readers, the writer and test wrappers read alike.
 macro_rules! delegate_store_reads {
     ($t:ty, $s:ident => $e:expr) => {
+        $crate::store::delegate_store_reads!($t, $s => $e; $e);
+    };
+    // `$p` serves the two reads that cannot fail (resolutions, host bucket length).
+    ($t:ty, $s:ident => $e:expr; $p:expr) => {
         impl $crate::store::Store for $t {
             fn series(
                 &self,
@@ -1231,7 +1309,7 @@ macro_rules! delegate_store_reads {
 
             fn resolutions(&self) -> &[$crate::model::Resolution] {
                 let $s = self;
-                $e.resolutions()
+                $p.resolutions()
             }
 
             fn slo_cells(
@@ -1257,7 +1335,7 @@ macro_rules! delegate_store_reads {
 
             fn host_bucket_ms(&self) -> u64 {
                 let $s = self;
-                $e.host_bucket_ms()
+                $p.host_bucket_ms()
             }
 
             fn sightings(
@@ -1289,11 +1367,10 @@ macro_rules! delegate_store_reads {
         }
     };
 }
-#[cfg(test)]
 pub(crate) use delegate_store_reads;
 
-delegate_store_reads!(StoreReader, s => s.trees);
-delegate_store_reads!(SledStore, s => s.reader.trees);
+delegate_store_reads!(StoreReader, s => s.live.get()?; s.live);
+delegate_store_reads!(SledStore, s => s.reader);
 
 /// The writes, all `&mut self`: only the owner of the unique writer can make them.
 impl SledStore {
@@ -1308,7 +1385,7 @@ impl SledStore {
         slo_deltas: &[SloDelta],
         sightings: &[Sighting],
     ) -> Result<MergeOutcome, StoreError> {
-        self.trees()
+        self.trees()?
             .merge_batch(batch, received_ms, slo_deltas, sightings)
     }
 
@@ -1318,7 +1395,7 @@ impl SledStore {
         for (seq, bytes) in entries {
             batch.insert(&seq.to_be_bytes(), bytes.as_slice());
         }
-        self.trees().audit.apply_batch(batch)?;
+        self.trees()?.audit.apply_batch(batch)?;
         Ok(())
     }
 
@@ -1326,40 +1403,40 @@ impl SledStore {
     pub fn remove_audit_before(&mut self, seq: u64) -> Result<u64, StoreError> {
         let mut batch = sled::Batch::default();
         let mut n = 0;
-        for key in self.trees().audit.range(..seq.to_be_bytes()).keys() {
+        for key in self.trees()?.audit.range(..seq.to_be_bytes()).keys() {
             batch.remove(key?);
             n += 1;
         }
-        self.trees().audit.apply_batch(batch)?;
+        self.trees()?.audit.apply_batch(batch)?;
         Ok(n)
     }
 
     /// Makes every write so far durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.trees().flush()
+        self.trees()?.flush()
     }
 
     /// Writes the coarser buckets whose time has passed from the finer ones (see the module
     /// docs); returns how many.
     pub fn rollup(&mut self, now_ms: i64) -> Result<u64, StoreError> {
-        self.trees().rollup(now_ms)
+        self.trees()?.rollup(now_ms)
     }
 
     /// Deletes buckets past their retention, and SLO host sums older than `slo_history` (the
     /// longest SLO window); returns how many.
     pub fn prune(&mut self, now_ms: i64, slo_history: Duration) -> Result<u64, StoreError> {
-        self.trees().prune(now_ms, slo_history)
+        self.trees()?.prune(now_ms, slo_history)
     }
 
     /// Every SLO counter set: canonical SLI bytes, id, and whether its backfill finished.
     pub fn slo_ids(&self) -> Result<Vec<(Vec<u8>, u64, bool)>, StoreError> {
-        self.trees().slo_ids()
+        self.trees()?.slo_ids()
     }
 
     /// A new SLO counter set for `canon`, not ready (its backfill has not finished); durable
     /// before it returns, so a cut-off backfill is found and redone at the next start.
     pub fn new_slo(&mut self, canon: &[u8]) -> Result<u64, StoreError> {
-        let t = self.trees();
+        let t = self.trees()?;
         let id = t.db.generate_id()?;
         t.set_slo(canon, id, false)?;
         t.slo_defs.flush()?;
@@ -1368,17 +1445,17 @@ impl SledStore {
 
     /// Marks the counter set of `canon` as backfilled.
     pub fn slo_ready(&mut self, canon: &[u8], id: u64) -> Result<(), StoreError> {
-        self.trees().set_slo(canon, id, true)
+        self.trees()?.set_slo(canon, id, true)
     }
 
     /// Removes every counter of SLO `id` (before a backfill starts over).
     pub fn clear_slo(&mut self, id: u64) -> Result<(), StoreError> {
-        self.trees().clear_slo(id)
+        self.trees()?.clear_slo(id)
     }
 
     /// Forgets the counter set of `canon` and its counters (an SLI no longer configured).
     pub fn drop_slo(&mut self, canon: &[u8], id: u64) -> Result<(), StoreError> {
-        let t = self.trees();
+        let t = self.trees()?;
         t.clear_slo(id)?;
         t.slo_defs.remove(canon)?;
         Ok(())
@@ -1392,7 +1469,7 @@ impl SledStore {
         res: &Resolution,
         cells: &[(i64, Counts)],
     ) -> Result<(), StoreError> {
-        self.trees().import_slo_cells(id, res, cells)
+        self.trees()?.import_slo_cells(id, res, cells)
     }
 
     /// Adds one host's signed bad events (total − good) per coarsest bucket to its running
@@ -1403,7 +1480,7 @@ impl SledStore {
         host: &str,
         buckets: &[(i64, i64)],
     ) -> Result<(), StoreError> {
-        self.trees().add_slo_host(id, host, buckets)
+        self.trees()?.add_slo_host(id, host, buckets)
     }
 
     /// Writes one host's bad events per coarsest bucket as running sums (bulk loads and
@@ -1418,7 +1495,7 @@ impl SledStore {
             .iter()
             .map(|(t, b)| (*t, i64::try_from(*b).unwrap_or(i64::MAX)))
             .collect();
-        self.trees().add_slo_host(id, host, &signed)
+        self.trees()?.add_slo_host(id, host, &signed)
     }
 
     /// Writes one bucket of series data straight into the store, replacing what is there
@@ -1430,7 +1507,7 @@ impl SledStore {
         start_ms: i64,
         data: &SeriesData,
     ) -> Result<(), StoreError> {
-        self.trees().import_bucket(key, res, start_ms, data)
+        self.trees()?.import_bucket(key, res, start_ms, data)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Stats {
     pub audit_dropped: AtomicU64,
     /// True once the QUIC listener is bound.
     pub quic_up: AtomicBool,
+    /// False while the store takes no writes (full disk, reopening after a storage error).
+    pub store_writable: AtomicBool,
 }
 
 impl Stats {
@@ -127,6 +129,13 @@ impl Stats {
                 value.load(Ordering::Relaxed)
             ));
         }
+        out.push_str(&format!(
+            "# HELP pitot_aggregator_store_writable 1 when the store takes writes, 0 while it is \
+             not (full disk, or reopening after a storage error): batches are refused and agents \
+             keep them spooled.\n# TYPE pitot_aggregator_store_writable gauge\n\
+             pitot_aggregator_store_writable {}\n",
+            u8::from(self.store_writable.load(Ordering::Relaxed))
+        ));
         out
     }
 }

@@ -572,6 +572,9 @@ pub struct StoreSettings {
     pub dir: PathBuf,
     /// Resolutions kept, finest first, with their retention.
     pub resolutions: Vec<Resolution>,
+    /// Free bytes to keep under `dir`: below it the store takes no writes (batches are
+    /// refused, agents keep them spooled) so sled is never driven into a full disk.
+    pub min_free: u64,
 }
 
 impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
@@ -623,6 +626,13 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
                 format!("must be a directory path, e.g. \"{DEFAULT_STORE_DIR}\""),
             );
         }
+        let min_free = match pitot_shared::config::parse_bytes(&raw.store.min_free) {
+            Ok(n) => n,
+            Err(msg) => {
+                e.push("store.min_free", format!("{msg}, e.g. \"64MiB\""));
+                0
+            }
+        };
         let d = &raw.drift;
         for (key, value, lo, hi) in [
             ("drift.alpha", d.alpha, 0.0, 1.0),
@@ -718,6 +728,7 @@ impl TryFrom<RawAggregatorConfig> for AggregatorConfig {
             store: StoreSettings {
                 dir: raw.store.dir,
                 resolutions,
+                min_free,
             },
             drift,
             slos,

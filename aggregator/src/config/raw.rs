@@ -434,12 +434,15 @@ impl Default for RawHttp {
 pub struct RawStore {
     /// Data directory. Default `/var/lib/pitot`.
     pub dir: PathBuf,
+    /// Free space to keep under `dir`; below it nothing is written. Default `"64MiB"`.
+    pub min_free: String,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             dir: DEFAULT_STORE_DIR.into(),
+            min_free: "64MiB".into(),
         }
     }
 }

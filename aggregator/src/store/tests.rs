@@ -190,6 +190,7 @@ fn stored_buckets(store: &SledStore, res: usize) -> usize {
     let r = store.resolutions()[res];
     store
         .trees()
+        .unwrap()
         .buckets
         .scan_prefix([r.code])
         .filter(|e| e.as_ref().is_ok_and(|(k, _)| k.len() == 17))
@@ -308,4 +309,47 @@ fn slo_cells_read_both_encodings_and_refuse_others() {
     for len in [0, 8, 17, 23, 25, 32] {
         assert_eq!(parse_counts(&vec![0u8; len]), None, "{len} bytes");
     }
+}
+
+#[test]
+fn a_reopened_store_keeps_what_was_flushed_and_takes_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    let reader = store.reader();
+    store
+        .merge_batch(
+            &batch("a", 1, 1, 1_000_000, &[1.0, 2.0]),
+            1_001_000,
+            &[],
+            &[],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    store.reopen().unwrap();
+    // Readers handed out before the reopen read the new engine.
+    let r = reader.resolutions()[0];
+    assert_eq!(
+        sum_buckets(reader.read(&key("a"), &r, 0, i64::MAX).unwrap()).map(|d| match d {
+            SeriesData::Histogram(h) => h.count(),
+            other => panic!("{other:?}"),
+        }),
+        Some(2)
+    );
+    // The exactly-once mark survived too.
+    assert_eq!(
+        store
+            .merge_batch(
+                &batch("a", 1, 1, 1_000_000, &[1.0, 2.0]),
+                1_002_000,
+                &[],
+                &[]
+            )
+            .unwrap(),
+        MergeOutcome::Duplicate
+    );
+    store
+        .merge_batch(&batch("a", 1, 2, 1_001_000, &[3.0]), 1_003_000, &[], &[])
+        .unwrap();
+    store.flush().unwrap();
+    assert_eq!(count(&store, 0, "a", 0, i64::MAX), 3);
 }
