@@ -243,13 +243,24 @@ fn healthz(fleet: &Fleet) -> (u16, String) {
 
 #[test]
 fn an_aggregator_on_a_full_disk_refuses_batches_and_resumes_by_itself() {
+    aggregator_full_disk("256KiB");
+}
+
+/// Without a reserve sled itself runs into the full disk: after its write error it refuses
+/// every write until reopened, which the aggregator does once space returns.
+#[test]
+fn an_aggregator_whose_store_hit_enospc_reopens_it() {
+    aggregator_full_disk("0B");
+}
+
+fn aggregator_full_disk(min_free: &str) {
     let mut fleet = Fleet::new(&["gpu-a"]);
     let Some(disk) = Tmpfs::mount(&fleet.path("store")) else {
         eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
         return;
     };
     // Lands in [store]: a reserve that fits the 4 MiB file system.
-    fleet.aggregator_extra = "min_free = \"256KiB\"\n".into();
+    fleet.aggregator_extra = format!("min_free = \"{min_free}\"\n");
     fleet.start_aggregator();
     fleet.start_agent("gpu-a");
     send(&fleet, "a.txt", &latencies(1, 1000, 30.0));

@@ -212,6 +212,9 @@ pub struct Health {
     gate: pitot_shared::loggate::LogGate,
 }
 
+/// Free space a reopen needs at least (sled writes a snapshot while it recovers).
+const REOPEN_FREE_BYTES: u64 = 1024 * 1024;
+
 /// Free bytes for unprivileged writers on the file system holding `dir`.
 fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(dir).ok()?;
@@ -249,10 +252,13 @@ impl Health {
             return Err(self.not_writable(stats, now, why));
         }
         if let Some(why) = self.broken.clone() {
-            if self
+            // The failed engine still serves reads: keep it until a reopen can succeed
+            // (sled writes while it recovers).
+            let too_soon = self
                 .last_reopen
-                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(2))
-            {
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(2));
+            let no_room = free_bytes(&self.dir).is_some_and(|free| free < REOPEN_FREE_BYTES);
+            if too_soon || no_room {
                 return Err(why);
             }
             self.last_reopen = Some(now);
