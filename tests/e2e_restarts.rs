@@ -116,3 +116,34 @@ fn kills_and_restarts_lose_nothing_and_duplicate_nothing() {
     // Still exact after everything settled (no late duplicate merged).
     assert_eq!(fleet.count("request.latency"), 40_000);
 }
+
+#[test]
+fn an_agent_learns_of_an_aggregator_restart_from_a_stateless_reset() {
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    let connected = |fleet: &Fleet| {
+        fleet.agents["gpu-a"]
+            .log_text()
+            .matches("Uplink connected.")
+            .count()
+    };
+    wait_for("first connection", Duration::from_secs(10), || {
+        (connected(&fleet) == 1).then_some(())
+    });
+    fleet.kill_aggregator();
+    fleet.start_aggregator();
+    // The restarted aggregator derives its reset key from its TLS key, so it can reset the
+    // old connection: the agent hears of it at its next packet, not after its idle timeout.
+    let lost = wait_for("the agent to notice", Duration::from_secs(30), || {
+        fleet.agents["gpu-a"]
+            .log_text()
+            .lines()
+            .find(|l| l.contains("Uplink connection lost"))
+            .map(str::to_owned)
+    });
+    assert!(lost.contains("reset by peer"), "{lost}");
+    wait_for("reconnected", Duration::from_secs(10), || {
+        (connected(&fleet) == 2).then_some(())
+    });
+}

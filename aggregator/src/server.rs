@@ -93,7 +93,36 @@ pub fn identity(cert: &CertificateDer<'_>) -> Option<String> {
 /// Binds the QUIC endpoint.
 pub fn bind(addr: SocketAddr, tls: &TlsPaths) -> anyhow::Result<quinn::Endpoint> {
     let config = server_config(tls)?;
-    quinn::Endpoint::server(config, addr).with_context(|| format!("binding QUIC on {addr}"))
+    let socket =
+        std::net::UdpSocket::bind(addr).with_context(|| format!("binding QUIC on {addr}"))?;
+    let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+    quinn::Endpoint::new(endpoint_config(tls)?, Some(config), socket, runtime)
+        .with_context(|| format!("binding QUIC on {addr}"))
+}
+
+/// The endpoint's stateless-reset key, derived from the aggregator's private key rather than
+/// random per start: after a restart the aggregator answers an agent's packets for the old
+/// connection with a stateless reset the agent accepts, so the agent reconnects at its next
+/// packet (a keep-alive comes every 2 s) instead of waiting for its idle timeout. The secret is
+/// a hash of the key file, so it changes when the key does.
+fn endpoint_config(tls: &TlsPaths) -> anyhow::Result<quinn::EndpointConfig> {
+    let key = std::fs::read(&tls.key)
+        .with_context(|| format!("reading quic.key {}", tls.key.display()))?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"pitot stateless reset key v1\0");
+    ctx.update(&key);
+    let secret = ctx.finish();
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_ref());
+    let mut config = quinn::EndpointConfig::new(Arc::new(hmac));
+    // Connection ids carry a keyed check: the same key lets the restarted endpoint recognise
+    // the old connection's ids as its own and answer them with a reset.
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&secret.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    Ok(config)
 }
 
 /// Accepts connections until `shutdown` fires.
