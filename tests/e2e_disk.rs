@@ -299,3 +299,98 @@ fn aggregator_full_disk(min_free: &str) {
     send(&fleet, "c.txt", &latencies(3, 1000, 30.0));
     fleet.wait_for_count("request.latency", 3000, Duration::from_secs(30));
 }
+
+fn aggregator_cmd(fleet: &Fleet, verb: &str) -> (bool, String) {
+    let out = Command::new(common::bin("pitot-aggregator"))
+        .args([verb, "--config"])
+        .arg(fleet.path("aggregator.toml"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn stop_aggregator(fleet: &mut Fleet) {
+    let status = fleet.aggregator.take().unwrap().terminate();
+    assert!(status.success(), "aggregator exits 0 on SIGTERM");
+}
+
+fn audit_kinds(fleet: &Fleet) -> Vec<String> {
+    let audit = fleet.client().get("/api/v1/audit", &[]).unwrap();
+    audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_damaged_store_says_what_it_lost_and_keeps_the_fleet_running() {
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    fleet.start_aggregator();
+    fleet.start_agent("gpu-a");
+    send(&fleet, "a.txt", &latencies(1, 3000, 30.0));
+    fleet.wait_for_count("request.latency", 3000, Duration::from_secs(30));
+    assert!(fleet.stop_agent("gpu-a").success());
+    stop_aggregator(&mut fleet);
+    let store = fleet.path("store");
+
+    // Two zeroed 4 KiB pages in the data file: sled recovers its log up to the first and drops
+    // the rest without a word (or, when they hit what it needs to start, cannot open it).
+    let db = store.join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    for at in [len / 3 / 4096 * 4096, 2 * len / 3 / 4096 * 4096] {
+        bytes[at..(at + 4096).min(len)].fill(0);
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let (clean, report) = aggregator_cmd(&fleet, "check");
+    assert!(!clean, "check fails on a damaged store:\n{report}");
+    assert!(
+        report.contains("damaged") || report.contains("lost flushed data"),
+        "{report}"
+    );
+
+    fleet.start_aggregator();
+    let log = fleet.aggregator.as_ref().unwrap().log_text();
+    assert!(log.contains("Store damaged"), "logged at error:\n{log}");
+    let metrics = fleet.metrics_text().unwrap();
+    assert!(
+        metrics.contains("pitot_aggregator_store_damage_total 1"),
+        "{metrics}"
+    );
+    assert!(audit_kinds(&fleet).contains(&"store.damaged".to_owned()));
+    assert_eq!(healthz(&fleet).0, 200, "the fleet keeps running");
+    let left = fleet.count("request.latency");
+    assert!(left < 3000, "the damage cost data ({left})");
+
+    // New data is counted on top of what is left.
+    fleet.start_agent("gpu-a");
+    send(&fleet, "b.txt", &latencies(2, 1000, 30.0));
+    fleet.wait_for_count("request.latency", left + 1000, Duration::from_secs(30));
+    assert!(fleet.stop_agent("gpu-a").success());
+    stop_aggregator(&mut fleet);
+    // The damage was said once: the next start is clean, and so is check.
+    let (clean, report) = aggregator_cmd(&fleet, "check");
+    assert!(clean, "{report}");
+
+    // One flipped bit in sled's small conf file: rebuilt, nothing lost.
+    let conf = store.join("conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&conf, bytes).unwrap();
+    let (clean, report) = aggregator_cmd(&fleet, "check");
+    assert!(!clean, "check names a damaged conf:\n{report}");
+    fleet.start_aggregator();
+    assert_eq!(
+        fleet.count("request.latency"),
+        left + 1000,
+        "a damaged conf costs nothing"
+    );
+    assert!(audit_kinds(&fleet).contains(&"store.repaired".to_owned()));
+    assert_eq!(healthz(&fleet).0, 200);
+}

@@ -219,6 +219,13 @@ pub enum Event {
         /// The same decision not recorded since the last entry.
         suppressed: u64,
     },
+    /// Damage found in the store's files when it was opened (see `store::Damage`).
+    StoreDamaged {
+        /// What was found and done.
+        what: String,
+        /// True when data was lost (false: rebuilt without loss).
+        lost_data: bool,
+    },
     /// A request refused (rate-limited by the sender).
     TokenDenied {
         /// Token name (`-` for none or an unknown one).
@@ -417,6 +424,16 @@ impl Chain {
                     &evidence,
                 ));
             }
+            Event::StoreDamaged { what, lost_data } => out.push(self.append(
+                time_ms,
+                if lost_data {
+                    "store.damaged"
+                } else {
+                    "store.repaired"
+                },
+                "store",
+                &json!({ "what": what, "lost_data": lost_data }),
+            )),
             Event::TokenUsed { token } => {
                 out.push(self.append(time_ms, "token.used", &token, &json!({})));
             }

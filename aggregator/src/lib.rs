@@ -257,7 +257,17 @@ pub async fn run(
         let stats = Arc::clone(&stats);
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut chain = audit::Chain::load(&writer).context("reading the audit trail")?;
-            let entries = chain.record(glue::now_ms(), audit::Event::ConfigLoaded { lines });
+            let mut entries = chain.record(glue::now_ms(), audit::Event::ConfigLoaded { lines });
+            for damage in writer.damage() {
+                stats.store_damage.fetch_add(1, Ordering::Relaxed);
+                entries.extend(chain.record(
+                    glue::now_ms(),
+                    audit::Event::StoreDamaged {
+                        what: damage.describe(),
+                        lost_data: damage.lost_data(),
+                    },
+                ));
+            }
             // On a full disk the aggregator still starts, read-only: the entry is lost,
             // counted and logged, and merging waits for space.
             let written = if health.has_room() {

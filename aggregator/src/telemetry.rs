@@ -16,6 +16,8 @@ pub struct Stats {
     pub batches_duplicate: AtomicU64,
     /// Duplicates newer than their epoch's high-water batch (see `MergeOutcome::Rewound`).
     pub sequence_rewinds: AtomicU64,
+    /// Damage found in the store's files at open (`store::Damage`).
+    pub store_damage: AtomicU64,
     /// Batches rejected (undecodable, wrong identity).
     pub batches_rejected: AtomicU64,
     /// Series refused for a kind conflict.
@@ -45,7 +47,7 @@ pub struct Stats {
 impl Stats {
     /// Prometheus text exposition of the counters.
     pub fn exposition(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 15] = [
+        let rows: [(&str, &str, &AtomicU64); 16] = [
             (
                 "pitot_aggregator_connections_total",
                 "QUIC connections accepted.",
@@ -70,6 +72,11 @@ impl Stats {
                 "pitot_aggregator_sequence_rewinds_total",
                 "Batches discarded because their agent's sequence went backwards (restored spool).",
                 &self.sequence_rewinds,
+            ),
+            (
+                "pitot_aggregator_store_damage_total",
+                "Damage found in the store's files when it was opened (logged at error, in the audit trail).",
+                &self.store_damage,
             ),
             (
                 "pitot_aggregator_rejected_batches_total",
