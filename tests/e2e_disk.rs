@@ -394,3 +394,42 @@ fn a_damaged_store_says_what_it_lost_and_keeps_the_fleet_running() {
     assert!(audit_kinds(&fleet).contains(&"store.repaired".to_owned()));
     assert_eq!(healthz(&fleet).0, 200);
 }
+
+#[test]
+fn the_spool_bound_is_what_it_takes_on_disk() {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut fleet = Fleet::new(&["gpu-a"]);
+    fleet.agent_env = vec![("PITOT_AGENT__SPOOL__MAX_BYTES".into(), "96KiB".into())];
+    // No aggregator: everything stays in the spool.
+    fleet.start_agent("gpu-a");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = fleet.udp_addr("gpu-a");
+    // 100 timer series with a model tag, ~10 000 lines a second, for 15 s.
+    for i in 0..5_000u64 {
+        let mut datagram = String::new();
+        for k in 0..30 {
+            let s = (i * 30 + k) % 100;
+            let v = (i % 97) as f64 * 1.37;
+            datagram.push_str(&format!("lat.s{s}:{v}|ms|#model:m{}\n", s % 7));
+        }
+        sock.send_to(datagram.as_bytes(), addr).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let spool = fleet.path("spool-gpu-a");
+    let on_disk: u64 = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum();
+    let log = fleet.agents["gpu-a"].log_text();
+    assert!(log.contains("Batch spooled."), "{log}");
+    assert!(
+        on_disk <= 96 * 1024,
+        "the spool takes {on_disk} bytes on disk, over its 96 KiB bound"
+    );
+    assert!(!log.contains("nothing left to coarsen"), "{log}");
+    // The bound bit: far fewer files than intervals spooled (coarsened, nothing dropped).
+    let spooled = log.matches("Batch spooled.").count();
+    let files = batch_files(&spool).len();
+    assert!(files * 3 < spooled, "{files} files for {spooled} intervals");
+}
