@@ -243,17 +243,19 @@ fn healthz(fleet: &Fleet) -> (u16, String) {
 
 #[test]
 fn an_aggregator_on_a_full_disk_refuses_batches_and_resumes_by_itself() {
-    aggregator_full_disk("256KiB");
+    aggregator_full_disk("1MiB", true);
 }
 
 /// Without a reserve sled itself runs into the full disk: after its write error it refuses
 /// every write until reopened, which the aggregator does once space returns.
 #[test]
 fn an_aggregator_whose_store_hit_enospc_reopens_it() {
-    aggregator_full_disk("0B");
+    aggregator_full_disk("0B", false);
 }
 
-fn aggregator_full_disk(min_free: &str) {
+/// `reserve`: `min_free` is large enough for a reserve sled can open with (one of its 512 KiB
+/// segments and more) and small enough to fit beside the store on the 4 MiB disk.
+fn aggregator_full_disk(min_free: &str, reserve: bool) {
     let mut fleet = Fleet::new(&["gpu-a"]);
     let Some(disk) = Tmpfs::mount(&fleet.path("store")) else {
         eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
@@ -281,14 +283,23 @@ fn aggregator_full_disk(min_free: &str) {
     );
     assert_eq!(fleet.count("request.latency"), 1000, "reports still answer");
 
-    // Killed while full: sled cannot open without writing, so it waits (no crash loop),
-    // saying why on /healthz.
+    // Killed while full: sled writes while it opens a store. With a reserve file (min(min_free,
+    // 16 MiB), written while there was room) the aggregator frees it and starts read-only;
+    // without one it waits (no crash loop).
+    // Either way /healthz says why.
     fleet.kill_aggregator();
     fleet.start_aggregator();
     let (status, body) = healthz(&fleet);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not ready: store not writable"), "{body}");
     assert!(fleet.aggregator.as_mut().unwrap().alive(), "still running");
+    if reserve {
+        assert_eq!(
+            fleet.count("request.latency"),
+            1000,
+            "reports answer read-only"
+        );
+    }
 
     disk.free();
     // Nothing was acknowledged unstored: the agent delivers it all once space returns.

@@ -105,11 +105,12 @@ pub struct Bound {
     pub http: SocketAddr,
 }
 
-/// Opens the store. sled must write to open a store it did not close (recovery), so on a full
-/// disk it cannot open at all: then the aggregator waits instead of exiting (no crash loop
-/// under systemd), answers every HTTP request with 503 "not ready: store not writable", logs
-/// once a minute, and opens the store as soon as space returns. Agents cannot connect
-/// meanwhile and keep spooling. `None` when shutdown came first.
+/// Opens the store. sled writes while it opens a store, so on a full disk it cannot: then the
+/// reserve file (space held back in `store.dir`) is released and the store opens read-only
+/// (nothing is written below `store.min_free`). Without a reserve the aggregator waits instead
+/// of exiting (no crash loop under systemd), answers every HTTP request with 503 "not ready:
+/// store not writable", logs once a minute, and opens the store as soon as space returns.
+/// Agents cannot connect meanwhile and keep spooling. `None` when shutdown came first.
 async fn open_store(
     config: &AggregatorConfig,
     listener: &tokio::net::TcpListener,
@@ -124,6 +125,15 @@ async fn open_store(
             .context("store open task")?;
         match opened {
             Ok(store) => return Ok(Some(store)),
+            Err(error) if error.is_disk_full() && merge::release_reserve(dir) => {
+                tracing::warn!(
+                    store = %dir.display(),
+                    "The store's disk is full: released its reserve ({}) so sled can open it; \
+                     the aggregator starts read-only until space returns.",
+                    merge::RESERVE_FILE
+                );
+                continue;
+            }
             Err(error) if error.is_disk_full() => {
                 if let Some(held) = gate.admit(std::time::Instant::now(), "open") {
                     error!(

@@ -212,6 +212,43 @@ pub struct Health {
     gate: pitot_shared::loggate::LogGate,
 }
 
+/// The reserve file in `store.dir`: space held back so that sled, which writes while it opens a
+/// store, can open it on a full disk (the aggregator then starts read-only).
+pub const RESERVE_FILE: &str = "pitot-reserve";
+/// The reserve's size at most (it is also at most `store.min_free`).
+const RESERVE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Deletes the reserve; true when there was one to free.
+pub fn release_reserve(dir: &std::path::Path) -> bool {
+    std::fs::remove_file(dir.join(RESERVE_FILE)).is_ok()
+}
+
+/// Writes the reserve (`min(store.min_free, 16 MiB)` of zeros, really allocated) when it is
+/// missing and the disk has room for it beyond `min_free`.
+fn ensure_reserve(dir: &std::path::Path, min_free: u64) {
+    use std::io::Write as _;
+    let path = dir.join(RESERVE_FILE);
+    let size = min_free.min(RESERVE_MAX_BYTES);
+    if size == 0 || path.exists() || free_bytes(dir).is_some_and(|f| f < min_free + size) {
+        return;
+    }
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&path)?;
+        let chunk = vec![0u8; 64 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()
+    })();
+    if let Err(error) = written {
+        let _gone = std::fs::remove_file(&path);
+        warn!(%error, "Could not write the store's reserve file.");
+    }
+}
+
 /// Free space a reopen needs at least (sled writes a snapshot while it recovers).
 const REOPEN_FREE_BYTES: u64 = 1024 * 1024;
 
@@ -267,6 +304,7 @@ impl Health {
             }
             self.broken = None;
         }
+        ensure_reserve(&self.dir, self.min_free);
         if !stats.store_writable.swap(true, Ordering::Relaxed) {
             info!(store = %self.dir.display(), "The store is writable again; merging resumes.");
             self.gate.reset();
