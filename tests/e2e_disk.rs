@@ -443,4 +443,13 @@ fn the_spool_bound_is_what_it_takes_on_disk() {
     let spooled = log.matches("Batch spooled.").count();
     let files = batch_files(&spool).len();
     assert!(files * 3 < spooled, "{files} files for {spooled} intervals");
+
+    // Delivered, coarsened batches stay exact over a range and the answer says they are there.
+    fleet.start_aggregator();
+    fleet.wait_for_count("lat.s1", 1500, Duration::from_secs(30));
+    let report = fleet.quantiles("lat.s1", "0.5", "").unwrap();
+    let spans = report["coarsened"]
+        .as_array()
+        .expect("coarsened spans listed");
+    assert!(spans.iter().any(|s| s["agent"] == "gpu-a"), "{report}");
 }

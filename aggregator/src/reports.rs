@@ -102,6 +102,39 @@ pub struct QuantileReport {
     pub fleet: HistogramSummary,
     /// Per `group_by` value.
     pub groups: Vec<HistogramSummary>,
+    /// Coarsened batches overlapping the range (absent when none; see [`CoarseSpan`]).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub coarsened: Vec<CoarseSpan>,
+}
+
+/// A batch longer than a finest bucket (its agent's spool coarsened it during an outage, or the
+/// agent's interval is long) that overlaps a range. It was filed whole in the bucket of its
+/// start: a range that cuts through it counts all of it or none of it, and per-bucket series
+/// show its values in its first bucket only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CoarseSpan {
+    /// The agent that sent it.
+    pub agent: String,
+    /// Its start (RFC 3339), where its values are filed.
+    pub from: String,
+    /// Its end (RFC 3339).
+    pub to: String,
+}
+
+fn coarse_spans(
+    store: &dyn Store,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<CoarseSpan>, ReportError> {
+    Ok(store
+        .coarse_spans(from_ms, to_ms)?
+        .into_iter()
+        .map(|(agent, start, end)| CoarseSpan {
+            agent,
+            from: rfc3339(start),
+            to: rfc3339(end),
+        })
+        .collect())
 }
 
 /// Totals of a counter (one group, or the fleet).
@@ -135,6 +168,9 @@ pub struct CounterReport {
     pub fleet: CounterSummary,
     /// Per `group_by` value.
     pub groups: Vec<CounterSummary>,
+    /// Coarsened batches overlapping the range (absent when none; see [`CoarseSpan`]).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub coarsened: Vec<CoarseSpan>,
 }
 
 /// One group's category counts (`GET /api/v1/categories`).
@@ -443,6 +479,7 @@ pub fn quantiles(
         series,
         fleet: summary(fleet.as_ref(), BTreeMap::new()),
         groups: out,
+        coarsened: coarse_spans(store, q.from_ms, q.to_ms)?,
     })
 }
 
@@ -554,6 +591,7 @@ pub fn counters(store: &dyn Store, q: &MetricQuery) -> Result<CounterReport, Rep
             per_second: fleet_total / seconds,
         },
         groups: out,
+        coarsened: coarse_spans(store, q.from_ms, q.to_ms)?,
     })
 }
 

@@ -193,6 +193,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError>;
     /// Whether `(model, version, host)` has been seen.
     fn sighting_known(&self, model: &str, version: &str, host: &str) -> Result<bool, StoreError>;
+    /// Batches longer than a finest bucket (coarsened by their agent's spool, or from an agent
+    /// with a long interval) that overlap `[from_ms, to_ms)`: `(agent, start, end)`. Each was
+    /// filed whole in the bucket of its start.
+    fn coarse_spans(&self, from_ms: i64, to_ms: i64)
+    -> Result<Vec<(String, i64, i64)>, StoreError>;
     /// Audit entries with sequence numbers in `[from, to]`, in order, as stored.
     fn audit_entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 }
@@ -212,6 +217,8 @@ struct Trees {
     slo_hosts: sled::Tree,
     /// "generation", "merged": u64 BE (see `integrity`).
     meta: sled::Tree,
+    /// start_ms: i64 BE, agent_id → end_ms: i64 BE, for batches longer than a finest bucket.
+    coarse: sled::Tree,
     resolutions: Vec<Resolution>,
     /// Rollup mark per resolution (index as in `resolutions`; the finest is always written).
     /// Written by the writer's rollups, read by every read.
@@ -275,6 +282,9 @@ impl std::ops::Deref for SledStore {
         &self.reader
     }
 }
+
+/// How far before a range's start a coarse span may begin and still reach into it.
+const COARSE_LOOKBACK_MS: i64 = 7 * 86_400_000;
 
 /// How long after a coarse bucket ends before it is rolled up: batches usually arrive within
 /// an interval or two; later ones are merged into the rolled-up bucket directly.
@@ -521,6 +531,7 @@ fn open_trees(dir: &Path, resolutions: Vec<Resolution>, now_ms: i64) -> Result<T
         slo_cells: db.open_tree("slo_cells")?,
         slo_hosts: db.open_tree("slo_hosts")?,
         meta: db.open_tree("meta")?,
+        coarse: db.open_tree("coarse")?,
         db,
         marks: RwLock::new(Vec::new()),
         resolutions,
@@ -934,9 +945,19 @@ impl Trees {
             &self.slo_cells,
             &self.slo_hosts,
             &self.sightings,
+            &self.coarse,
         );
-        let outcome =
-            trees.transaction(|(buckets, dedupe, agents, slo_cells, slo_hosts, seen)| {
+        let finest_ms = self
+            .resolutions
+            .first()
+            .map_or(10_000, Resolution::bucket_ms);
+        let coarse_key = (batch.interval_ms > finest_ms).then(|| {
+            let mut k = time_key(batch.interval_start_ms).to_vec();
+            k.extend_from_slice(batch.agent_id.0.as_bytes());
+            k
+        });
+        let outcome = trees.transaction(
+            |(buckets, dedupe, agents, slo_cells, slo_hosts, seen, coarse)| {
                 let mut record: AgentRecord = match agents.get(agent_key)? {
                     Some(v) => bincode::serde::decode_from_slice(&v, bincode_config())
                         .map(|(r, _)| r)
@@ -1009,6 +1030,9 @@ impl Trees {
                         dedupe_key.as_slice(),
                         &mark_value(batch.seq, batch.interval_start_ms)[..],
                     )?;
+                    if let Some(k) = &coarse_key {
+                        coarse.insert(k.as_slice(), &time_key(interval_end)[..])?;
+                    }
                     record.batches += 1;
                     record.last_interval_end_ms = record.last_interval_end_ms.max(interval_end);
                     record.lag_ms = (received_ms - interval_end).max(0);
@@ -1021,7 +1045,8 @@ impl Trees {
                     .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
                 agents.insert(agent_key, encoded)?;
                 Ok(outcome)
-            })?;
+            },
+        )?;
         Ok(outcome)
     }
 
@@ -1154,6 +1179,15 @@ impl Trees {
             }
         }
         removed += self.prune_slos(now_ms, slo_history)?;
+        // Coarse spans live as long as the coarsest buckets they describe.
+        if let Some(longest) = self.resolutions.last() {
+            let cutoff = now_ms - longest.retention.as_millis() as i64;
+            let mut batch = sled::Batch::default();
+            for key in self.coarse.range(..time_key(cutoff).to_vec()).keys() {
+                batch.remove(key?);
+            }
+            self.coarse.apply_batch(batch)?;
+        }
         Ok(removed)
     }
 
@@ -1168,6 +1202,32 @@ impl Trees {
             }
             let id = parse_u64(&v[..8]).ok_or_else(|| StoreError::Corrupt("slo def".into()))?;
             out.push((canon.to_vec(), id, v[8] == 1));
+        }
+        Ok(out)
+    }
+
+    fn coarse_spans(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let lo = from_ms.saturating_sub(COARSE_LOOKBACK_MS);
+        let mut out = Vec::new();
+        for entry in self
+            .coarse
+            .range(time_key(lo).to_vec()..time_key(to_ms).to_vec())
+        {
+            let (k, v) = entry?;
+            let (Some(start), Some(end)) = (
+                time_from_key(k.get(..8).unwrap_or_default()),
+                time_from_key(&v),
+            ) else {
+                continue;
+            };
+            if end > from_ms && start < to_ms {
+                let agent = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
+                out.push((agent, start, end));
+            }
         }
         Ok(out)
     }
@@ -1385,6 +1445,15 @@ macro_rules! delegate_store_reads {
             ) -> Result<bool, $crate::store::StoreError> {
                 let $s = self;
                 $e.sighting_known(model, version, host)
+            }
+
+            fn coarse_spans(
+                &self,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> Result<Vec<(String, i64, i64)>, $crate::store::StoreError> {
+                let $s = self;
+                $e.coarse_spans(from_ms, to_ms)
             }
 
             fn audit_entries(
