@@ -1,4 +1,5 @@
-//! The aggregator's store: sled behind the [`Store`] trait (the only module that touches sled).
+//! The aggregator's store: sled behind the [`Store`] trait (with `integrity`, the only
+//! aggregator code that touches sled).
 //!
 //! Trees and keys:
 //!
@@ -10,6 +11,9 @@
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
 //!                                                    [, its interval_start_ms: i64 BE]
 //! "agents":  agent_id                            → bincode(AgentRecord)
+//! "meta":    "generation" | "merged"             → u64 BE (flushes, batches merged: integrity)
+//! "coarse":  start (time key), agent_id          → end (time key), for batches longer than a
+//!                                                  finest bucket
 //! "sightings": model, 0x00, version, 0x00, host   → first: i64 BE, last: i64 BE (Unix ms:
 //!                                                  start of the first interval seen, end of
 //!                                                  the last)
