@@ -353,3 +353,73 @@ fn a_reopened_store_keeps_what_was_flushed_and_takes_writes() {
     store.flush().unwrap();
     assert_eq!(count(&store, 0, "a", 0, i64::MAX), 3);
 }
+
+#[test]
+fn a_store_behind_its_state_file_reports_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+        for seq in 1..=3 {
+            let b = batch("a", 1, seq, 1_000_000 + seq as i64 * 1000, &[1.0]);
+            store.merge_batch(&b, 1_010_000, &[], &[]).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(store.damage().is_empty());
+    }
+    // What sled's silent truncation leaves: the store as of an earlier flush, while the state
+    // file remembers the later ones (two more flushes, five more batches).
+    let (generation, merged) = super::integrity::read_state_file(dir.path()).unwrap();
+    assert_eq!(merged, 3);
+    super::integrity::write_state_file(dir.path(), generation + 2, merged + 5).unwrap();
+    let store = SledStore::open(dir.path(), resolutions()).unwrap();
+    assert_eq!(
+        store.damage(),
+        &[Damage::LostFlushes {
+            found: generation,
+            expected: generation + 2,
+            lost_batches: 5,
+        }]
+    );
+    assert!(
+        store.damage()[0]
+            .describe()
+            .contains("5 merged batches are gone")
+    );
+    assert_eq!(
+        count(&store, 0, "a", 0, i64::MAX),
+        3,
+        "what is left still reads"
+    );
+}
+
+#[test]
+fn a_damaged_sled_conf_is_rebuilt_without_loss_and_check_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+        store
+            .merge_batch(
+                &batch("a", 1, 1, 1_000_000, &[1.0, 2.0]),
+                1_010_000,
+                &[],
+                &[],
+            )
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let conf = dir.path().join("conf");
+    let mut bytes = std::fs::read(&conf).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&conf, bytes).unwrap();
+    assert!(
+        SledStore::open_to_check(dir.path(), resolutions()).is_err(),
+        "check changes nothing and says it cannot open"
+    );
+    let store = SledStore::open(dir.path(), resolutions()).unwrap();
+    assert!(matches!(store.damage(), [Damage::ConfRebuilt { .. }]));
+    assert!(!store.damage()[0].lost_data());
+    assert_eq!(count(&store, 0, "a", 0, i64::MAX), 2);
+    let checks = store.check().unwrap();
+    assert!(checks.iter().all(|c| c.bad.is_empty()), "{checks:?}");
+}
