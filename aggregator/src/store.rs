@@ -12,8 +12,9 @@
 //!                                                    [, its interval_start_ms: i64 BE]
 //! "agents":  agent_id                            → bincode(AgentRecord)
 //! "meta":    "generation" | "merged"             → u64 BE (flushes, batches merged: integrity)
-//! "coarse":  start (time key), agent_id          → end (time key), for batches longer than a
-//!                                                  finest bucket
+//! "coarse":  agent_id, 0x00, start (time key)    → end (time key): runs of batches longer than
+//!                                                  a finest bucket (a batch that starts where
+//!                                                  the agent's last run ends extends it)
 //! "sightings": model, 0x00, version, 0x00, host   → first: i64 BE, last: i64 BE (Unix ms:
 //!                                                  start of the first interval seen, end of
 //!                                                  the last)
@@ -286,9 +287,6 @@ impl std::ops::Deref for SledStore {
         &self.reader
     }
 }
-
-/// How far before a range's start a coarse span may begin and still reach into it.
-const COARSE_LOOKBACK_MS: i64 = 7 * 86_400_000;
 
 /// How long after a coarse bucket ends before it is rolled up: batches usually arrive within
 /// an interval or two; later ones are merged into the rolled-up bucket directly.
@@ -955,11 +953,28 @@ impl Trees {
             .resolutions
             .first()
             .map_or(10_000, Resolution::bucket_ms);
-        let coarse_key = (batch.interval_ms > finest_ms).then(|| {
-            let mut k = time_key(batch.interval_start_ms).to_vec();
-            k.extend_from_slice(batch.agent_id.0.as_bytes());
-            k
-        });
+        // One entry per run: an agent with a long interval, or a spool coarsened through an
+        // outage, extends its last run instead of adding a key per batch. The merge actor is
+        // the only writer, so reading the last run outside the transaction is safe.
+        let coarse_key = if batch.interval_ms > finest_ms {
+            let mut prefix = batch.agent_id.0.as_bytes().to_vec();
+            prefix.push(0);
+            let last = self.coarse.scan_prefix(&prefix).next_back().transpose()?;
+            Some(match last {
+                Some((k, end))
+                    if time_from_key(&end)
+                        .is_some_and(|e| e >= batch.interval_start_ms && e <= interval_end) =>
+                {
+                    k.to_vec()
+                }
+                _ => {
+                    prefix.extend_from_slice(&time_key(batch.interval_start_ms));
+                    prefix
+                }
+            })
+        } else {
+            None
+        };
         let outcome = trees.transaction(
             |(buckets, dedupe, agents, slo_cells, slo_hosts, seen, coarse)| {
                 let mut record: AgentRecord = match agents.get(agent_key)? {
@@ -1187,8 +1202,11 @@ impl Trees {
         if let Some(longest) = self.resolutions.last() {
             let cutoff = now_ms - longest.retention.as_millis() as i64;
             let mut batch = sled::Batch::default();
-            for key in self.coarse.range(..time_key(cutoff).to_vec()).keys() {
-                batch.remove(key?);
+            for entry in self.coarse.iter() {
+                let (k, end) = entry?;
+                if time_from_key(&end).is_none_or(|e| e < cutoff) {
+                    batch.remove(k);
+                }
             }
             self.coarse.apply_batch(batch)?;
         }
@@ -1215,22 +1233,23 @@ impl Trees {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let lo = from_ms.saturating_sub(COARSE_LOOKBACK_MS);
+        // Runs are few (one per agent and outage), so they are all read.
         let mut out = Vec::new();
-        for entry in self
-            .coarse
-            .range(time_key(lo).to_vec()..time_key(to_ms).to_vec())
-        {
+        for entry in self.coarse.iter() {
             let (k, v) = entry?;
-            let (Some(start), Some(end)) = (
-                time_from_key(k.get(..8).unwrap_or_default()),
-                time_from_key(&v),
-            ) else {
+            let Some(split) = k.len().checked_sub(9).filter(|at| k[*at] == 0) else {
+                continue;
+            };
+            let (Some(start), Some(end)) = (time_from_key(&k[split + 1..]), time_from_key(&v))
+            else {
                 continue;
             };
             if end > from_ms && start < to_ms {
-                let agent = String::from_utf8_lossy(k.get(8..).unwrap_or_default()).into_owned();
-                out.push((agent, start, end));
+                out.push((
+                    String::from_utf8_lossy(&k[..split]).into_owned(),
+                    start,
+                    end,
+                ));
             }
         }
         Ok(out)

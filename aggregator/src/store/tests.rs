@@ -423,3 +423,42 @@ fn a_damaged_sled_conf_is_rebuilt_without_loss_and_check_refuses_it() {
     let checks = store.check().unwrap();
     assert!(checks.iter().all(|c| c.bad.is_empty()), "{checks:?}");
 }
+
+#[test]
+fn batches_longer_than_a_bucket_are_kept_as_runs_per_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    let long = |agent: &str, seq: u64, start: i64, ms: u64| {
+        let mut b = batch(agent, 1, seq, start, &[1.0]);
+        b.interval_ms = ms;
+        b
+    };
+    // Three contiguous coarsened batches, one later after a gap, one of another agent, and an
+    // ordinary 1 s batch that is no run at all.
+    for (i, start) in [0i64, 20_000, 40_000].iter().enumerate() {
+        let b = long("a", i as u64 + 1, 1_000_000 + start, 20_000);
+        store.merge_batch(&b, 1_100_000, &[], &[]).unwrap();
+    }
+    store
+        .merge_batch(&long("a", 4, 2_000_000, 30_000), 2_100_000, &[], &[])
+        .unwrap();
+    store
+        .merge_batch(&long("b", 1, 1_010_000, 60_000), 2_100_000, &[], &[])
+        .unwrap();
+    store
+        .merge_batch(&batch("c", 1, 1, 1_000_000, &[1.0]), 2_100_000, &[], &[])
+        .unwrap();
+    let mut spans = store.coarse_spans(0, i64::MAX).unwrap();
+    spans.sort();
+    assert_eq!(
+        spans,
+        vec![
+            ("a".to_owned(), 1_000_000, 1_060_000),
+            ("a".to_owned(), 2_000_000, 2_030_000),
+            ("b".to_owned(), 1_010_000, 1_070_000),
+        ]
+    );
+    // Only the runs that overlap a range.
+    let inside = store.coarse_spans(1_065_000, 1_500_000).unwrap();
+    assert_eq!(inside, vec![("b".to_owned(), 1_010_000, 1_070_000)]);
+}
