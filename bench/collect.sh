@@ -8,12 +8,13 @@
 # Both agents ship to a real aggregator (not measured). Prints a Markdown table with the CPU
 # share of one core, the ratio to the baseline, and VmHWM.
 #
-# Usage: bench/collect.sh [SECONDS]  (default 30; needs `cargo build --release`, python3 with
+# Usage: [REL=dir] bench/collect.sh [SECONDS]  (default 30; needs `cargo build --release` or REL
+#        holding pitot, pitot-agent and pitot-aggregator; python3 with
 #        tests/clients/requirements.txt, prometheus-node-exporter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-30}
-REL=target/release
+REL=${REL:-target/release}
 for b in pitot pitot-agent pitot-aggregator; do
     [ -x "$REL/$b" ] || { echo "missing $REL/$b: run cargo build --release" >&2; exit 1; }
 done
