@@ -10,6 +10,7 @@
 //!            0xFF, "rollup", resolution: u8       → rollup mark: start as a time key
 //! "dedupe":  agent_id, 0x00, epoch: u64 BE       → last merged seq: u64 BE
 //!                                                    [, its interval_start_ms: i64 BE]
+//!            (pruned once that start is older than the coarsest retention)
 //! "agents":  agent_id                            → bincode(AgentRecord)
 //! "meta":    "generation" | "merged"             → u64 BE (flushes, batches merged: integrity)
 //! "coarse":  agent_id, 0x00, start (time key)    → end (time key): runs of batches longer than
@@ -1209,6 +1210,17 @@ impl Trees {
                 }
             }
             self.coarse.apply_batch(batch)?;
+            // Every agent start is a new epoch, so marks pile up: a mark whose last batch is
+            // older than every retention guards nothing (its data is pruned). Marks written
+            // before 0.3 carry no interval start and are kept.
+            let mut batch = sled::Batch::default();
+            for entry in self.dedupe.iter() {
+                let (k, v) = entry?;
+                if parse_mark(&v).1.is_some_and(|start| start < cutoff) {
+                    batch.remove(k);
+                }
+            }
+            self.dedupe.apply_batch(batch)?;
         }
         Ok(removed)
     }

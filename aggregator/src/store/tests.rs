@@ -462,3 +462,23 @@ fn batches_longer_than_a_bucket_are_kept_as_runs_per_agent() {
     let inside = store.coarse_spans(1_065_000, 1_500_000).unwrap();
     assert_eq!(inside, vec![("b".to_owned(), 1_010_000, 1_070_000)]);
 }
+
+#[test]
+fn marks_of_epochs_older_than_every_retention_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    let longest = store.resolutions().last().unwrap().retention.as_millis() as i64;
+    let old = batch("a", 1, 1, 0, &[1.0]);
+    store.merge_batch(&old, 0, &[], &[]).unwrap();
+    let now = longest + 3_600_000;
+    let recent = batch("a", 2, 1, now - 60_000, &[1.0]);
+    store.merge_batch(&recent, now, &[], &[]).unwrap();
+    store.prune(now, std::time::Duration::ZERO).unwrap();
+    let marks: Vec<_> = store.trees().unwrap().dedupe.iter().keys().collect();
+    assert_eq!(marks.len(), 1, "only the recent epoch's mark is left");
+    assert_eq!(
+        store.merge_batch(&recent, now, &[], &[]).unwrap(),
+        MergeOutcome::Duplicate,
+        "the recent epoch still dedupes"
+    );
+}
