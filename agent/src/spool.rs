@@ -76,14 +76,6 @@ pub enum SpoolError {
     Locked(PathBuf),
 }
 
-impl SpoolError {
-    /// True when the error is a full file system (ENOSPC or EDQUOT).
-    pub fn is_disk_full(&self) -> bool {
-        matches!(self, SpoolError::Io { source, .. }
-            if matches!(source.raw_os_error(), Some(28) | Some(122)))
-    }
-}
-
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
     move |source| SpoolError::Io {
         op,
@@ -394,6 +386,13 @@ impl Spool {
         batch.epoch = inner.epoch;
         batch.spool_bytes = st.disk_bytes;
         let encoded = encode_batch(&batch);
+        let header = BatchHeader {
+            agent_id: batch.agent_id,
+            epoch: batch.epoch,
+            seq,
+            interval_start_ms: batch.interval_start_ms,
+            interval_ms: batch.interval_ms,
+        };
         let disk = match write_batch_file(&inner.dir, seq, seq, &encoded) {
             Ok(disk) => disk,
             Err(e) => {
@@ -411,7 +410,7 @@ impl Spool {
             Entry {
                 disk_bytes: disk,
                 covers_to: seq,
-                header: decode_batch_header(&encoded).ok(),
+                header: Some(header),
                 acked: false,
             },
         );

@@ -135,7 +135,7 @@ impl StoreError {
     /// True when the disk under the store is full (ENOSPC, EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StoreError::Sled(sled::Error::Io(e))
-            if matches!(e.raw_os_error(), Some(28) | Some(122)) || e.to_string().contains("os error 28"))
+            if matches!(e.raw_os_error(), Some(28) | Some(122)))
     }
 
     /// True for a failure of the disk under the store (full, I/O), after which sled refuses
@@ -247,9 +247,7 @@ impl Live {
     }
 
     fn host_bucket_ms(&self) -> u64 {
-        self.resolutions
-            .last()
-            .map_or(3_600_000, Resolution::bucket_ms)
+        coarsest_bucket_ms(&self.resolutions)
     }
 
     fn get(&self) -> Result<Arc<Trees>, StoreError> {
@@ -287,6 +285,11 @@ impl std::ops::Deref for SledStore {
     fn deref(&self) -> &StoreReader {
         &self.reader
     }
+}
+
+/// Length of the coarsest resolution's buckets (where per-host SLO counts are kept).
+fn coarsest_bucket_ms(resolutions: &[Resolution]) -> u64 {
+    resolutions.last().map_or(3_600_000, Resolution::bucket_ms)
 }
 
 /// How long after a coarse bucket ends before it is rolled up: batches usually arrive within
@@ -1389,9 +1392,7 @@ impl Trees {
     }
 
     fn host_bucket_ms(&self) -> u64 {
-        self.resolutions
-            .last()
-            .map_or(3_600_000, Resolution::bucket_ms)
+        coarsest_bucket_ms(&self.resolutions)
     }
 }
 

@@ -225,8 +225,8 @@ pub struct TreeCheck {
     pub bad: Vec<Vec<u8>>,
 }
 
-/// Decodes every value the store holds.
-pub(super) fn check_trees(t: &Trees) -> Vec<TreeCheck> {
+/// Decodes every value the store holds: each tree's findings, with the tree.
+fn check_trees(t: &Trees) -> Vec<(TreeCheck, &sled::Tree)> {
     type Valid = fn(&[u8], &[u8]) -> bool;
     let trees: [(&'static str, &sled::Tree, Valid); 5] = [
         ("series", &t.series, |_, v| parse_series_value(v).is_some()),
@@ -256,7 +256,7 @@ pub(super) fn check_trees(t: &Trees) -> Vec<TreeCheck> {
                 Err(_) => check.bad.push(Vec::new()),
             }
         }
-        out.push(check);
+        out.push((check, handle));
     }
     out
 }
@@ -269,7 +269,11 @@ impl SledStore {
 
     /// Decodes every stored value (`pitot-aggregator check`).
     pub fn check(&self) -> Result<Vec<TreeCheck>, StoreError> {
-        Ok(check_trees(&*self.trees()?))
+        let t = self.trees()?;
+        Ok(check_trees(&t)
+            .into_iter()
+            .map(|(check, _)| check)
+            .collect())
     }
 
     /// Removes the values `check` calls bad and accepts the generation found, so the next
@@ -277,14 +281,7 @@ impl SledStore {
     pub fn repair(&mut self) -> Result<u64, StoreError> {
         let t = self.trees()?;
         let mut removed = 0;
-        for check in check_trees(&t) {
-            let handle = match check.tree {
-                "series" => &t.series,
-                "buckets" => &t.buckets,
-                "agents" => &t.agents,
-                "dedupe" => &t.dedupe,
-                _ => &t.sightings,
-            };
+        for (check, handle) in check_trees(&t) {
             for key in check.bad.iter().filter(|k| !k.is_empty()) {
                 handle.remove(key.as_slice())?;
                 removed += 1;
