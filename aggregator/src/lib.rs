@@ -257,6 +257,8 @@ pub async fn run(
 
     // The audit trail: replayed into its chain, then this configuration recorded (with a
     // diff against the last one) before anything else can write.
+    // The reserve is taken at start, before any agent connects, not in the first merge round.
+    merge::ensure_reserve(&config.store.dir, config.store.min_free);
     let mut health = merge::Health::new(&config.store.dir, config.store.min_free);
     stats
         .store_writable
