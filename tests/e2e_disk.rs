@@ -269,6 +269,11 @@ fn aggregator_full_disk(min_free: &str, reserve: bool) {
     fleet.wait_for_count("request.latency", 1000, Duration::from_secs(30));
     assert_eq!(healthz(&fleet).0, 200);
 
+    // Reads show durable data only: while the disk is full, a reader polling all along never
+    // sees the lines whose merge or flush failed (sled shows applied writes before they are
+    // flushed; the aggregator keeps readers out of a round until its flush, and drops a
+    // failed round from memory by reopening before they come back).
+    let watcher = Watcher::start(&fleet);
     disk.fill();
     send(&fleet, "b.txt", &latencies(2, 1000, 30.0));
     let (status, body) = wait_for("not ready while full", Duration::from_secs(20), || {
@@ -281,7 +286,31 @@ fn aggregator_full_disk(min_free: &str, reserve: bool) {
         metrics.contains("pitot_aggregator_store_writable 0"),
         "{metrics}"
     );
-    assert_eq!(fleet.count("request.latency"), 1000, "reports still answer");
+    // Let the agent retry a few times against the full disk.
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = watcher.stop();
+    assert!(seen.answers > 0 && seen.other.is_empty(), "{seen:?}");
+    assert_eq!(
+        seen.max_count, 1000,
+        "only durable lines are shown: {seen:?}"
+    );
+    if reserve {
+        // sled never hit the full disk (min_free held it back): reports answer throughout.
+        assert_eq!(seen.closed, 0, "{seen:?}");
+        assert_eq!(fleet.count("request.latency"), 1000, "reports still answer");
+    } else {
+        // sled hit ENOSPC, and with no reserve it cannot reopen on the full disk: reports
+        // answer 503 saying why, rather than show what was not flushed.
+        let (status, body) = fleet
+            .client()
+            .get_raw("/api/v1/quantiles?metric=request.latency&q=0.5")
+            .unwrap();
+        assert!(
+            (status == 200 && body.contains("\"count\":1000"))
+                || (status == 503 && body.contains("store is closed")),
+            "{status} {body}"
+        );
+    }
 
     // Killed while full: sled writes while it opens a store. With a reserve file (min(min_free,
     // 16 MiB), written while there was room) the aggregator frees it and starts read-only;
@@ -309,6 +338,54 @@ fn aggregator_full_disk(min_free: &str, reserve: bool) {
     });
     send(&fleet, "c.txt", &latencies(3, 1000, 30.0));
     fleet.wait_for_count("request.latency", 3000, Duration::from_secs(30));
+}
+
+/// What a reader polling the fleet count saw.
+#[derive(Debug, Default)]
+struct Seen {
+    answers: u64,
+    max_count: u64,
+    /// 503s: the store closed after a failed write.
+    closed: u64,
+    other: Vec<String>,
+}
+
+/// Polls `/api/v1/quantiles` for `request.latency` every 10 ms on its own thread.
+struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Seen>,
+}
+
+impl Watcher {
+    fn start(fleet: &Fleet) -> Watcher {
+        use std::sync::atomic::Ordering;
+        let client = fleet.client();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut seen = Seen::default();
+            while !flag.load(Ordering::Relaxed) {
+                match client.get_raw("/api/v1/quantiles?metric=request.latency&q=0.5") {
+                    Ok((200, body)) => {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        seen.answers += 1;
+                        let count = v["fleet"]["count"].as_u64().unwrap_or(0);
+                        seen.max_count = seen.max_count.max(count);
+                    }
+                    Ok((503, _)) => seen.closed += 1,
+                    other => seen.other.push(format!("{other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            seen
+        });
+        Watcher { stop, thread }
+    }
+
+    fn stop(self) -> Seen {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 fn aggregator_cmd(fleet: &Fleet, verb: &str) -> (bool, String) {

@@ -313,6 +313,12 @@ impl From<ReportError> for ApiError {
         match e {
             ReportError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
             ReportError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            ReportError::Store(crate::store::StoreError::Closed) => ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is closed: a write failed (a full disk?) and reopening it failed; \
+                 reports answer again once there is free space under store.dir"
+                    .into(),
+            ),
             other => internal(&other),
         }
     }

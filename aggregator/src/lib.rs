@@ -293,6 +293,7 @@ pub async fn run(
                     .fetch_add(entries.len() as u64, Ordering::Relaxed);
                 error!(%error, "Could not record this configuration in the audit trail.");
                 health.failed(&error, &stats);
+                health.discard_unflushed(&mut writer, &stats);
             }
             Ok((writer, chain, health))
         })

@@ -293,8 +293,8 @@ impl Health {
             return Err(self.not_writable(stats, now, why));
         }
         if let Some(why) = self.broken.clone() {
-            // The failed engine still serves reads: keep it until a reopen can succeed
-            // (sled writes while it recovers).
+            // The reopen right after the failure failed (reads answer 503 meanwhile): try
+            // again once there is room for sled, which writes while it recovers.
             let too_soon = self
                 .last_reopen
                 .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(2));
@@ -323,6 +323,44 @@ impl Health {
             let why = format!("a write failed: {error}");
             self.broken = Some(why.clone());
             self.not_writable(stats, std::time::Instant::now(), why);
+        }
+    }
+
+    /// After a round in which a write failed (while readers are kept out): when sled holds
+    /// writes it applied but could not flush, reopens the engine at once, so they are gone
+    /// before anyone reads them. On a disk too full for sled to reopen, the reserve file is
+    /// released for it; when the reopen fails all the same, reads answer
+    /// [`StoreError::Closed`] (503) until a later reopen succeeds, rather than show what is
+    /// not durable. When nothing was applied (sled refused the first write) the failed engine
+    /// holds flushed data only and keeps serving reads until `ready` can reopen it.
+    pub fn discard_unflushed(&mut self, store: &mut SledStore, stats: &Stats) {
+        let Some(why) = self.broken.clone() else {
+            return;
+        };
+        if !store.has_unflushed() {
+            return;
+        }
+        if free_bytes(&self.dir).is_some_and(|free| free < REOPEN_FREE_BYTES)
+            && release_reserve(&self.dir)
+        {
+            warn!(
+                store = %self.dir.display(),
+                "Released the store's reserve file so that sled can reopen on a full disk; it \
+                 is taken again once the store is writable."
+            );
+        }
+        let now = std::time::Instant::now();
+        self.last_reopen = Some(now);
+        match store.reopen() {
+            // Writable again at the next round that finds room (see `ready`).
+            Ok(()) => self.broken = None,
+            Err(error) => {
+                let why = format!(
+                    "{why}; reopening failed: {error} (reports answer 503 until it succeeds)"
+                );
+                self.broken = Some(why.clone());
+                self.not_writable(stats, now, why);
+            }
         }
     }
 
@@ -408,6 +446,10 @@ pub fn spawn(
                     all.extend(audited);
                     all
                 };
+                // Readers wait from the round's first write until it is flushed, or dropped
+                // from memory when the flush fails: reads show durable data only.
+                let gate = store.hold_reads();
+                let closed = gate.close();
                 if rollup {
                     match store.rollup(now_ms()) {
                         Ok(n) => {
@@ -446,6 +488,8 @@ pub fn spawn(
                     }
                 }
                 if round.is_empty() {
+                    health.discard_unflushed(&mut store, &stats);
+                    drop(closed);
                     continue;
                 }
                 stats
@@ -469,10 +513,12 @@ pub fn spawn(
                 }
                 let flushed = store.flush().map_err(Arc::new);
                 if let Err(error) = &flushed {
-                    // Nothing of this round is durable; the reopen drops it from memory too,
-                    // and the agents send it again.
+                    // Nothing of this round is durable: the reopen drops it from memory too,
+                    // before any reader sees it, and the agents send it again.
                     health.failed(error, &stats);
                 }
+                health.discard_unflushed(&mut store, &stats);
+                drop(closed);
                 if flushed.is_ok() && !exports.is_empty() {
                     let now = now_ms();
                     for (r, o) in round.iter().zip(&outcomes) {

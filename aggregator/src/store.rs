@@ -233,12 +233,46 @@ struct Trees {
 
 /// The open engine, which the writer can close and open again: after a storage error (a full
 /// disk) sled refuses every write until it is reopened.
+///
+/// sled shows a write to readers as soon as it is applied, before it is flushed. So that reads
+/// show durable data only, the writer closes `window` for a whole round of writes and its
+/// flush ([`SledStore::hold_reads`]); when the flush fails it reopens the engine, which drops
+/// the unflushed writes, before it lets readers back in. A read takes the window for one call.
 #[derive(Debug)]
 struct Live {
     dir: PathBuf,
     resolutions: Vec<Resolution>,
     /// `None` only while a reopen failed; reads then answer [`StoreError::Closed`].
     current: RwLock<Option<Arc<Trees>>>,
+    /// Shared by each read call, exclusive to the writer from a round's first write to its
+    /// flush.
+    window: RwLock<()>,
+}
+
+/// The engine as one read call sees it: while it is held, no round of writes is in flight.
+struct Gated<'a> {
+    _window: std::sync::RwLockReadGuard<'a, ()>,
+    trees: Arc<Trees>,
+}
+
+impl std::ops::Deref for Gated<'_> {
+    type Target = Trees;
+
+    fn deref(&self) -> &Trees {
+        &self.trees
+    }
+}
+
+/// What [`SledStore::hold_reads`] returns: hold it with [`ReadGate::close`] around a round of
+/// writes and its flush.
+#[derive(Debug)]
+pub struct ReadGate(Arc<Live>);
+
+impl ReadGate {
+    /// Keeps every reader out until the guard is dropped (waits for the read calls in flight).
+    pub fn close(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.0.window.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Live {
@@ -250,7 +284,17 @@ impl Live {
         coarsest_bucket_ms(&self.resolutions)
     }
 
-    fn get(&self) -> Result<Arc<Trees>, StoreError> {
+    /// The engine for one read call (waits while a round of writes is in flight).
+    fn get(&self) -> Result<Gated<'_>, StoreError> {
+        let window = self.window.read().unwrap_or_else(|e| e.into_inner());
+        Ok(Gated {
+            _window: window,
+            trees: self.writers_view()?,
+        })
+    }
+
+    /// The engine as the writer sees it: its own writes included, flushed or not.
+    fn writers_view(&self) -> Result<Arc<Trees>, StoreError> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -277,6 +321,9 @@ pub struct SledStore {
     /// Flushes so far (see `integrity`), and batches merged in total.
     generation: u64,
     merged: u64,
+    /// A merge, audit, rollup or prune write since the last successful flush (or open): what
+    /// a failed flush leaves in memory (see [`SledStore::has_unflushed`]).
+    unflushed: bool,
 }
 
 impl std::ops::Deref for SledStore {
@@ -477,11 +524,13 @@ impl SledStore {
                     dir: dir.to_path_buf(),
                     resolutions,
                     current: RwLock::new(Some(Arc::new(trees))),
+                    window: RwLock::new(()),
                 }),
             },
             damage,
             generation,
             merged,
+            unflushed: false,
         })
     }
 
@@ -506,9 +555,16 @@ impl SledStore {
             integrity::open_checked(&live.dir, &live.resolutions, crate::glue::now_ms(), true)?;
         // Writes that were not flushed are gone with the old engine.
         (self.generation, self.merged) = integrity::stored_state(&trees)?;
+        self.unflushed = false;
         self.damage.extend(damage);
         *slot = Some(Arc::new(trees));
         Ok(())
+    }
+
+    /// True when the engine holds merge, audit, rollup or prune writes that no flush made
+    /// durable: after a failed flush, what readers must not see.
+    pub fn has_unflushed(&self) -> bool {
+        self.unflushed
     }
 
     /// A read handle for the API and the reports.
@@ -517,7 +573,13 @@ impl SledStore {
     }
 
     fn trees(&self) -> Result<Arc<Trees>, StoreError> {
-        self.reader.live.get()
+        self.reader.live.writers_view()
+    }
+
+    /// The gate that keeps readers out of a round of writes until it is flushed (see `Live`).
+    /// The writer's own reads (through this `SledStore`) do not wait for it.
+    pub fn hold_reads(&self) -> ReadGate {
+        ReadGate(Arc::clone(&self.reader.live))
     }
 }
 
@@ -1503,10 +1565,11 @@ macro_rules! delegate_store_reads {
         }
     };
 }
+#[cfg(test)]
 pub(crate) use delegate_store_reads;
 
 delegate_store_reads!(StoreReader, s => s.live.get()?; s.live);
-delegate_store_reads!(SledStore, s => s.reader);
+delegate_store_reads!(SledStore, s => s.trees()?; s.reader.live);
 
 /// The writes, all `&mut self`: only the owner of the unique writer can make them.
 impl SledStore {
@@ -1527,6 +1590,7 @@ impl SledStore {
         if matches!(outcome, MergeOutcome::Merged { .. }) {
             self.merged += 1;
         }
+        self.unflushed = true;
         Ok(outcome)
     }
 
@@ -1537,6 +1601,7 @@ impl SledStore {
             batch.insert(&seq.to_be_bytes(), bytes.as_slice());
         }
         self.trees()?.audit.apply_batch(batch)?;
+        self.unflushed = true;
         Ok(())
     }
 
@@ -1549,6 +1614,7 @@ impl SledStore {
             n += 1;
         }
         self.trees()?.audit.apply_batch(batch)?;
+        self.unflushed |= n > 0;
         Ok(n)
     }
 
@@ -1560,6 +1626,7 @@ impl SledStore {
         t.meta.insert("merged", &self.merged.to_be_bytes())?;
         t.flush()?;
         self.generation = generation;
+        self.unflushed = false;
         if let Err(error) =
             integrity::write_state_file(&self.reader.live.dir, generation, self.merged)
         {
@@ -1572,13 +1639,17 @@ impl SledStore {
     /// Writes the coarser buckets whose time has passed from the finer ones (see the module
     /// docs); returns how many.
     pub fn rollup(&mut self, now_ms: i64) -> Result<u64, StoreError> {
-        self.trees()?.rollup(now_ms)
+        let n = self.trees()?.rollup(now_ms)?;
+        self.unflushed |= n > 0;
+        Ok(n)
     }
 
     /// Deletes buckets past their retention, and SLO host sums older than `slo_history` (the
     /// longest SLO window); returns how many.
     pub fn prune(&mut self, now_ms: i64, slo_history: Duration) -> Result<u64, StoreError> {
-        self.trees()?.prune(now_ms, slo_history)
+        let n = self.trees()?.prune(now_ms, slo_history)?;
+        self.unflushed |= n > 0;
+        Ok(n)
     }
 
     /// Every SLO counter set: canonical SLI bytes, id, and whether its backfill finished.

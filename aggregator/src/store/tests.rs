@@ -482,3 +482,39 @@ fn marks_of_epochs_older_than_every_retention_are_pruned() {
         "the recent epoch still dedupes"
     );
 }
+
+#[test]
+fn readers_wait_for_a_round_of_writes_to_be_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    let b = batch("a", 5, 1, 1_000_000, &[1.0]);
+    store.merge_batch(&b, 1_010_000, &[], &[]).unwrap();
+    store.flush().unwrap();
+
+    let gate = store.hold_reads();
+    let closed = gate.close();
+    let b = batch("a", 5, 2, 1_001_000, &[2.0, 3.0]);
+    store.merge_batch(&b, 1_010_000, &[], &[]).unwrap();
+    // The writer reads its own writes; a reader waits for the round.
+    assert_eq!(count(&store, 0, "a", 0, i64::MAX), 3);
+    let reader = store.reader();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let r = reader.resolutions()[0];
+        let read = reader.read(&key("a"), &r, 0, i64::MAX).unwrap();
+        let n = match sum_buckets(read) {
+            Some(SeriesData::Histogram(h)) => h.count(),
+            _ => 0,
+        };
+        tx.send(n).unwrap();
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(300)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+        "a read went ahead of an unflushed round"
+    );
+    store.flush().unwrap();
+    drop(closed);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 3);
+    thread.join().unwrap();
+}
