@@ -448,6 +448,15 @@ fn cost(
 
 /// The model's latency: its `latency_metric`, else `gen_ai.server.request.duration`, else
 /// `request.latency`, whichever has series for it first.
+/// The metrics a model's latency is read from, in order: the configured one, else the
+/// OpenTelemetry name, then Pitot's.
+pub fn latency_candidates(def: &ModelDefinition) -> Vec<&str> {
+    match &def.metrics.latency {
+        Some(m) => vec![m.as_str()],
+        None => vec!["gen_ai.server.request.duration", "request.latency"],
+    }
+}
+
 fn latency(
     store: &dyn Store,
     def: &ModelDefinition,
@@ -455,11 +464,7 @@ fn latency(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Option<Latency>, ReportError> {
-    let candidates: Vec<&str> = match &def.metrics.latency {
-        Some(m) => vec![m.as_str()],
-        None => vec!["gen_ai.server.request.duration", "request.latency"],
-    };
-    for metric in candidates {
+    for metric in latency_candidates(def) {
         let q = crate::reports::MetricQuery {
             metric: metric.to_owned(),
             filters: filters.to_vec(),

@@ -643,12 +643,36 @@ pub fn model_html(
 ) -> Result<String, ReportError> {
     let from = now - v.range_ms;
     let hosts = v.hosts;
+    // The summary, the versions table and the chart read the same latency series over the
+    // same range: through the memo each is read and decoded once. The chart goes first, as
+    // its per-step sums also give the whole-range ones (when the resolutions agree, as they
+    // do from 24 h up).
+    let memo = crate::store::ReadMemo::new(store);
+    let store: &dyn Store = &memo;
     let (report, versions, lines, host_lines) = {
         let Some((def, configured)) = models::find(store, ctx.models, name)? else {
             return Err(ReportError::NotFound(format!(
                 "no model `{name}`: not in [[model]] and no series tagged model:{name} has arrived"
             )));
         };
+        let chart = |metric: &str| {
+            let q = MetricQuery {
+                metric: metric.to_owned(),
+                filters: def.tags.clone(),
+                from_ms: from,
+                to_ms: now,
+                group_by: vec!["version".into()],
+            };
+            reports::quantile_series(store, &q, &[0.5, 0.99], STEPS)
+        };
+        let mut charted = Vec::new();
+        for metric in models::latency_candidates(&def) {
+            let lines = chart(metric)?;
+            if !lines.is_empty() {
+                charted.push((metric.to_owned(), lines));
+                break;
+            }
+        }
         let report = models::report(store, ctx, &def, configured, from, now, now)?;
         match report.latency.as_ref().map(|l| l.metric.clone()) {
             None => (report, None, Vec::new(), Vec::new()),
@@ -662,7 +686,10 @@ pub fn model_html(
                 };
                 let qs = [("0.5".to_owned(), 0.5), ("0.99".to_owned(), 0.99)];
                 let versions = reports::quantiles(store, &q, &qs).ok();
-                let lines = reports::quantile_series(store, &q, &[0.5, 0.99], STEPS)?;
+                let lines = match charted.pop() {
+                    Some((m, lines)) if m == q.metric => lines,
+                    _ => chart(&q.metric)?,
+                };
                 let host_lines = if hosts {
                     let q = MetricQuery {
                         group_by: vec!["version".into(), "host".into()],

@@ -356,7 +356,8 @@ fn load_kind(store: &dyn Store, q: &MetricQuery, want: &[Kind]) -> Result<Loaded
     let mut groups: BTreeMap<Vec<String>, Vec<SeriesData>> = BTreeMap::new();
     for (group, keys) in group_series(series, &q.group_by) {
         for key in keys {
-            if let Some(data) = sum_buckets(store.read(&key, &res, from, q.to_ms)?) {
+            let span = q.to_ms - from;
+            if let Some(data) = sum_buckets(store.read_binned(&key, &res, from, q.to_ms, span)?) {
                 groups.entry(group.clone()).or_default().push(data);
             }
         }
@@ -527,10 +528,9 @@ pub fn quantile_series(
     for (group, keys) in group_series(series, &q.group_by) {
         let mut bins: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
         for key in keys {
-            for (t, data) in store.read(&key, &res, from, q.to_ms)? {
+            for (bin, data) in store.read_binned(&key, &res, from, q.to_ms, step_ms)? {
                 if let SeriesData::Histogram(h) = data {
-                    let bin = from + (t - from).div_euclid(step_ms) * step_ms;
-                    // Counts past 2^64 are the only way a merge fails; that bucket is skipped.
+                    // Counts past 2^64 are the only way a merge fails; that bin is skipped.
                     let _overflow = bins.entry(bin).or_default().merge(&h);
                 }
             }

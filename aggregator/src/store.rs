@@ -172,6 +172,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(i64, SeriesData)>, StoreError>;
+    /// The buckets of `series` at `resolution` whose start lies in `[from_ms, to_ms)`, summed
+    /// per bin of `step_ms` counted from `from_ms` (a bucket starting at `t` lands in the bin
+    /// starting at `from_ms + ⌊(t − from_ms) / step_ms⌋ · step_ms`); a step as long as the
+    /// range gives one bin. In time order. What reports read: [`ReadMemo`] shares it between
+    /// the parts of a page.
+    fn read_binned(
+        &self,
+        series: &SeriesKey,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        Ok(bin_buckets(
+            self.read(series, resolution, from_ms, to_ms)?,
+            from_ms,
+            step_ms,
+        ))
+    }
     /// Every agent seen.
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     /// The resolutions kept, finest first.
@@ -1732,6 +1751,166 @@ impl SledStore {
         data: &SeriesData,
     ) -> Result<(), StoreError> {
         self.trees()?.import_bucket(key, res, start_ms, data)
+    }
+}
+
+/// The bin of `step_ms` counted from `from_ms` that holds `t_ms`.
+fn bin_of(t_ms: i64, from_ms: i64, step_ms: i64) -> i64 {
+    let step = step_ms.max(1);
+    from_ms.saturating_add(
+        t_ms.saturating_sub(from_ms)
+            .div_euclid(step)
+            .saturating_mul(step),
+    )
+}
+
+/// Sums `(start, data)` buckets per bin (see [`Store::read_binned`]); in time order.
+pub fn bin_buckets(
+    buckets: impl IntoIterator<Item = (i64, SeriesData)>,
+    from_ms: i64,
+    step_ms: i64,
+) -> Vec<(i64, SeriesData)> {
+    let mut bins: BTreeMap<i64, SeriesData> = BTreeMap::new();
+    for (t, d) in buckets {
+        match bins.entry(bin_of(t, from_ms, step_ms)) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(d);
+            }
+            // Different kinds under one key, or counts past 2^64: the bin keeps what it has.
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let _conflict = e.get_mut().merge(&d);
+            }
+        }
+    }
+    bins.into_iter().collect()
+}
+
+/// A [`Store`] that remembers what [`Store::read_binned`] returned, for the parts of one
+/// report page that read the same series over the same range (the model page's summary,
+/// versions table and chart): each series is read and decoded once. A later read of the same
+/// series, resolution and range is answered from memory when its step is a multiple of the
+/// remembered one, or spans the range (one bin): those bins are unions of remembered bins, so
+/// the sums are exactly what a read would give. Lives for one page: it does not see writes.
+#[derive(Debug)]
+pub struct ReadMemo<'a> {
+    inner: &'a dyn Store,
+    reads: std::sync::Mutex<std::collections::HashMap<MemoKey, Remembered>>,
+}
+
+/// Series key bytes, resolution code, range.
+type MemoKey = (Vec<u8>, u8, i64, i64);
+/// The step read at, and its bins.
+type Remembered = (i64, Vec<(i64, SeriesData)>);
+
+impl<'a> ReadMemo<'a> {
+    /// Remembers reads of `inner`.
+    pub fn new(inner: &'a dyn Store) -> Self {
+        ReadMemo {
+            inner,
+            reads: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl Store for ReadMemo<'_> {
+    fn series(
+        &self,
+        name: Option<&str>,
+        filters: &[(String, String)],
+    ) -> Result<Vec<(SeriesKey, Kind)>, StoreError> {
+        self.inner.series(name, filters)
+    }
+
+    fn read(
+        &self,
+        series: &SeriesKey,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        self.inner.read(series, resolution, from_ms, to_ms)
+    }
+
+    fn read_binned(
+        &self,
+        series: &SeriesKey,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        let key = (series.to_bytes(), resolution.code, from_ms, to_ms);
+        {
+            let reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((step, bins)) = reads.get(&key) {
+                if *step == step_ms {
+                    return Ok(bins.clone());
+                }
+                if (*step > 0 && step_ms % *step == 0) || step_ms >= to_ms - from_ms {
+                    return Ok(bin_buckets(bins.iter().cloned(), from_ms, step_ms));
+                }
+            }
+        }
+        let bins = self
+            .inner
+            .read_binned(series, resolution, from_ms, to_ms, step_ms)?;
+        self.reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert_with(|| (step_ms, bins.clone()));
+        Ok(bins)
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.inner.agents()
+    }
+
+    fn resolutions(&self) -> &[Resolution] {
+        self.inner.resolutions()
+    }
+
+    fn slo_cells(
+        &self,
+        id: u64,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Counts)>, StoreError> {
+        self.inner.slo_cells(id, resolution, from_ms, to_ms)
+    }
+
+    fn slo_host_bad(
+        &self,
+        id: u64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.slo_host_bad(id, from_ms, to_ms)
+    }
+
+    fn host_bucket_ms(&self) -> u64 {
+        self.inner.host_bucket_ms()
+    }
+
+    fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
+        self.inner.sightings(model)
+    }
+
+    fn sighting_known(&self, model: &str, version: &str, host: &str) -> Result<bool, StoreError> {
+        self.inner.sighting_known(model, version, host)
+    }
+
+    fn coarse_spans(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        self.inner.coarse_spans(from_ms, to_ms)
+    }
+
+    fn audit_entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner.audit_entries(from, to)
     }
 }
 

@@ -518,3 +518,44 @@ fn readers_wait_for_a_round_of_writes_to_be_flushed() {
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 3);
     thread.join().unwrap();
 }
+
+#[test]
+fn the_read_memo_answers_as_the_store_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), resolutions()).unwrap();
+    for seq in 1..=30 {
+        let values: Vec<f64> = (0..seq).map(|i| 0.001 * f64::from(i as u32 + 1)).collect();
+        let b = batch("a", 5, seq, 1_000_000 + seq as i64 * 10_000, &values);
+        store.merge_batch(&b, 1_400_000, &[], &[]).unwrap();
+    }
+    let reader = store.reader();
+    let memo = ReadMemo::new(&reader);
+    let r = reader.resolutions()[0];
+    let (from, to) = (1_000_000, 1_400_000);
+    let direct = |step| reader.read_binned(&key("a"), &r, from, to, step).unwrap();
+    // Remembered at 30 s, then asked at 30 s, 60 s (a multiple), the whole range, and 40 s
+    // (not a multiple: read again).
+    let by_30 = memo.read_binned(&key("a"), &r, from, to, 30_000).unwrap();
+    assert_eq!(by_30.len(), 11);
+    assert_eq!(by_30, direct(30_000));
+    for step in [30_000, 60_000, to - from, i64::MAX, 40_000] {
+        let got = memo.read_binned(&key("a"), &r, from, to, step).unwrap();
+        assert_eq!(got, direct(step), "step {step}");
+    }
+    let whole = memo.read_binned(&key("a"), &r, from, to, i64::MAX).unwrap();
+    assert_eq!(whole.len(), 1);
+    match &whole[0].1 {
+        SeriesData::Histogram(h) => assert_eq!(h.count(), (1..=30).sum::<u64>()),
+        other => panic!("{other:?}"),
+    }
+    // A different range is its own read.
+    let later = memo
+        .read_binned(&key("a"), &r, from + 100_000, to, 30_000)
+        .unwrap();
+    assert_eq!(
+        later,
+        reader
+            .read_binned(&key("a"), &r, from + 100_000, to, 30_000)
+            .unwrap()
+    );
+}
