@@ -1483,9 +1483,15 @@ macro_rules! delegate_store_reads {
     ($t:ty, $s:ident => $e:expr) => {
         $crate::store::delegate_store_reads!($t, $s => $e; $e);
     };
-    // `$p` serves the two reads that cannot fail (resolutions, host bucket length).
+    // `$p` serves the two reads that cannot fail (resolutions, host bucket length); the
+    // items in braces go into the impl as they are (a method that is not delegated).
     ($t:ty, $s:ident => $e:expr; $p:expr) => {
+        $crate::store::delegate_store_reads!($t, $s => $e; $p; {});
+    };
+    ($t:ty, $s:ident => $e:expr; $p:expr; { $($extra:item)* }) => {
         impl $crate::store::Store for $t {
+            $($extra)*
+
             fn series(
                 &self,
                 name: Option<&str>,
@@ -1584,7 +1590,6 @@ macro_rules! delegate_store_reads {
         }
     };
 }
-#[cfg(test)]
 pub(crate) use delegate_store_reads;
 
 delegate_store_reads!(StoreReader, s => s.live.get()?; s.live);
@@ -1812,25 +1817,7 @@ impl<'a> ReadMemo<'a> {
     }
 }
 
-impl Store for ReadMemo<'_> {
-    fn series(
-        &self,
-        name: Option<&str>,
-        filters: &[(String, String)],
-    ) -> Result<Vec<(SeriesKey, Kind)>, StoreError> {
-        self.inner.series(name, filters)
-    }
-
-    fn read(
-        &self,
-        series: &SeriesKey,
-        resolution: &Resolution,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
-        self.inner.read(series, resolution, from_ms, to_ms)
-    }
-
+delegate_store_reads!(ReadMemo<'_>, s => s.inner; s.inner; {
     fn read_binned(
         &self,
         series: &SeriesKey,
@@ -1861,58 +1848,7 @@ impl Store for ReadMemo<'_> {
             .or_insert_with(|| (step_ms, bins.clone()));
         Ok(bins)
     }
-
-    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        self.inner.agents()
-    }
-
-    fn resolutions(&self) -> &[Resolution] {
-        self.inner.resolutions()
-    }
-
-    fn slo_cells(
-        &self,
-        id: u64,
-        resolution: &Resolution,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, Counts)>, StoreError> {
-        self.inner.slo_cells(id, resolution, from_ms, to_ms)
-    }
-
-    fn slo_host_bad(
-        &self,
-        id: u64,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.inner.slo_host_bad(id, from_ms, to_ms)
-    }
-
-    fn host_bucket_ms(&self) -> u64 {
-        self.inner.host_bucket_ms()
-    }
-
-    fn sightings(&self, model: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
-        self.inner.sightings(model)
-    }
-
-    fn sighting_known(&self, model: &str, version: &str, host: &str) -> Result<bool, StoreError> {
-        self.inner.sighting_known(model, version, host)
-    }
-
-    fn coarse_spans(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        self.inner.coarse_spans(from_ms, to_ms)
-    }
-
-    fn audit_entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.inner.audit_entries(from, to)
-    }
-}
+});
 
 /// Sums bucket data per series into one value (histograms add, counters add).
 pub fn sum_buckets(buckets: Vec<(i64, SeriesData)>) -> Option<SeriesData> {
