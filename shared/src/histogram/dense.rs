@@ -113,21 +113,43 @@ impl Dense {
         }
     }
 
-    /// On an empty `Dense`: makes `lo..=hi` addressable at once with counters wide enough
-    /// for `largest` (decoding knows both before it adds the counts).
-    pub(crate) fn reserve_span(&mut self, lo: u32, hi: u32, max_index: u32, largest: u64) {
-        if self.len() == 0 {
-            self.counts = if largest > u64::from(u32::MAX) {
-                Counts::U64(Vec::new())
-            } else if largest > u64::from(u16::MAX) {
-                Counts::U32(Vec::new())
-            } else if largest > u64::from(u8::MAX) {
-                Counts::U16(Vec::new())
-            } else {
-                Counts::U8(Vec::new())
-            };
+    /// Counters for `lo..=hi`, as wide as `largest` needs, holding `counts`: `(index, count)`
+    /// pairs, ascending, inside the span, none above `largest` (what decoding checked). The
+    /// counters are written in place, with one width dispatch for them all. `None` when the
+    /// counts' total passes `u64::MAX`.
+    pub(crate) fn from_ascending(
+        lo: u32,
+        hi: u32,
+        largest: u64,
+        counts: impl Iterator<Item = (u32, u64)>,
+    ) -> Option<Dense> {
+        let n = (hi - lo + 1) as usize;
+        let mut total: u64 = 0;
+        macro_rules! fill {
+            ($t:ty, $variant:ident) => {{
+                let mut v: Vec<$t> = vec![0; n];
+                for (i, c) in counts {
+                    total = total.checked_add(c)?;
+                    // At most `largest`, which fits `$t`.
+                    v[(i - lo) as usize] = c as $t;
+                }
+                Counts::$variant(v)
+            }};
         }
-        self.cover(lo, hi, max_index);
+        let counts = if largest > u64::from(u32::MAX) {
+            fill!(u64, U64)
+        } else if largest > u64::from(u16::MAX) {
+            fill!(u32, U32)
+        } else if largest > u64::from(u8::MAX) {
+            fill!(u16, U16)
+        } else {
+            fill!(u8, U8)
+        };
+        Some(Dense {
+            offset: lo,
+            counts,
+            total,
+        })
     }
 
     /// Widens every counter to the next width.

@@ -517,19 +517,17 @@ fn decode_buckets(pairs: &[(u32, u64)]) -> Result<Dense, DecodeError> {
         first.get_or_insert(index);
         largest = largest.max(*count);
     }
-    let mut d = Dense::default();
     let Some(first) = first else {
-        return Ok(d);
+        return Ok(Dense::default());
     };
-    d.reserve_span(first, index, MAX_INDEX, largest);
+    let last = index;
     let mut index: u32 = 0;
-    for (delta, count) in pairs {
+    let counts = pairs.iter().map(|(delta, count)| {
         index += *delta;
-        if !d.add(index, *count, MAX_INDEX) {
-            return Err(DecodeError::Inconsistent("bucket counts overflow"));
-        }
-    }
-    Ok(d)
+        (index, *count)
+    });
+    Dense::from_ascending(first, last, largest, counts)
+        .ok_or(DecodeError::Inconsistent("bucket counts overflow"))
 }
 
 impl From<ValueHistogram> for HistogramWire {
