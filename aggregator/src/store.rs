@@ -1834,7 +1834,19 @@ delegate_store_reads!(ReadMemo<'_>, s => s.inner; s.inner; {
                     return Ok(bins.clone());
                 }
                 if (*step > 0 && step_ms % *step == 0) || step_ms >= to_ms - from_ms {
-                    return Ok(bin_buckets(bins.iter().cloned(), from_ms, step_ms));
+                    // Merged by reference: one copy per new bin, not per remembered one.
+                    let mut out: BTreeMap<i64, SeriesData> = BTreeMap::new();
+                    for (t, d) in bins {
+                        match out.entry(bin_of(*t, from_ms, step_ms)) {
+                            std::collections::btree_map::Entry::Vacant(e) => {
+                                e.insert(d.clone());
+                            }
+                            std::collections::btree_map::Entry::Occupied(mut e) => {
+                                let _conflict = e.get_mut().merge(d);
+                            }
+                        }
+                    }
+                    return Ok(out.into_iter().collect());
                 }
             }
         }
