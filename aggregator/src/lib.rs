@@ -255,10 +255,10 @@ pub async fn run(
         let _receiver_gone = tx.send(Bound { quic, http });
     }
 
-    // The audit trail: replayed into its chain, then this configuration recorded (with a
-    // diff against the last one) before anything else can write.
     // The reserve is taken at start, before any agent connects, not in the first merge round.
     merge::ensure_reserve(&config.store.dir, config.store.min_free);
+    // The audit trail: replayed into its chain, then this configuration recorded (with a
+    // diff against the last one) before anything else can write.
     let mut health = merge::Health::new(&config.store.dir, config.store.min_free);
     stats
         .store_writable

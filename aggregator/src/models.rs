@@ -446,8 +446,6 @@ fn cost(
     Ok(c)
 }
 
-/// The model's latency: its `latency_metric`, else `gen_ai.server.request.duration`, else
-/// `request.latency`, whichever has series for it first.
 /// The metrics a model's latency is read from, in order: the configured one, else the
 /// OpenTelemetry name, then Pitot's.
 pub fn latency_candidates(def: &ModelDefinition) -> Vec<&str> {
@@ -457,6 +455,8 @@ pub fn latency_candidates(def: &ModelDefinition) -> Vec<&str> {
     }
 }
 
+/// The model's latency: its `latency_metric`, else `gen_ai.server.request.duration`, else
+/// `request.latency`, whichever has series for it first.
 fn latency(
     store: &dyn Store,
     def: &ModelDefinition,

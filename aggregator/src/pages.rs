@@ -665,11 +665,11 @@ pub fn model_html(
             };
             reports::quantile_series(store, &q, &[0.5, 0.99], STEPS)
         };
-        let mut charted = Vec::new();
+        let mut charted = None;
         for metric in models::latency_candidates(&def) {
             let lines = chart(metric)?;
             if !lines.is_empty() {
-                charted.push((metric.to_owned(), lines));
+                charted = Some((metric.to_owned(), lines));
                 break;
             }
         }
@@ -686,7 +686,7 @@ pub fn model_html(
                 };
                 let qs = [("0.5".to_owned(), 0.5), ("0.99".to_owned(), 0.99)];
                 let versions = reports::quantiles(store, &q, &qs).ok();
-                let lines = match charted.pop() {
+                let lines = match charted {
                     Some((m, lines)) if m == q.metric => lines,
                     _ => chart(&q.metric)?,
                 };

@@ -54,6 +54,7 @@
 //! until they are rolled up. Batches of one epoch arrive in sequence order (one QUIC stream, a FIFO spool),
 //! which is what makes a single high-water mark per epoch enough.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -185,8 +186,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         to_ms: i64,
         step_ms: i64,
     ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        let buckets = self.read(series, resolution, from_ms, to_ms)?;
         Ok(bin_buckets(
-            self.read(series, resolution, from_ms, to_ms)?,
+            buckets.into_iter().map(|(t, d)| (t, Cow::Owned(d))),
             from_ms,
             step_ms,
         ))
@@ -1769,9 +1771,10 @@ fn bin_of(t_ms: i64, from_ms: i64, step_ms: i64) -> i64 {
     )
 }
 
-/// Sums `(start, data)` buckets per bin (see [`Store::read_binned`]); in time order.
-pub fn bin_buckets(
-    buckets: impl IntoIterator<Item = (i64, SeriesData)>,
+/// Sums `(start, data)` buckets per bin (see [`Store::read_binned`]); in time order. Borrowed
+/// data is copied only where it starts a bin.
+fn bin_buckets<'d>(
+    buckets: impl IntoIterator<Item = (i64, Cow<'d, SeriesData>)>,
     from_ms: i64,
     step_ms: i64,
 ) -> Vec<(i64, SeriesData)> {
@@ -1779,7 +1782,7 @@ pub fn bin_buckets(
     for (t, d) in buckets {
         match bins.entry(bin_of(t, from_ms, step_ms)) {
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(d);
+                e.insert(d.into_owned());
             }
             // Different kinds under one key, or counts past 2^64: the bin keeps what it has.
             std::collections::btree_map::Entry::Occupied(mut e) => {
@@ -1835,18 +1838,8 @@ delegate_store_reads!(ReadMemo<'_>, s => s.inner; s.inner; {
                 }
                 if (*step > 0 && step_ms % *step == 0) || step_ms >= to_ms - from_ms {
                     // Merged by reference: one copy per new bin, not per remembered one.
-                    let mut out: BTreeMap<i64, SeriesData> = BTreeMap::new();
-                    for (t, d) in bins {
-                        match out.entry(bin_of(*t, from_ms, step_ms)) {
-                            std::collections::btree_map::Entry::Vacant(e) => {
-                                e.insert(d.clone());
-                            }
-                            std::collections::btree_map::Entry::Occupied(mut e) => {
-                                let _conflict = e.get_mut().merge(d);
-                            }
-                        }
-                    }
-                    return Ok(out.into_iter().collect());
+                    let remembered = bins.iter().map(|(t, d)| (*t, Cow::Borrowed(d)));
+                    return Ok(bin_buckets(remembered, from_ms, step_ms));
                 }
             }
         }
