@@ -208,7 +208,11 @@ fn load(
 ) -> Result<Option<SeriesData>, ReportError> {
     let res = choose_resolution(store.resolutions(), from_ms, to_ms);
     let from = align_down(from_ms, res.bucket_ms());
-    Ok(sum_buckets(store.read(series, &res, from, to_ms)?))
+    // One bin for the whole range: the stored histograms add from their bytes.
+    let span = to_ms - from;
+    Ok(sum_buckets(
+        store.read_binned(series, &res, from, to_ms, span)?,
+    ))
 }
 
 struct Pending {

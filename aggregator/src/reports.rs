@@ -236,7 +236,8 @@ impl<'a> WindowReader<'a> {
         let mut out = Vec::new();
         let from = align_down(self.from_ms, self.res.bucket_ms());
         for (key, _) in self.store.series(Some(metric), filters)? {
-            if let Some(d) = sum_buckets(self.store.read(&key, &self.res, from, self.to_ms)?) {
+            let (to, span) = (self.to_ms, self.to_ms - from);
+            if let Some(d) = sum_buckets(self.store.read_binned(&key, &self.res, from, to, span)?) {
                 out.push((key, d));
             }
         }
@@ -526,15 +527,7 @@ pub fn quantile_series(
     let step_ms = (per_step + bucket - 1) / bucket * bucket;
     let mut out = Vec::new();
     for (group, keys) in group_series(series, &q.group_by) {
-        let mut bins: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
-        for key in keys {
-            for (bin, data) in store.read_binned(&key, &res, from, q.to_ms, step_ms)? {
-                if let SeriesData::Histogram(h) = data {
-                    // Counts past 2^64 are the only way a merge fails; that bin is skipped.
-                    let _overflow = bins.entry(bin).or_default().merge(&h);
-                }
-            }
-        }
+        let bins = histogram_bins(store, &keys, &res, (from, q.to_ms), step_ms)?;
         if bins.is_empty() {
             continue;
         }
@@ -548,6 +541,68 @@ pub fn quantile_series(
         });
     }
     Ok(out)
+}
+
+/// Threads that read one group's series at most; fewer than [`PARALLEL_SERIES`] series are
+/// read on the calling thread.
+const READ_THREADS: usize = 4;
+const PARALLEL_SERIES: usize = 16;
+
+/// The histograms of `keys` summed per bin of `step_ms` over `range`. A group of many series
+/// (a fleet's hosts) is split over up to [`READ_THREADS`] threads, each summing its share:
+/// histograms add exactly and in any order, so the split changes no count. Only counts past
+/// 2^64 make a merge fail; that series' part of the bin is then skipped.
+fn histogram_bins(
+    store: &dyn Store,
+    keys: &[pitot_shared::series::SeriesKey],
+    res: &Resolution,
+    (from, to): (i64, i64),
+    step_ms: i64,
+) -> Result<BTreeMap<i64, ValueHistogram>, StoreError> {
+    let sum = |keys: &[pitot_shared::series::SeriesKey]| -> Result<BTreeMap<i64, ValueHistogram>, StoreError> {
+        let mut bins: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
+        for key in keys {
+            for (bin, data) in store.read_binned(key, res, from, to, step_ms)? {
+                if let SeriesData::Histogram(h) = data {
+                    let _overflow = bins.entry(bin).or_default().merge(&h);
+                }
+            }
+        }
+        Ok(bins)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(READ_THREADS);
+    if keys.len() < PARALLEL_SERIES || threads < 2 {
+        return sum(keys);
+    }
+    let parts = std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .chunks(keys.len().div_ceil(threads))
+            .map(|share| scope.spawn(move || sum(share)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut total: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
+    for part in parts {
+        for (bin, h) in part? {
+            match total.entry(bin) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(h);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let _overflow = e.get_mut().merge(&h);
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Counter totals and rates per group and fleet-wide.

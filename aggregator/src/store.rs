@@ -65,7 +65,7 @@ use pitot_shared::batch::{Batch, SeriesData};
 use pitot_shared::series::{Kind, SeriesKey};
 use pitot_shared::slo::Counts;
 use pitot_shared::window::align_down;
-use pitot_shared::wire::{decode_data, encode_data};
+use pitot_shared::wire::{WireError, decode_data, encode_data, merge_data_into, start_sum};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -604,10 +604,15 @@ impl SledStore {
     }
 }
 
+/// sled's page cache. Reports read a series' whole range; past the cache, every page view
+/// reads and decodes sled's nodes from disk again (at 64 MiB, a model page over 30 days of
+/// 100 hosts spent a fifth of its time paging; docs/PERFORMANCE.md).
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 fn open_trees(dir: &Path, resolutions: Vec<Resolution>, now_ms: i64) -> Result<Trees, StoreError> {
     let db = sled::Config::new()
         .path(dir)
-        .cache_capacity(64 * 1024 * 1024)
+        .cache_capacity(CACHE_BYTES)
         .open()?;
     let trees = Trees {
         series: db.open_tree("series")?,
@@ -671,6 +676,25 @@ impl Trees {
 
     fn marks(&self) -> Vec<i64> {
         self.marks.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A series' id and the index of `resolution` among those kept; `None` when either is
+    /// unknown.
+    fn locate(
+        &self,
+        series: &SeriesKey,
+        resolution: &Resolution,
+    ) -> Result<Option<(u64, usize)>, StoreError> {
+        let Some(v) = self.series.get(series.to_bytes())? else {
+            return Ok(None);
+        };
+        let (id, _) =
+            parse_series_value(&v).ok_or_else(|| StoreError::Corrupt("series index".into()))?;
+        Ok(self
+            .resolutions
+            .iter()
+            .position(|r| r.code == resolution.code)
+            .map(|i| (id, i)))
     }
 
     /// Reads `[from_ms, to_ms)` of one resolution as stored (no supplement).
@@ -1195,19 +1219,60 @@ impl Trees {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
-        let Some(v) = self.series.get(series.to_bytes())? else {
-            return Ok(Vec::new());
-        };
-        let (id, _) =
-            parse_series_value(&v).ok_or_else(|| StoreError::Corrupt("series index".into()))?;
-        let Some(i) = self
-            .resolutions
-            .iter()
-            .position(|r| r.code == resolution.code)
-        else {
+        let Some((id, i)) = self.locate(series, resolution)? else {
             return Ok(Vec::new());
         };
         self.read_level(id, i, &self.marks(), from_ms, to_ms)
+    }
+
+    /// As the default (`read`, then bins), without building the stored histograms: each adds
+    /// into its bin from its bytes (`wire::merge_data_into`). The stored buckets come first,
+    /// in time order, then those past the rollup mark, summed from the finer resolution as
+    /// `read` sums them; each bin adds its buckets in the same order as the default.
+    fn read_binned(
+        &self,
+        series: &SeriesKey,
+        resolution: &Resolution,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<(i64, SeriesData)>, StoreError> {
+        let Some((id, i)) = self.locate(series, resolution)? else {
+            return Ok(Vec::new());
+        };
+        let marks = self.marks();
+        let mark = marks.get(i).copied().unwrap_or(i64::MAX);
+        let corrupt = |e: WireError| StoreError::Corrupt(e.to_string());
+        let mut bins: Vec<(i64, SeriesData)> = Vec::new();
+        let stored_to = to_ms.min(mark);
+        if from_ms < stored_to {
+            let lo = bucket_key(resolution.code, id, from_ms);
+            let hi = bucket_key(resolution.code, id, stored_to);
+            for entry in self.buckets.range(lo..hi) {
+                let (k, v) = entry?;
+                let bin = bin_of(time_from_key(&k[9..]).unwrap_or(0), from_ms, step_ms);
+                match bins.last_mut() {
+                    Some((last, acc)) if *last == bin => {
+                        // Different kinds under one key, or counts past 2^64: the bin keeps
+                        // what it has.
+                        let _conflict = merge_data_into(acc, &v).map_err(corrupt)?;
+                    }
+                    _ => bins.push((bin, start_sum(&v).map_err(corrupt)?)),
+                }
+            }
+        }
+        if to_ms > mark {
+            for (t, data) in self.read_level(id, i, &marks, from_ms.max(mark), to_ms)? {
+                let bin = bin_of(t, from_ms, step_ms);
+                match bins.last_mut() {
+                    Some((last, acc)) if *last == bin => {
+                        let _conflict = acc.merge(&data);
+                    }
+                    _ => bins.push((bin, data)),
+                }
+            }
+        }
+        Ok(bins)
     }
 
     fn rollup(&self, now_ms: i64) -> Result<u64, StoreError> {
@@ -1486,9 +1551,24 @@ macro_rules! delegate_store_reads {
         $crate::store::delegate_store_reads!($t, $s => $e; $e);
     };
     // `$p` serves the two reads that cannot fail (resolutions, host bucket length); the
-    // items in braces go into the impl as they are (a method that is not delegated).
+    // items in braces go into the impl as they are (a method that is not delegated). Without
+    // braces `read_binned` is delegated too; with them it is the trait's default (reads
+    // binned) unless the braces override it.
     ($t:ty, $s:ident => $e:expr; $p:expr) => {
-        $crate::store::delegate_store_reads!($t, $s => $e; $p; {});
+        $crate::store::delegate_store_reads!($t, $s => $e; $p; {
+            fn read_binned(
+                &self,
+                series: &pitot_shared::series::SeriesKey,
+                resolution: &$crate::model::Resolution,
+                from_ms: i64,
+                to_ms: i64,
+                step_ms: i64,
+            ) -> Result<Vec<(i64, pitot_shared::batch::SeriesData)>, $crate::store::StoreError>
+            {
+                let $s = self;
+                $e.read_binned(series, resolution, from_ms, to_ms, step_ms)
+            }
+        });
     };
     ($t:ty, $s:ident => $e:expr; $p:expr; { $($extra:item)* }) => {
         impl $crate::store::Store for $t {

@@ -20,7 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, SeriesData};
+use crate::batch::{Batch, DataMergeError, SeriesData};
+use crate::histogram::fixed::Fixed;
+use crate::histogram::{CheckedList, EncodedParts, ListCheck};
 use crate::series::AgentId;
 
 /// The protocol version this build's agent speaks: 3. Its frames encode as version 2's; what
@@ -180,6 +182,193 @@ pub fn decode_data(bytes: &[u8]) -> Result<SeriesData, WireError> {
     decode(bytes, "series data")
 }
 
+/// Adds stored series data into `acc`, a sum being built (a report's bin), as
+/// `acc.merge(&decode_data(bytes)?)` would: the outer error is the decoder's, the inner one the
+/// merge's (`acc` then unchanged). When both are histograms the stored one is added straight
+/// from its bytes, without being built ([`crate::histogram::ValueHistogram`]'s checks all run
+/// first); anything else, or anything that reading doubts, goes through the full decoder,
+/// which decides.
+pub fn merge_data_into(
+    acc: &mut SeriesData,
+    bytes: &[u8],
+) -> Result<Result<(), DataMergeError>, WireError> {
+    if let SeriesData::Histogram(h) = acc
+        && let Some(Ok(merged)) = encoded_histogram(bytes).map(|parts| h.merge_encoded(parts))
+    {
+        return Ok(merged.map_err(DataMergeError::from));
+    }
+    let data = decode_data(bytes)?;
+    Ok(acc.merge(&data))
+}
+
+/// Decodes stored series data that starts a sum: as [`decode_data`], with a histogram read
+/// into an empty one the way [`merge_data_into`] reads it (equal to decoding it; its counters
+/// may be wider, sized for the sum to come).
+pub fn start_sum(bytes: &[u8]) -> Result<SeriesData, WireError> {
+    let mut h = crate::histogram::ValueHistogram::new();
+    if let Some(parts) = encoded_histogram(bytes)
+        && let Ok(Ok(())) = h.merge_encoded(parts)
+    {
+        return Ok(SeriesData::Histogram(h));
+    }
+    decode_data(bytes)
+}
+
+/// The variant index `SeriesData::Histogram` is stored under (after 0.1's histogram, the
+/// counter, the categorical and the classic buckets; batch.rs). A test pins it.
+const HISTOGRAM_VARIANT: u32 = 4;
+
+/// Reads stored `SeriesData::Histogram` bytes as bincode's standard configuration wrote them
+/// (see the histogram module's wire form), leaving the bucket lists encoded; `None` for any
+/// other variant and for anything malformed, which the full decoder then reports.
+fn encoded_histogram(bytes: &[u8]) -> Option<EncodedParts<Pairs<'_>>> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return None;
+    }
+    let mut r = VarintReader(bytes);
+    if r.unsigned(U32_TAG)? != u128::from(HISTOGRAM_VARIANT) {
+        return None;
+    }
+    let count = r.u64()?;
+    let zero = r.u64()?;
+    let sum = r.fixed()?;
+    let sum_sq = r.fixed()?;
+    let min = r.f64()?;
+    let max = r.f64()?;
+    let positive = r.pairs()?;
+    let negative = r.pairs()?;
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(EncodedParts {
+        count,
+        zero,
+        sum,
+        sum_sq,
+        min,
+        max,
+        positive,
+        negative,
+    })
+}
+
+/// bincode's varint tags: a first byte up to 250 is the value; 251, 252, 253 and 254 announce
+/// 2, 4, 8 and 16 little-endian bytes. A type accepts tags up to its own width.
+const U32_TAG: u8 = 252;
+const U64_TAG: u8 = 253;
+const U128_TAG: u8 = 254;
+
+/// Reads bincode's standard-configuration integers and floats off a slice.
+struct VarintReader<'a>(&'a [u8]);
+
+impl<'b> VarintReader<'b> {
+    /// An unsigned varint whose tag is at most `max_tag`.
+    #[inline]
+    fn unsigned(&mut self, max_tag: u8) -> Option<u128> {
+        let (&first, rest) = self.0.split_first()?;
+        if first <= 250 {
+            self.0 = rest;
+            return Some(u128::from(first));
+        }
+        if first > max_tag {
+            return None;
+        }
+        let n = 2usize << (first - 251);
+        let (value, rest) = rest.split_at_checked(n)?;
+        let mut le = [0u8; 16];
+        le[..n].copy_from_slice(value);
+        self.0 = rest;
+        Some(u128::from_le_bytes(le))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.small(U64_TAG)
+    }
+
+    /// A `Fixed` as serde writes it: `(u128, i128)`, the signed half zigzag-encoded.
+    fn fixed(&mut self) -> Option<Fixed> {
+        let lo = self.unsigned(U128_TAG)?;
+        let z = self.unsigned(U128_TAG)?;
+        let hi = if z % 2 == 0 {
+            (z / 2) as i128
+        } else {
+            !((z / 2) as i128)
+        };
+        Some(Fixed::from((lo, hi)))
+    }
+
+    fn f64(&mut self) -> Option<f64> {
+        let (value, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        Some(f64::from_le_bytes(*value))
+    }
+
+    /// A `Vec<(u32, u64)>` of bucket pairs: its length, then the pairs, read once here and
+    /// checked (format and [`ListCheck`]); the pairs are returned unread, with the check.
+    fn pairs(&mut self) -> Option<(Pairs<'b>, CheckedList)> {
+        let len = self.u64()?;
+        // Each pair takes at least two bytes.
+        if len > (self.0.len() / 2) as u64 {
+            return None;
+        }
+        let start = self.0;
+        let mut check = ListCheck::default();
+        for _ in 0..len {
+            let delta = self.small(U32_TAG)?;
+            let count = self.small(U64_TAG)?;
+            check.push(u32::try_from(delta).ok()?, count).ok()?;
+        }
+        let used = start.len() - self.0.len();
+        let pairs = Pairs {
+            bytes: &start[..used],
+            left: len,
+        };
+        Some((pairs, check.finish()))
+    }
+
+    /// An unsigned varint of at most 64 bits (`max_tag` at most [`U64_TAG`]), the one-byte
+    /// form read inline.
+    #[inline]
+    fn small(&mut self, max_tag: u8) -> Option<u64> {
+        match self.0.split_first() {
+            Some((&b, rest)) if b <= 250 => {
+                self.0 = rest;
+                Some(u64::from(b))
+            }
+            _ => self.wide(max_tag),
+        }
+    }
+
+    #[inline(never)]
+    fn wide(&mut self, max_tag: u8) -> Option<u64> {
+        self.unsigned(max_tag).map(|v| v as u64)
+    }
+}
+
+/// An encoded list's `(index_delta, count)` pairs, already checked to read.
+#[derive(Clone)]
+pub(crate) struct Pairs<'a> {
+    bytes: &'a [u8],
+    left: u64,
+}
+
+impl Iterator for Pairs<'_> {
+    type Item = (u32, u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u64)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let mut r = VarintReader(self.bytes);
+        let delta = r.small(U32_TAG)? as u32;
+        let count = r.small(U64_TAG)?;
+        self.bytes = r.0;
+        Some((delta, count))
+    }
+}
+
 /// Encodes a frame body (without its length prefix).
 pub fn encode_frame_body(frame: &Frame) -> Vec<u8> {
     encode(frame)
@@ -244,5 +433,146 @@ mod tests {
             decode_frame_body(&trailing),
             Err(WireError::Trailing("frame"))
         );
+    }
+
+    use crate::histogram::ValueHistogram;
+    use proptest::prelude::*;
+
+    fn histogram(values: &[f64], heavy: &[(f64, u64)]) -> ValueHistogram {
+        let mut h = ValueHistogram::new();
+        for v in values {
+            h.record(*v).unwrap();
+        }
+        for (v, n) in heavy {
+            h.record_n(*v, *n).unwrap();
+        }
+        h
+    }
+
+    /// What the full decoder and a merge give: the reference for [`merge_data_into`].
+    fn reference(
+        acc: &SeriesData,
+        bytes: &[u8],
+    ) -> Result<(SeriesData, Result<(), DataMergeError>), WireError> {
+        let data = decode_data(bytes)?;
+        let mut acc = acc.clone();
+        let merged = acc.merge(&data);
+        Ok((acc, merged))
+    }
+
+    /// `merge_data_into` against the reference; whether the bytes took the fast path.
+    fn check_against_reference(acc: &SeriesData, bytes: &[u8]) -> bool {
+        let mut fast = acc.clone();
+        let got = merge_data_into(&mut fast, bytes);
+        match reference(acc, bytes) {
+            Ok((want, merged)) => {
+                assert_eq!(got, Ok(merged));
+                assert_eq!(fast, want);
+            }
+            Err(e) => {
+                assert_eq!(got, Err(e));
+                assert_eq!(&fast, acc, "a refused value leaves the sum unchanged");
+            }
+        }
+        // The fast path takes exactly the histograms the full decoder takes.
+        let taken = match (acc, encoded_histogram(bytes)) {
+            (SeriesData::Histogram(h), Some(parts)) => h.clone().merge_encoded(parts).is_ok(),
+            _ => false,
+        };
+        let decodes_to_histogram = matches!(decode_data(bytes), Ok(SeriesData::Histogram(_)));
+        if matches!(acc, SeriesData::Histogram(_)) {
+            assert_eq!(taken, decodes_to_histogram, "{bytes:?}");
+        }
+        taken
+    }
+
+    /// `start_sum` against `decode_data`.
+    fn check_start(bytes: &[u8]) {
+        assert_eq!(start_sum(bytes), decode_data(bytes), "{bytes:?}");
+    }
+
+    #[test]
+    fn the_histogram_variant_is_pinned() {
+        let bytes = encode_data(&SeriesData::Histogram(ValueHistogram::new()));
+        assert_eq!(u32::from(bytes[0]), HISTOGRAM_VARIANT);
+        assert!(encoded_histogram(&bytes).is_some());
+        assert!(encoded_histogram(&encode_data(&SeriesData::Counter(1.0))).is_none());
+    }
+
+    #[test]
+    fn stored_data_adds_into_sums_as_decoding_would() {
+        let acc = SeriesData::Histogram(histogram(&[0.25, -3.0, 0.0, 1e-9], &[]));
+        let cases = [
+            histogram(&[0.030, 0.031, 2.5, -0.5, 0.0], &[]),
+            // Counts that need 2-, 4- and 8-byte varints; a negative sum (odd zigzag).
+            histogram(&[], &[(0.2, 70_000), (-40.0, 5_000_000_000), (7.0, 300)]),
+            ValueHistogram::new(),
+        ];
+        for h in cases {
+            let bytes = encode_data(&SeriesData::Histogram(h));
+            assert!(check_against_reference(&acc, &bytes));
+            check_start(&bytes);
+            // A non-histogram sum, and a histogram into a counter: the full decoder's way.
+            assert!(!check_against_reference(&SeriesData::Counter(2.0), &bytes));
+        }
+        // Non-histogram data into a histogram sum: a kind mismatch, the sum unchanged.
+        let counter = encode_data(&SeriesData::Counter(5.0));
+        assert!(!check_against_reference(&acc, &counter));
+        check_start(&counter);
+        let mut fast = acc.clone();
+        assert!(matches!(
+            merge_data_into(&mut fast, &counter),
+            Ok(Err(DataMergeError::KindMismatch { .. }))
+        ));
+        // A count written with a wider varint than it needs still reads, as bincode reads it.
+        let one = encode_data(&SeriesData::Histogram(histogram(&[1.0], &[])));
+        assert_eq!(one[1], 1, "count 1, one byte");
+        let mut wide = vec![one[0], 251, 1, 0];
+        wide.extend_from_slice(&one[2..]);
+        assert!(check_against_reference(&acc, &wide));
+        // Trailing bytes, a truncation, an oversized count: refused by both.
+        let mut trailing = one.clone();
+        trailing.push(0);
+        assert!(!check_against_reference(&acc, &trailing));
+        assert!(!check_against_reference(&acc, &one[..one.len() - 1]));
+        // Counts past u64::MAX together: the merge refuses, the sum unchanged.
+        let big = SeriesData::Histogram(histogram(&[], &[(1.0, u64::MAX - 1)]));
+        assert!(check_against_reference(&big, &encode_data(&big)));
+    }
+
+    proptest! {
+        #[test]
+        fn any_stored_histogram_adds_as_decoding_would(
+            a in prop::collection::vec(-1e6..1e6f64, 0..60),
+            b in prop::collection::vec(prop_oneof![-1e3..1e3f64, 1e-9..1e-6f64, Just(0.0)], 0..120),
+            heavy in prop::collection::vec((0.001..100.0f64, 1..u64::MAX / 1024), 0..3),
+        ) {
+            let acc = SeriesData::Histogram(histogram(&a, &[]));
+            let bytes = encode_data(&SeriesData::Histogram(histogram(&b, &heavy)));
+            prop_assert!(check_against_reference(&acc, &bytes));
+            check_start(&bytes);
+        }
+
+        #[test]
+        fn damaged_bytes_are_refused_or_added_as_decoding_would(
+            b in prop::collection::vec(prop_oneof![-1e3..1e3f64, Just(0.0)], 1..60),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4),
+        ) {
+            let acc = SeriesData::Histogram(histogram(&[0.5, 2.0], &[]));
+            let mut bytes = encode_data(&SeriesData::Histogram(histogram(&b, &[])));
+            for (at, byte, how) in edits {
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = byte,
+                    1 => bytes.truncate(i),
+                    _ => bytes.insert(i, byte),
+                }
+                if bytes.is_empty() {
+                    bytes.push(byte);
+                }
+            }
+            check_against_reference(&acc, &bytes);
+            check_start(&bytes);
+        }
     }
 }

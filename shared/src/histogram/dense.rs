@@ -114,22 +114,22 @@ impl Dense {
     }
 
     /// Counters for `lo..=hi`, as wide as `largest` needs, holding `counts`: `(index, count)`
-    /// pairs, ascending, inside the span, none above `largest` (what decoding checked). The
-    /// counters are written in place, with one width dispatch for them all. `None` when the
-    /// counts' total passes `u64::MAX`.
+    /// pairs, ascending, inside the span, none above `largest`, their total fitting a `u64`
+    /// (what decoding checked). The counters are written in place, with one width dispatch for
+    /// them all.
     pub(crate) fn from_ascending(
         lo: u32,
         hi: u32,
         largest: u64,
         counts: impl Iterator<Item = (u32, u64)>,
-    ) -> Option<Dense> {
+    ) -> Dense {
         let n = (hi - lo + 1) as usize;
         let mut total: u64 = 0;
         macro_rules! fill {
             ($t:ty, $variant:ident) => {{
                 let mut v: Vec<$t> = vec![0; n];
                 for (i, c) in counts {
-                    total = total.checked_add(c)?;
+                    total = total.saturating_add(c);
                     // At most `largest`, which fits `$t`.
                     v[(i - lo) as usize] = c as $t;
                 }
@@ -145,11 +145,56 @@ impl Dense {
         } else {
             fill!(u8, U8)
         };
-        Some(Dense {
+        Dense {
             offset: lo,
             counts,
             total,
-        })
+        }
+    }
+
+    /// Adds `counts`, `(index, count)` pairs inside `lo..=hi` (any order) whose counts sum to
+    /// `total`, without building them into counters first; false when a counter would pass
+    /// `u64::MAX` (nothing is then guaranteed about `self`).
+    pub(crate) fn add_pairs(
+        &mut self,
+        lo: u32,
+        hi: u32,
+        total: u64,
+        counts: impl Iterator<Item = (u32, u64)>,
+        max_index: u32,
+    ) -> bool {
+        let Some(sum) = self.total.checked_add(total) else {
+            // Near the top of the range: each add checks its counter.
+            for (i, c) in counts {
+                if !self.add(i, c, max_index) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        self.cover(lo, hi, max_index);
+        // No counter exceeds the sum of the totals, so once that fits the width, the adds
+        // need no check (as in `merge`'s fast path).
+        while sum > self.width_max() {
+            self.widen();
+        }
+        let offset = self.offset;
+        macro_rules! add_each {
+            ($v:expr, $t:ty) => {
+                for (i, c) in counts {
+                    // At most `sum`, which fits `$t`.
+                    $v[(i - offset) as usize] += c as $t;
+                }
+            };
+        }
+        match &mut self.counts {
+            Counts::U8(v) => add_each!(v, u8),
+            Counts::U16(v) => add_each!(v, u16),
+            Counts::U32(v) => add_each!(v, u32),
+            Counts::U64(v) => add_each!(v, u64),
+        }
+        self.total = sum;
+        true
     }
 
     /// Widens every counter to the next width.

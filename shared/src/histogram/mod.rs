@@ -498,36 +498,191 @@ fn encode_buckets(d: &Dense) -> Vec<(u32, u64)> {
         .collect()
 }
 
-fn decode_buckets(pairs: &[(u32, u64)]) -> Result<Dense, DecodeError> {
-    // First check every index and find the span, so the counters are sized once.
-    let mut index: u32 = 0;
-    let mut first = None;
-    let mut largest = 0;
-    for (n, (delta, count)) in pairs.iter().enumerate() {
-        if n > 0 && *delta == 0 {
-            return Err(DecodeError::Payload("bucket indexes do not ascend".into()));
+/// What checking one encoded bucket list found: its span, largest count and total.
+#[derive(Clone, Copy)]
+struct ListScan {
+    first: u32,
+    last: u32,
+    largest: u64,
+    total: u64,
+}
+
+/// Checks an encoded bucket list pair by pair, `(index_delta, count)`, as decoding does:
+/// every index in the layout, ascending, no empty bucket, a total that fits. The wire module
+/// runs it while it reads a stored list, so the bytes are walked once.
+#[derive(Default)]
+pub(crate) struct ListCheck {
+    index: u32,
+    started: bool,
+    first: u32,
+    largest: u64,
+    total: u64,
+}
+
+/// A bucket list that passed [`ListCheck`]: only a check makes one.
+#[derive(Clone, Copy)]
+pub(crate) struct CheckedList(Option<ListScan>);
+
+impl ListCheck {
+    /// Checks the next pair.
+    #[inline]
+    pub(crate) fn push(&mut self, delta: u32, count: u64) -> Result<(), DecodeError> {
+        if self.started && delta == 0 {
+            return Err(list_error("bucket indexes do not ascend"));
         }
-        index = index
-            .checked_add(*delta)
-            .filter(|i| *i <= MAX_INDEX)
-            .ok_or_else(|| DecodeError::Payload("bucket index out of range".into()))?;
-        if *count == 0 {
-            return Err(DecodeError::Payload("empty bucket listed".into()));
+        self.index = match self.index.checked_add(delta) {
+            Some(i) if i <= MAX_INDEX => i,
+            _ => return Err(list_error("bucket index out of range")),
+        };
+        if count == 0 {
+            return Err(list_error("empty bucket listed"));
         }
-        first.get_or_insert(index);
-        largest = largest.max(*count);
+        if !self.started {
+            self.started = true;
+            self.first = self.index;
+        }
+        self.largest = self.largest.max(count);
+        self.total = match self.total.checked_add(count) {
+            Some(t) => t,
+            None => return Err(DecodeError::Inconsistent("bucket counts overflow")),
+        };
+        Ok(())
     }
-    let Some(first) = first else {
-        return Ok(Dense::default());
-    };
-    let last = index;
+
+    /// What the pairs checked so far hold.
+    pub(crate) fn finish(self) -> CheckedList {
+        CheckedList(self.started.then_some(ListScan {
+            first: self.first,
+            last: self.index,
+            largest: self.largest,
+            total: self.total,
+        }))
+    }
+}
+
+#[cold]
+fn list_error(what: &str) -> DecodeError {
+    DecodeError::Payload(what.into())
+}
+
+/// Checks an encoded bucket list (see [`ListCheck`]). `None` for an empty list.
+fn scan_buckets(pairs: impl Iterator<Item = (u32, u64)>) -> Result<Option<ListScan>, DecodeError> {
+    let mut check = ListCheck::default();
+    for (delta, count) in pairs {
+        check.push(delta, count)?;
+    }
+    Ok(check.finish().0)
+}
+
+/// `(index, count)` from checked `(index_delta, count)` pairs.
+fn absolute(pairs: impl Iterator<Item = (u32, u64)>) -> impl Iterator<Item = (u32, u64)> {
     let mut index: u32 = 0;
-    let counts = pairs.iter().map(|(delta, count)| {
-        index += *delta;
-        (index, *count)
-    });
-    Dense::from_ascending(first, last, largest, counts)
-        .ok_or(DecodeError::Inconsistent("bucket counts overflow"))
+    pairs.map(move |(delta, count)| {
+        index = index.wrapping_add(delta);
+        (index, count)
+    })
+}
+
+/// The counters of a checked bucket list (`scan` is what [`scan_buckets`] found in it), sized
+/// once from its span.
+fn decode_buckets(pairs: &[(u32, u64)], scan: Option<ListScan>) -> Dense {
+    let Some(scan) = scan else {
+        return Dense::default();
+    };
+    Dense::from_ascending(
+        scan.first,
+        scan.last,
+        scan.largest,
+        absolute(pairs.iter().copied()),
+    )
+}
+
+/// Checks the summary against the buckets' totals: `(min, max)` as a histogram holds them.
+fn check_summary(
+    count: u64,
+    zero: u64,
+    lists: [Option<ListScan>; 2],
+    min: f64,
+    max: f64,
+) -> Result<(f64, f64), DecodeError> {
+    let total = lists
+        .iter()
+        .flatten()
+        .try_fold(zero, |t, s| t.checked_add(s.total));
+    if total != Some(count) {
+        return Err(DecodeError::Inconsistent("count differs from the buckets"));
+    }
+    if count == 0 {
+        return Ok((f64::INFINITY, f64::NEG_INFINITY));
+    }
+    if check(min).is_err() || check(max).is_err() {
+        return Err(DecodeError::Inconsistent("min or max out of range"));
+    }
+    if min > max {
+        return Err(DecodeError::Inconsistent("min above max"));
+    }
+    Ok((min, max))
+}
+
+/// A histogram as stored or sent, its bucket lists still encoded and already checked: what
+/// [`ValueHistogram::merge_encoded`] adds into a sum without building the histogram. The wire
+/// module reads the fields (in [`HistogramWire`]'s order); `P` walks one list's
+/// `(index_delta, count)` pairs, the ones its [`CheckedList`] checked.
+pub(crate) struct EncodedParts<P> {
+    pub(crate) count: u64,
+    pub(crate) zero: u64,
+    pub(crate) sum: Fixed,
+    pub(crate) sum_sq: Fixed,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) positive: (P, CheckedList),
+    pub(crate) negative: (P, CheckedList),
+}
+
+impl ValueHistogram {
+    /// Adds an encoded histogram into `self` as decoding it and merging would, without
+    /// building it: the summary's checks (outer error; the lists were checked as they were
+    /// read), then the same merge (inner error, `self` unchanged). A report's reads sum
+    /// thousands of stored histograms per series; building each was most of their time.
+    pub(crate) fn merge_encoded<P>(
+        &mut self,
+        w: EncodedParts<P>,
+    ) -> Result<Result<(), MergeError>, DecodeError>
+    where
+        P: Iterator<Item = (u32, u64)>,
+    {
+        let (positive, negative) = (w.positive.1.0, w.negative.1.0);
+        let (min, max) = check_summary(w.count, w.zero, [positive, negative], w.min, w.max)?;
+        if w.count == 0 {
+            return Ok(Ok(()));
+        }
+        let (Some(count), Some(sum), Some(sum_sq)) = (
+            self.count.checked_add(w.count),
+            self.sum.checked_add(w.sum),
+            self.sum_sq.checked_add(w.sum_sq),
+        ) else {
+            return Ok(Err(MergeError::Overflow));
+        };
+        // Each list's total is at most `w.count`, and the counts' sum fits: no counter can
+        // overflow, so the adds below cannot fail part-way.
+        for (dense, scan, pairs) in [
+            (&mut self.positive, positive, w.positive.0),
+            (&mut self.negative, negative, w.negative.0),
+        ] {
+            if let Some(s) = scan
+                && !dense.add_pairs(s.first, s.last, s.total, absolute(pairs), MAX_INDEX)
+            {
+                return Ok(Err(MergeError::Overflow));
+            }
+        }
+        self.zero += w.zero;
+        self.count = count;
+        self.sum = sum;
+        self.sum_sq = sum_sq;
+        self.min = self.min.min(min);
+        self.max = self.max.max(max);
+        Ok(Ok(()))
+    }
 }
 
 impl From<ValueHistogram> for HistogramWire {
@@ -549,26 +704,13 @@ impl TryFrom<HistogramWire> for ValueHistogram {
     type Error = DecodeError;
 
     fn try_from(w: HistogramWire) -> Result<Self, Self::Error> {
-        let positive = decode_buckets(&w.positive)?;
-        let negative = decode_buckets(&w.negative)?;
-        let total = positive
-            .total()
-            .checked_add(negative.total())
-            .and_then(|t| t.checked_add(w.zero));
-        if total != Some(w.count) {
-            return Err(DecodeError::Inconsistent("count differs from the buckets"));
-        }
-        let (min, max) = if w.count == 0 {
-            (f64::INFINITY, f64::NEG_INFINITY)
-        } else {
-            if check(w.min).is_err() || check(w.max).is_err() {
-                return Err(DecodeError::Inconsistent("min or max out of range"));
-            }
-            if w.min > w.max {
-                return Err(DecodeError::Inconsistent("min above max"));
-            }
-            (w.min, w.max)
-        };
+        let scans = [
+            scan_buckets(w.positive.iter().copied())?,
+            scan_buckets(w.negative.iter().copied())?,
+        ];
+        let (min, max) = check_summary(w.count, w.zero, scans, w.min, w.max)?;
+        let positive = decode_buckets(&w.positive, scans[0]);
+        let negative = decode_buckets(&w.negative, scans[1]);
         Ok(ValueHistogram {
             positive,
             negative,
