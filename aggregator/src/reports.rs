@@ -235,8 +235,8 @@ impl<'a> WindowReader<'a> {
     ) -> Result<Vec<(pitot_shared::series::SeriesKey, SeriesData)>, ReportError> {
         let mut out = Vec::new();
         let from = align_down(self.from_ms, self.res.bucket_ms());
+        let (to, span) = (self.to_ms, self.to_ms - from);
         for (key, _) in self.store.series(Some(metric), filters)? {
-            let (to, span) = (self.to_ms, self.to_ms - from);
             if let Some(d) = sum_buckets(self.store.read_binned(&key, &self.res, from, to, span)?) {
                 out.push((key, d));
             }
@@ -592,14 +592,7 @@ fn histogram_bins(
     let mut total: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
     for part in parts {
         for (bin, h) in part? {
-            match total.entry(bin) {
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(h);
-                }
-                std::collections::btree_map::Entry::Occupied(mut e) => {
-                    let _overflow = e.get_mut().merge(&h);
-                }
-            }
+            let _overflow = total.entry(bin).or_default().merge(&h);
         }
     }
     Ok(total)
@@ -906,4 +899,56 @@ pub fn agents(
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use pitot_shared::series::SeriesKey;
+
+    #[test]
+    fn a_group_read_on_threads_sums_as_one_thread_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::parse("", std::path::Path::new("t.toml")).unwrap();
+        let mut store = SledStore::open(dir.path(), cfg.store.resolutions.clone()).unwrap();
+        let res = store.resolutions()[0];
+        let step = res.bucket_ms() as i64;
+        let t0 = 1_800_000_000_000 / step * step;
+        let keys: Vec<SeriesKey> = (0..PARALLEL_SERIES + 5)
+            .map(|h| SeriesKey::new("lat", vec![("host".into(), format!("h{h}"))]).unwrap())
+            .collect();
+        for (h, key) in keys.iter().enumerate() {
+            for b in 0..12 {
+                let mut hist = ValueHistogram::new();
+                for i in 0..=(h + b) {
+                    hist.record(1e-3 * (1 + i * 7 + h) as f64).unwrap();
+                }
+                let data = SeriesData::Histogram(hist);
+                store
+                    .import_bucket(key, &res, t0 + b as i64 * step, &data)
+                    .unwrap();
+            }
+        }
+        let range = (t0, t0 + 12 * step);
+        let got = histogram_bins(&store, &keys, &res, range, 4 * step).unwrap();
+        let mut want: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
+        for key in &keys {
+            for (bin, data) in store
+                .read_binned(key, &res, range.0, range.1, 4 * step)
+                .unwrap()
+            {
+                if let SeriesData::Histogram(h) = data {
+                    want.entry(bin).or_default().merge(&h).unwrap();
+                }
+            }
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got, want);
+        let all: u64 = got.values().map(ValueHistogram::count).sum();
+        let expected: usize = (0..keys.len())
+            .map(|h| (0..12).map(|b| h + b + 1).sum::<usize>())
+            .sum();
+        assert_eq!(all, expected as u64);
+    }
 }

@@ -153,8 +153,8 @@ impl Dense {
     }
 
     /// Adds `counts`, `(index, count)` pairs inside `lo..=hi` (any order) whose counts sum to
-    /// `total`, without building them into counters first; false when a counter would pass
-    /// `u64::MAX` (nothing is then guaranteed about `self`).
+    /// `total`, without building them into counters first; false, with `self` unchanged, when
+    /// the two totals together pass `u64::MAX` (callers check the histograms' counts first).
     pub(crate) fn add_pairs(
         &mut self,
         lo: u32,
@@ -164,13 +164,7 @@ impl Dense {
         max_index: u32,
     ) -> bool {
         let Some(sum) = self.total.checked_add(total) else {
-            // Near the top of the range: each add checks its counter.
-            for (i, c) in counts {
-                if !self.add(i, c, max_index) {
-                    return false;
-                }
-            }
-            return true;
+            return false;
         };
         self.cover(lo, hi, max_index);
         // No counter exceeds the sum of the totals, so once that fits the width, the adds
