@@ -73,6 +73,15 @@ fn benches(c: &mut Criterion) {
     g.bench_function("hosts_report_50_features_x_100_hosts", |b| {
         b.iter(|| drift::report(&store, &hosts, &config, "input.").expect("report"))
     });
+    // The report's two halves, to say what bounds it: reading the 5 000 stored series, and
+    // the comparisons over what was read.
+    g.bench_function("hosts_load_only", |b| {
+        b.iter(|| drift::load_features(&store, &hosts, "input.").expect("load"))
+    });
+    let loaded = drift::load_features(&store, &hosts, "input.").expect("load");
+    g.bench_function("hosts_compare_only", |b| {
+        b.iter(|| drift::compare(loaded.clone(), &hosts, &config))
+    });
     let temporal = DriftQuery {
         mode: Mode::Temporal {
             ref_from_ms: now - 7_200_000,

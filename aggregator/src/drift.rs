@@ -224,6 +224,8 @@ struct Pending {
     current: Side,
     /// Two-host features: this host over the history window, and the pair's index.
     history: Option<(Side, usize)>,
+    /// The comparison's figures when already computed (hosts mode's outlier passes).
+    figures: Option<Option<Figures>>,
 }
 
 /// Builds the drift report.
@@ -297,104 +299,125 @@ pub fn load_features(
             .or_default()
             .push((key, kind));
     }
+    // Features load independently: they are split over threads, kept in order.
+    let features: Vec<(Feature, Vec<(SeriesKey, Kind)>)> = features.into_iter().collect();
+    let parts = crate::reports::on_threads(&features, LOAD_THREADS, |share| {
+        share
+            .iter()
+            .map(|((metric, tags), members)| load_feature(store, q, metric, tags, members))
+            .collect::<Vec<_>>()
+    });
     let mut out = Vec::new();
-    for ((metric, tags), members) in features {
-        let kind = members[0].1;
-        let members: Vec<SeriesKey> = members
-            .into_iter()
-            .filter(|(_, k)| *k == kind)
-            .map(|(s, _)| s)
-            .collect();
-        match &q.mode {
-            Mode::Temporal {
-                ref_from_ms,
-                ref_to_ms,
-            } => {
-                let (mut cur, mut refr) = (Side::empty(kind), Side::empty(kind));
-                for s in &members {
-                    if let Some(d) = load(store, s, q.from_ms, q.to_ms)? {
-                        cur.add(&d);
-                    }
-                    if let Some(d) = load(store, s, *ref_from_ms, *ref_to_ms)? {
-                        refr.add(&d);
-                    }
-                }
-                out.push(LoadedFeature {
-                    metric,
-                    tags,
-                    kind,
-                    sides: Sides::Pair {
-                        reference: Box::new(refr),
-                        current: Box::new(cur),
-                    },
-                });
-            }
-            Mode::Hosts {
-                history_from_ms,
-                history_to_ms,
-            } => {
-                let mut per_host: BTreeMap<String, Side> = BTreeMap::new();
-                for s in &members {
-                    let host = s.tag("host").unwrap_or_default().to_owned();
-                    if let Some(d) = load(store, s, q.from_ms, q.to_ms)? {
-                        per_host
-                            .entry(host)
-                            .or_insert_with(|| Side::empty(kind))
-                            .add(&d);
-                    }
-                }
-                let mut history: BTreeMap<String, Side> = BTreeMap::new();
-                if per_host.len() == 2 {
-                    for host in per_host.keys() {
-                        let mut h = Side::empty(kind);
-                        for s in members
-                            .iter()
-                            .filter(|s| s.tag("host") == Some(host.as_str()))
-                        {
-                            if let Some(d) = load(store, s, *history_from_ms, *history_to_ms)? {
-                                h.add(&d);
-                            }
-                        }
-                        history.insert(host.clone(), h);
-                    }
-                }
-                if per_host.len() >= 2 {
-                    out.push(LoadedFeature {
-                        metric,
-                        tags,
-                        kind,
-                        sides: Sides::Hosts {
-                            current: per_host,
-                            history,
-                        },
-                    });
-                }
-            }
-            Mode::Versions { a, b } => {
-                let (mut sa, mut sb) = (Side::empty(kind), Side::empty(kind));
-                for s in &members {
-                    let side = match s.tag("version") {
-                        Some(v) if v == a => &mut sa,
-                        Some(v) if v == b => &mut sb,
-                        _ => continue,
-                    };
-                    if let Some(d) = load(store, s, q.from_ms, q.to_ms)? {
-                        side.add(&d);
-                    }
-                }
-                out.push(LoadedFeature {
-                    metric,
-                    tags,
-                    kind,
-                    sides: Sides::Pair {
-                        reference: Box::new(sa),
-                        current: Box::new(sb),
-                    },
-                });
-            }
-        }
+    for loaded in parts.into_iter().flatten() {
+        out.extend(loaded?);
     }
     Ok(out)
+}
+
+/// Threads that load a drift report's features at most.
+const LOAD_THREADS: usize = 4;
+
+/// One feature's sides for `q`'s mode; `None` when hosts mode finds fewer than two hosts.
+fn load_feature(
+    store: &dyn Store,
+    q: &DriftQuery,
+    metric: &str,
+    tags: &BTreeMap<String, String>,
+    members: &[(SeriesKey, Kind)],
+) -> Result<Option<LoadedFeature>, ReportError> {
+    let (metric, tags) = (metric.to_owned(), tags.clone());
+    let kind = members[0].1;
+    let members: Vec<&SeriesKey> = members
+        .iter()
+        .filter(|(_, k)| *k == kind)
+        .map(|(s, _)| s)
+        .collect();
+    match &q.mode {
+        Mode::Temporal {
+            ref_from_ms,
+            ref_to_ms,
+        } => {
+            let (mut cur, mut refr) = (Side::empty(kind), Side::empty(kind));
+            for s in &members {
+                if let Some(d) = load(store, s, q.from_ms, q.to_ms)? {
+                    cur.add(&d);
+                }
+                if let Some(d) = load(store, s, *ref_from_ms, *ref_to_ms)? {
+                    refr.add(&d);
+                }
+            }
+            Ok(Some(LoadedFeature {
+                metric,
+                tags,
+                kind,
+                sides: Sides::Pair {
+                    reference: Box::new(refr),
+                    current: Box::new(cur),
+                },
+            }))
+        }
+        Mode::Hosts {
+            history_from_ms,
+            history_to_ms,
+        } => {
+            let mut per_host: BTreeMap<String, Side> = BTreeMap::new();
+            for s in &members {
+                let host = s.tag("host").unwrap_or_default().to_owned();
+                if let Some(d) = load(store, s, q.from_ms, q.to_ms)? {
+                    per_host
+                        .entry(host)
+                        .or_insert_with(|| Side::empty(kind))
+                        .add(&d);
+                }
+            }
+            let mut history: BTreeMap<String, Side> = BTreeMap::new();
+            if per_host.len() == 2 {
+                for host in per_host.keys() {
+                    let mut h = Side::empty(kind);
+                    for s in members
+                        .iter()
+                        .filter(|s| s.tag("host") == Some(host.as_str()))
+                    {
+                        if let Some(d) = load(store, s, *history_from_ms, *history_to_ms)? {
+                            h.add(&d);
+                        }
+                    }
+                    history.insert(host.clone(), h);
+                }
+            }
+            Ok((per_host.len() >= 2).then_some(LoadedFeature {
+                metric,
+                tags,
+                kind,
+                sides: Sides::Hosts {
+                    current: per_host,
+                    history,
+                },
+            }))
+        }
+        Mode::Versions { a, b } => {
+            let (mut sa, mut sb) = (Side::empty(kind), Side::empty(kind));
+            for s in &members {
+                let side = match s.tag("version") {
+                    Some(v) if v == a => &mut sa,
+                    Some(v) if v == b => &mut sb,
+                    _ => continue,
+                };
+                if let Some(d) = load(store, s, q.from_ms, q.to_ms)? {
+                    side.add(&d);
+                }
+            }
+            Ok(Some(LoadedFeature {
+                metric,
+                tags,
+                kind,
+                sides: Sides::Pair {
+                    reference: Box::new(sa),
+                    current: Box::new(sb),
+                },
+            }))
+        }
+    }
 }
 
 /// The drift report from loaded features (pure): the comparisons of `q`'s mode, the
@@ -419,6 +442,7 @@ pub fn compare(features: Vec<LoadedFeature>, q: &DriftQuery, config: &DriftConfi
                 reference: *reference,
                 current: *current,
                 history: None,
+                figures: None,
             }),
             Sides::Hosts {
                 current: per_host,
@@ -437,6 +461,7 @@ pub fn compare(features: Vec<LoadedFeature>, q: &DriftQuery, config: &DriftConfi
                         reference: sides[1 - i].1.clone(),
                         current: (*side).clone(),
                         history: Some((h, pair)),
+                        figures: None,
                     });
                 }
             }
@@ -448,60 +473,21 @@ pub fn compare(features: Vec<LoadedFeature>, q: &DriftQuery, config: &DriftConfi
     // Hosts: each host against the rest, leaving hosts already found drifting out of the rest
     // (most significant first), so one outlier does not make every other host look drifted.
     let host_tests: usize = host_features.iter().map(|f| f.3.len()).sum();
-    for (metric, tags, kind, per_host) in host_features {
-        let mut flagged: Vec<String> = Vec::new();
-        loop {
-            let clean: Vec<&String> = per_host.keys().filter(|h| !flagged.contains(h)).collect();
-            if clean.len() < 2 {
-                break;
-            }
-            let mut worst: Option<(String, f64)> = None;
-            let sides: Vec<&Side> = clean.iter().map(|h| &per_host[*h]).collect();
-            for (host, rest) in clean.iter().zip(rests(kind, &sides)) {
-                let (status, p) = judge(&rest, &per_host[*host], config, host_tests);
-                if status == Status::Drift && worst.as_ref().is_none_or(|(_, wp)| p < *wp) {
-                    worst = Some(((*host).clone(), p));
-                }
-            }
-            match worst {
-                Some((host, _)) => flagged.push(host),
-                None => break,
-            }
-        }
-        let clean: Vec<&String> = per_host.keys().filter(|h| !flagged.contains(h)).collect();
-        let clean_sides: Vec<&Side> = clean.iter().map(|h| &per_host[*h]).collect();
-        let mut clean_rests: BTreeMap<&String, Side> = clean
+    // Features compare independently: they are split over threads, their rows kept in order.
+    let parts = crate::reports::on_threads(&host_features, COMPARE_THREADS, |share| {
+        share
             .iter()
-            .copied()
-            .zip(rests(kind, &clean_sides))
-            .collect();
-        let all_clean = sum_sides(kind, clean_sides.iter().copied());
-        for (host, side) in &per_host {
-            // A clean host against the other clean hosts; a flagged one against all of them.
-            let rest = clean_rests
-                .remove(host)
-                .unwrap_or_else(|| all_clean.clone());
-            pending.push(Pending {
-                metric: metric.clone(),
-                tags: tags.clone(),
-                kind,
-                host: Some(host.clone()),
-                reference: rest,
-                current: side.clone(),
-                history: None,
-            });
-        }
-    }
+            .flat_map(|feature| host_rows(feature, config, host_tests))
+            .collect::<Vec<_>>()
+    });
+    pending.extend(parts.into_iter().flatten());
     // Figures first, so the Bonferroni correction knows how many tests the report makes.
     let figures: Vec<(Pending, Option<Figures>)> = pending
         .into_iter()
-        .map(|p| {
-            let f = match (&p.reference, &p.current) {
-                (Side::Numeric(r), Side::Numeric(c)) => drift::numeric(r, c).map(Figures::Numeric),
-                (Side::Categorical(r), Side::Categorical(c)) => {
-                    drift::categorical(r, c).map(Figures::Categorical)
-                }
-                _ => None,
+        .map(|mut p| {
+            let f = match p.figures.take() {
+                Some(known) => known,
+                None => figures_of(&p.reference, &p.current),
             };
             (p, f)
         })
@@ -603,6 +589,93 @@ pub fn compare(features: Vec<LoadedFeature>, q: &DriftQuery, config: &DriftConfi
     }
 }
 
+/// Threads that compare a hosts report's features at most.
+const COMPARE_THREADS: usize = 4;
+
+/// A hosts-mode feature over three or more hosts: its metric, tags, kind and each host's side.
+type HostFeature = (
+    String,
+    BTreeMap<String, String>,
+    Kind,
+    BTreeMap<String, Side>,
+);
+
+/// One hosts-mode feature's rows: each host against the rest, leaving hosts already found
+/// drifting out of the rest (most significant first), so one outlier does not make every
+/// other host look drifted.
+fn host_rows(feature: &HostFeature, config: &DriftConfig, host_tests: usize) -> Vec<Pending> {
+    let (metric, tags, kind, per_host) = feature;
+    let kind = *kind;
+    let mut pending = Vec::with_capacity(per_host.len());
+    let mut flagged: Vec<String> = Vec::new();
+    // The last pass's comparisons (rest, figures) per clean host, while no host has been
+    // flagged since: the report's rows for clean hosts are exactly these.
+    let mut last_pass: Option<BTreeMap<String, (Side, Option<Figures>)>> = None;
+    loop {
+        let clean: Vec<&String> = per_host.keys().filter(|h| !flagged.contains(h)).collect();
+        if clean.len() < 2 {
+            break;
+        }
+        let mut worst: Option<(String, f64)> = None;
+        let sides: Vec<&Side> = clean.iter().map(|h| &per_host[*h]).collect();
+        let mut pass = BTreeMap::new();
+        for (host, rest) in clean.iter().zip(rests(kind, &sides)) {
+            let figures = figures_of(&rest, &per_host[*host]);
+            let (drifts, p) = judge_figures(figures.as_ref(), config, host_tests);
+            if drifts && worst.as_ref().is_none_or(|(_, wp)| p < *wp) {
+                worst = Some(((*host).clone(), p));
+            }
+            pass.insert((*host).clone(), (rest, figures));
+        }
+        match worst {
+            Some((host, _)) => {
+                flagged.push(host);
+                last_pass = None;
+            }
+            None => {
+                last_pass = Some(pass);
+                break;
+            }
+        }
+    }
+    let mut last_pass = last_pass.unwrap_or_default();
+    let clean: Vec<&String> = per_host.keys().filter(|h| !flagged.contains(h)).collect();
+    let clean_sides: Vec<&Side> = clean.iter().map(|h| &per_host[*h]).collect();
+    let mut clean_rests: BTreeMap<&String, Side> = if last_pass.is_empty() {
+        clean
+            .iter()
+            .copied()
+            .zip(rests(kind, &clean_sides))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let all_clean = sum_sides(kind, clean_sides.iter().copied());
+    for (host, side) in per_host {
+        // A clean host against the other clean hosts; a flagged one against all of them.
+        let (rest, figures) = match last_pass.remove(host) {
+            Some((rest, figures)) => (rest, Some(figures)),
+            None => (
+                clean_rests
+                    .remove(host)
+                    .unwrap_or_else(|| all_clean.clone()),
+                None,
+            ),
+        };
+        pending.push(Pending {
+            metric: metric.clone(),
+            tags: tags.clone(),
+            kind,
+            host: Some(host.clone()),
+            reference: rest,
+            current: side.clone(),
+            history: None,
+            figures,
+        });
+    }
+    pending
+}
+
 /// Sums sides of one kind.
 fn sum_sides<'a>(kind: Kind, sides: impl Iterator<Item = &'a Side>) -> Side {
     let mut out = Side::empty(kind);
@@ -634,10 +707,25 @@ fn rests(kind: Kind, sides: &[&Side]) -> Vec<Side> {
     out
 }
 
-/// The verdict and p-value of one comparison in a report of `tests` comparisons.
-fn judge(reference: &Side, current: &Side, config: &DriftConfig, tests: usize) -> (Status, f64) {
-    let (status, _, p) = judge_with_reason(reference, current, config, tests);
-    (status, p)
+/// The figures of one comparison; `None` when a side is empty or the kinds differ.
+fn figures_of(reference: &Side, current: &Side) -> Option<Figures> {
+    match (reference, current) {
+        (Side::Numeric(r), Side::Numeric(c)) => drift::numeric(r, c).map(Figures::Numeric),
+        (Side::Categorical(r), Side::Categorical(c)) => {
+            drift::categorical(r, c).map(Figures::Categorical)
+        }
+        _ => None,
+    }
+}
+
+/// Whether one comparison's figures drift in a report of `tests` comparisons, and its p-value
+/// (1 without figures).
+fn judge_figures(figures: Option<&Figures>, config: &DriftConfig, tests: usize) -> (bool, f64) {
+    match figures {
+        Some(Figures::Numeric(d)) => (drift::numeric_drifts(d, config, tests), d.ks_p_value),
+        Some(Figures::Categorical(d)) => (drift::categorical_drifts(d, config, tests), d.p_value),
+        None => (false, 1.0),
+    }
 }
 
 /// One host's current window against its own history (two-host features): the pair it belongs
@@ -862,5 +950,72 @@ mod tests {
         assert_eq!(r.results[0].reason, "no data in the reference");
         assert_eq!(r.tests, 0);
         assert!(r.reference.is_some());
+    }
+
+    /// Hosts mode's rows, whether reused from the last outlier pass or computed after it, are
+    /// each host against the sum of the hosts left clean (itself excluded): checked over many
+    /// features on threads, with outliers and without.
+    #[test]
+    fn every_hosts_row_compares_against_the_clean_rest() {
+        let config = DriftConfig::default();
+        let medians = |f: usize| -> Vec<(String, f64)> {
+            (0..6)
+                .map(|h| {
+                    let outlier = h < f % 3; // 0, 1 or 2 outliers
+                    (
+                        format!("h{h}"),
+                        if outlier { 900.0 } else { 400.0 + h as f64 },
+                    )
+                })
+                .collect()
+        };
+        let features: Vec<LoadedFeature> = (0..9)
+            .map(|f| LoadedFeature {
+                metric: format!("input.f{f}"),
+                ..feature(Sides::Hosts {
+                    current: medians(f)
+                        .into_iter()
+                        .map(|(h, m)| (h, side(3000, m)))
+                        .collect(),
+                    history: BTreeMap::new(),
+                })
+            })
+            .collect();
+        let hosts = Mode::Hosts {
+            history_from_ms: 0,
+            history_to_ms: 1_000_000,
+        };
+        let r = compare(features.clone(), &query(hosts), &config);
+        assert_eq!(r.results.len(), 9 * 6);
+        for f in &features {
+            let Sides::Hosts { current, .. } = &f.sides else {
+                unreachable!()
+            };
+            let rows: Vec<&DriftResult> =
+                r.results.iter().filter(|x| x.metric == f.metric).collect();
+            let clean: Vec<&String> = rows
+                .iter()
+                .filter(|x| x.status != Status::Drift)
+                .filter_map(|x| x.host.as_ref())
+                .collect();
+            let drifted = rows.len() - clean.len();
+            let f_no: usize = f.metric[7..].parse().expect("feature number");
+            assert_eq!(drifted, f_no % 3, "{}: the outliers drift", f.metric);
+            for row in rows {
+                let host = row.host.as_ref().expect("host");
+                let rest = sum_sides(
+                    Kind::Histogram,
+                    clean.iter().filter(|h| **h != host).map(|h| &current[*h]),
+                );
+                let Some(Figures::Numeric(want)) = figures_of(&rest, &current[host]) else {
+                    panic!("numeric figures")
+                };
+                assert_eq!(
+                    row.figures,
+                    serde_json::to_value(want).expect("json"),
+                    "{host}"
+                );
+            }
+        }
     }
 }

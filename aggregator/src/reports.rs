@@ -548,6 +548,37 @@ pub fn quantile_series(
 const READ_THREADS: usize = 4;
 const PARALLEL_SERIES: usize = 16;
 
+/// `work` applied to `items` split into up to `threads` contiguous shares (fewer when the
+/// machine has fewer cores), each on its own scoped thread; the results in the items' order.
+/// A panic in a share is resumed on the caller.
+pub(crate) fn on_threads<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(threads)
+        .max(1);
+    if threads < 2 || items.len() < 2 {
+        return vec![work(items)];
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|share| scope.spawn(move || work(share)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// The histograms of `keys` summed per bin of `step_ms` over `range`. A group of many series
 /// (a fleet's hosts) is split over up to [`READ_THREADS`] threads, each summing its share:
 /// histograms add exactly and in any order, so the split changes no count. Only counts past
@@ -570,25 +601,10 @@ fn histogram_bins(
         }
         Ok(bins)
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(READ_THREADS);
-    if keys.len() < PARALLEL_SERIES || threads < 2 {
+    if keys.len() < PARALLEL_SERIES {
         return sum(keys);
     }
-    let parts = std::thread::scope(|scope| {
-        let handles: Vec<_> = keys
-            .chunks(keys.len().div_ceil(threads))
-            .map(|share| scope.spawn(move || sum(share)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect::<Vec<_>>()
-    });
+    let parts = on_threads(keys, READ_THREADS, sum);
     let mut total: BTreeMap<i64, ValueHistogram> = BTreeMap::new();
     for part in parts {
         for (bin, h) in part? {

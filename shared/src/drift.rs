@@ -139,16 +139,37 @@ pub struct CategoricalDrift {
     pub new_categories: f64,
 }
 
-/// Aligns both sides' buckets (they share one layout): `(lo, hi, reference, current)`.
+/// Aligns both sides' buckets (they share one layout): `(lo, hi, reference, current)`. Both
+/// lists come in ascending key order ([`ValueHistogram::buckets`]) with each key once, so one
+/// merge pass aligns them.
 fn aligned(reference: &[ValueBucket], current: &[ValueBucket]) -> Vec<(f64, f64, u64, u64)> {
-    let mut map: BTreeMap<i64, (f64, f64, u64, u64)> = BTreeMap::new();
-    for b in reference {
-        map.entry(b.key).or_insert((b.lo, b.hi, 0, 0)).2 += b.count;
+    debug_assert!(reference.is_sorted_by(|x, y| x.key < y.key));
+    debug_assert!(current.is_sorted_by(|x, y| x.key < y.key));
+    let mut out = Vec::with_capacity(reference.len().max(current.len()) + 1);
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (reference.get(i), current.get(j)) {
+            (Some(r), Some(c)) if r.key == c.key => {
+                out.push((r.lo, r.hi, r.count, c.count));
+                i += 1;
+                j += 1;
+            }
+            (Some(r), Some(c)) if r.key < c.key => {
+                out.push((r.lo, r.hi, r.count, 0));
+                i += 1;
+            }
+            (Some(r), None) => {
+                out.push((r.lo, r.hi, r.count, 0));
+                i += 1;
+            }
+            (_, Some(c)) => {
+                out.push((c.lo, c.hi, 0, c.count));
+                j += 1;
+            }
+            (None, None) => break,
+        }
     }
-    for b in current {
-        map.entry(b.key).or_insert((b.lo, b.hi, 0, 0)).3 += b.count;
-    }
-    map.into_values().collect()
+    out
 }
 
 /// KS D at bucket boundaries and the upper bound that allows any movement inside buckets.
@@ -228,11 +249,14 @@ fn abs_linear_integral(len: f64, d0: f64, d1: f64) -> f64 {
     if len <= 0.0 {
         return 0.0;
     }
-    if d0.signum() == d1.signum() || d0 == 0.0 || d1 == 0.0 {
-        len * (d0.abs() + d1.abs()) / 2.0
-    } else {
-        len * (d0 * d0 + d1 * d1) / (2.0 * (d0.abs() + d1.abs()))
-    }
+    // Both forms are computed and one is picked, without a branch: the signs are as good as
+    // random across a report's buckets, and a mispredicted branch here cost more than the
+    // division (perf, the drift hosts bench).
+    let same_sign = (d0 < 0.0) == (d1 < 0.0) || d0 == 0.0 || d1 == 0.0;
+    let abs_sum = d0.abs() + d1.abs();
+    let trapezoid = len * abs_sum / 2.0;
+    let crossing = len * (d0 * d0 + d1 * d1) / (2.0 * abs_sum);
+    if same_sign { trapezoid } else { crossing }
 }
 
 fn at(seg: &[f64; 4], u: f64) -> f64 {
@@ -245,22 +269,35 @@ fn at(seg: &[f64; 4], u: f64) -> f64 {
 
 /// W1 between two quantile functions given as segments.
 fn wasserstein_distance(a: &[[f64; 4]], b: &[[f64; 4]]) -> f64 {
+    // Each side's value at `u`, carried from one step's end to the next step's start: a step
+    // ends where one segment (or both) ends, and the next segment starts at that `u`, where
+    // its value is its first value.
+    let start = |seg: &[f64; 4], u: f64| if u == seg[0] { seg[2] } else { at(seg, u) };
+    let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
+        return 0.0;
+    };
     let (mut i, mut j) = (0, 0);
     let mut u = 0.0;
     let mut total = 0.0;
+    let (mut va, mut vb) = (start(a0, u), start(b0, u));
     while i < a.len() && j < b.len() {
         let end = a[i][1].min(b[j][1]);
         if end > u {
-            let d0 = at(&a[i], u) - at(&b[j], u);
-            let d1 = at(&a[i], end) - at(&b[j], end);
-            total += abs_linear_integral(end - u, d0, d1);
-            u = end;
+            let (ea, eb) = (at(&a[i], end), at(&b[j], end));
+            total += abs_linear_integral(end - u, va - vb, ea - eb);
+            (u, va, vb) = (end, ea, eb);
         }
         if a[i][1] <= u {
             i += 1;
+            if let Some(seg) = a.get(i) {
+                va = start(seg, u);
+            }
         }
         if j < b.len() && b[j][1] <= u {
             j += 1;
+            if let Some(seg) = b.get(j) {
+                vb = start(seg, u);
+            }
         }
     }
     total
@@ -273,22 +310,19 @@ fn wasserstein_distance(a: &[[f64; 4]], b: &[[f64; 4]]) -> f64 {
 /// worse on real data: tied values (standardised integers such as `load_diabetes`' blood
 /// pressure) all belong above the edge.
 fn decile_bins(buckets: &[(f64, f64, u64, u64)], n: u64) -> Vec<usize> {
-    // Edge k (1..=9) is the first bucket whose cumulative reference count reaches k·n/10.
-    let mut edges = Vec::with_capacity(9);
+    // Edge k (1..=9) is the first bucket whose cumulative reference count reaches k·n/10; a
+    // bucket's bin is the number of edges at or before it.
+    let mut out = Vec::with_capacity(buckets.len());
     let mut cum: u64 = 0;
     let mut k = 1u64;
-    for (i, (_, _, r, _)) in buckets.iter().enumerate() {
+    for (_, _, r, _) in buckets {
         cum += r;
         while k <= 9 && u128::from(cum) * 10 >= u128::from(k) * u128::from(n) {
-            edges.push(i);
             k += 1;
         }
+        out.push((k - 1) as usize);
     }
-    buckets
-        .iter()
-        .enumerate()
-        .map(|(i, _)| edges.iter().filter(|e| **e <= i).count())
-        .collect()
+    out
 }
 
 /// PSI with 0.5 added to every bin on both sides.
@@ -499,10 +533,7 @@ pub fn chi2_sf(x: f64, df: f64) -> f64 {
 
 /// The verdict for a numeric series in a report of `tests` series (Bonferroni), with why.
 pub fn numeric_status(d: &NumericDrift, config: &DriftConfig, tests: usize) -> (Status, String) {
-    let large_w = d
-        .wasserstein_norm
-        .is_none_or(|w| w >= config.wasserstein_norm_floor);
-    let large = d.ks >= config.ks_floor || d.psi >= config.psi_floor || large_w;
+    let large = numeric_is_large(d, config);
     let w = d.wasserstein_norm.map_or_else(
         || "undefined (reference σ = 0)".to_owned(),
         |w| format!("{w:.3}"),
@@ -521,13 +552,48 @@ pub fn numeric_status(d: &NumericDrift, config: &DriftConfig, tests: usize) -> (
     )
 }
 
+/// Whether any effect of a numeric comparison reaches its floor.
+fn numeric_is_large(d: &NumericDrift, config: &DriftConfig) -> bool {
+    let large_w = d
+        .wasserstein_norm
+        .is_none_or(|w| w >= config.wasserstein_norm_floor);
+    d.ks >= config.ks_floor || d.psi >= config.psi_floor || large_w
+}
+
+/// Whether a numeric comparison drifts in a report of `tests` series: [`numeric_status`]'s
+/// verdict is [`Status::Drift`] exactly when this is true. It writes no reason, for callers
+/// that judge many comparisons and keep few (the hosts report's outlier passes).
+pub fn numeric_drifts(d: &NumericDrift, config: &DriftConfig, tests: usize) -> bool {
+    numeric_is_large(d, config) && significant(d.ks_p_value, config, tests)
+}
+
+/// Whether a categorical comparison drifts; see [`numeric_drifts`].
+pub fn categorical_drifts(d: &CategoricalDrift, config: &DriftConfig, tests: usize) -> bool {
+    categorical_is_large(d, config) && significant(d.p_value, config, tests)
+}
+
+/// Whether any effect of a categorical comparison reaches its floor.
+fn categorical_is_large(d: &CategoricalDrift, config: &DriftConfig) -> bool {
+    d.psi >= config.psi_floor || d.js >= config.js_floor
+}
+
+/// The Bonferroni threshold of a report of `tests` comparisons.
+fn threshold(config: &DriftConfig, tests: usize) -> f64 {
+    config.alpha / tests.max(1) as f64
+}
+
+/// Whether `p` is significant in a report of `tests` comparisons.
+fn significant(p: f64, config: &DriftConfig, tests: usize) -> bool {
+    p < threshold(config, tests)
+}
+
 /// The verdict for a categorical series in a report of `tests` series (Bonferroni), with why.
 pub fn categorical_status(
     d: &CategoricalDrift,
     config: &DriftConfig,
     tests: usize,
 ) -> (Status, String) {
-    let large = d.psi >= config.psi_floor || d.js >= config.js_floor;
+    let large = categorical_is_large(d, config);
     let effects = format!(
         "PSI {:.3} (floor {}), JS {:.3} (floor {})",
         d.psi, config.psi_floor, d.js, config.js_floor
@@ -550,8 +616,8 @@ fn verdict(
     (n, m): (u64, u64),
     effects: &str,
 ) -> (Status, String) {
-    let threshold = config.alpha / tests.max(1) as f64;
-    let significant = p < threshold;
+    let threshold = threshold(config, tests);
+    let significant = significant(p, config, tests);
     // The part before the first ": " is the summary tables print; the figures follow.
     match (large, significant) {
         (true, true) => (

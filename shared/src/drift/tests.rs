@@ -98,3 +98,52 @@ fn one_value_buckets_do_not_widen_ks_bounds() {
     let d = numeric(&a, &b).unwrap();
     assert_eq!(d.ks_bounds, [0.0, 0.0]);
 }
+
+#[test]
+fn the_quick_drift_test_agrees_with_the_verdict() {
+    // Shifts from none to large, sample sizes from too few to many, report sizes from one
+    // test to many: every verdict kind occurs, and the reasonless test must say Drift exactly
+    // when the verdict does.
+    let config = DriftConfig::default();
+    let mut kinds = std::collections::BTreeSet::new();
+    for n in [20u32, 200, 5000] {
+        for shift in [0.0, 0.01, 0.2, 3.0] {
+            let a = hist((0..n).map(|i| f64::from(i % 97)));
+            let b = hist((0..n).map(|i| f64::from(i % 97) * (1.0 + shift) + shift));
+            let d = numeric(&a, &b).unwrap();
+            for tests in [1, 50, 100_000] {
+                let (status, _) = numeric_status(&d, &config, tests);
+                kinds.insert(status);
+                assert_eq!(numeric_drifts(&d, &config, tests), status == Status::Drift);
+            }
+        }
+    }
+    assert!(
+        kinds.contains(&Status::Drift) && kinds.contains(&Status::Ok),
+        "{kinds:?}"
+    );
+    let mut cats = std::collections::BTreeSet::new();
+    for n in [10u64, 10_000] {
+        for moved in [0u64, 1, 5] {
+            let mut r = Categorical::new();
+            let mut c = Categorical::new();
+            for (i, v) in ["en", "fr", "de", "ja"].iter().enumerate() {
+                r.record_n(v, n * (i as u64 + 1), 64);
+                c.record_n(v, n * ((i as u64 + moved) % 4 + 1), 64);
+            }
+            let d = categorical(&r, &c).unwrap();
+            for tests in [1, 100_000] {
+                let (status, _) = categorical_status(&d, &config, tests);
+                cats.insert(status);
+                assert_eq!(
+                    categorical_drifts(&d, &config, tests),
+                    status == Status::Drift
+                );
+            }
+        }
+    }
+    assert!(
+        cats.contains(&Status::Drift) && cats.contains(&Status::Ok),
+        "{cats:?}"
+    );
+}
