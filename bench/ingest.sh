@@ -15,11 +15,33 @@
 # receiver), peak RSS (VmHWM). Prints a Markdown table. Ratios against the floor and collectd
 # are computed from the same run.
 #
-# Usage: bench/ingest.sh [SECONDS_PER_RUN]   (default 10; needs `cargo build --release`,
-#        collectd-core installed, and taskset)
+# Usage: bench/ingest.sh [SECONDS_PER_RUN] [MIX] [TRANSPORT]
+#   SECONDS_PER_RUN  default 10
+#   MIX        latency (default): the shape above
+#              tagged: issue 16's realistic mix (`pitot loadgen --mix tagged`): 35 % ms timers,
+#              35 % counters with a status tag, 20 % token distributions, 10 % language sets,
+#              model and version tags on every line, 32 lines (~1 400 bytes) per datagram, 80
+#              series; collectd gets the same lines with the tags in the name (`--plain`, and
+#              distributions as `h`, which collectd takes; it has no `d`)
+#   TRANSPORT  udp (default) or unix: the Unix datagram socket, for the floor and pitot only
+#              (collectd's statsd plugin has no Unix socket); the sender blocks when the queue
+#              is full, so nothing is lost and lines counted = lines sent
+# (needs `cargo build --release`, collectd-core installed, and taskset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+MIX=${2:-latency}
+TRANSPORT=${3:-udp}
+case $MIX in
+latency) PER=30; MIX_ARGS="--model llama3:v1 --model mistral:v1 --metrics 30 --per-datagram 30" ;;
+tagged) PER=32; MIX_ARGS="--mix tagged --per-datagram 32" ;;
+*) echo "MIX is latency or tagged, not $MIX" >&2; exit 64 ;;
+esac
+case $TRANSPORT in
+udp) RECEIVERS="floor collectd pitot" ;;
+unix) RECEIVERS="floor pitot" ;;
+*) echo "TRANSPORT is udp or unix, not $TRANSPORT" >&2; exit 64 ;;
+esac
 REL=target/release
 for b in pitot pitot-agent pitot-aggregator examples/recvmmsg_floor; do
     [ -x "$REL/$b" ] || { echo "missing $REL/$b: run cargo build --release --workspace --bins --examples" >&2; exit 1; }
@@ -55,7 +77,11 @@ start_receiver() { # kind port -> sets PID (no subshell: it would take the job w
     local kind=$1 port=$2
     case $kind in
     floor)
-        taskset -c 1 $REL/examples/recvmmsg_floor udp "127.0.0.1:$port" $((SECS + 4)) >"$W/floor.out" 2>&1 &
+        if [ "$TRANSPORT" = unix ]; then
+            taskset -c 1 $REL/examples/recvmmsg_floor unix "$W/floor-$port.sock" $((SECS + 4)) >"$W/floor.out" 2>&1 &
+        else
+            taskset -c 1 $REL/examples/recvmmsg_floor udp "127.0.0.1:$port" $((SECS + 4)) >"$W/floor.out" 2>&1 &
+        fi
         ;;
     collectd)
         mkdir -p "$W/csv"
@@ -90,8 +116,8 @@ key = "$W/certs/bench-$rate.key"
 [spool]
 dir = "$W/spool"
 [dogstatsd]
-udp = "127.0.0.1:$port"
-unix = ""
+udp = "$([ "$TRANSPORT" = udp ] && echo "127.0.0.1:$port")"
+unix = "$([ "$TRANSPORT" = unix ] && echo "$W/pitot-$port.sock")"
 EOT
         taskset -c 1 $REL/pitot-agent run --config "$W/agent.toml" 2>"$W/agent.log" &
         ;;
@@ -99,30 +125,41 @@ EOT
     PID=$!
 }
 
+echo "DogStatsD ingestion: mix $MIX over $TRANSPORT, ${SECS} s per run, $PER lines per datagram"
+echo
 echo "| rate (lines/s) | receiver | lines sent | lines lost | loss % | lines counted | counted/s | CPU s / M lines | peak RSS MiB | CPU vs floor | CPU vs collectd |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 port=19125
 for rate in 100000 300000 0; do
     declare -A cpu=()
-    for kind in floor collectd pitot; do
+    for kind in $RECEIVERS; do
         port=$((port + 1))
         start_receiver $kind $port
         pid=$PID
         # Wait for the socket to be bound.
-        for _ in $(seq 100); do [ -n "$(udp_drops $port)" ] && break; sleep 0.05; done
+        if [ "$TRANSPORT" = unix ]; then
+            sock="$W/$kind-$port.sock"
+            for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+            dest="--unix $sock"
+        else
+            for _ in $(seq 100); do [ -n "$(udp_drops $port)" ] && break; sleep 0.05; done
+            dest="--udp 127.0.0.1:$port"
+        fi
         sleep 0.5
         c0=$(cpu_ticks "$pid")
         plain=""; [ $kind = collectd ] && plain="--plain"
-        sent=$(taskset -c 0 $REL/pitot loadgen --udp "127.0.0.1:$port" --rate $rate --duration "${SECS}s" \
-            --model llama3:v1 --model mistral:v1 --metrics 30 --per-datagram 30 --replay 4000 $plain \
+        # shellcheck disable=SC2086 # the argument lists are meant to split
+        sent=$(taskset -c 0 $REL/pitot loadgen $dest --rate $rate --duration "${SECS}s" \
+            $MIX_ARGS --replay 4000 $plain \
             | sed -E 's/^sent ([0-9]+) lines.*/\1/')
         sleep 1
-        drops=$(udp_drops $port); drops=${drops:-0}
+        drops=0
+        [ "$TRANSPORT" = udp ] && { drops=$(udp_drops $port); drops=${drops:-0}; }
         c1=$(cpu_ticks "$pid")
         rss=$(hwm_kib "$pid")
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
-        lost=$((drops * 30)); [ $lost -gt $sent ] && lost=$sent
+        lost=$((drops * PER)); [ $lost -gt $sent ] && lost=$sent
         counted=$((sent - lost))
         if [ $kind = pitot ]; then
             # The agent's own count, as the aggregator stored it (its last interval was flushed
@@ -142,7 +179,7 @@ for rate in 100000 300000 0; do
         cpu[$kind]=$cpu_per_m
         vs_floor=$(awk -v a=$cpu_per_m -v b=${cpu[floor]} 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}')
         vs_collectd="-"
-        [ $kind = pitot ] && vs_collectd=$(awk -v a=$cpu_per_m -v b=${cpu[collectd]} 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}')
+        [ $kind = pitot ] && [ -n "${cpu[collectd]:-}" ] && vs_collectd=$(awk -v a=$cpu_per_m -v b=${cpu[collectd]} 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "-"}')
         label=$rate; [ $rate = 0 ] && label="flat out ($(awk -v n=$sent -v s=$SECS 'BEGIN {printf "%.2f M/s sent", n / s / 1e6}'))"
         echo "| $label | $kind | $sent | $lost | $(awk -v l=$lost -v n=$sent 'BEGIN {printf "%.3f", 100 * l / n}') | $counted | $(awk -v n=$counted -v s=$SECS 'BEGIN {printf "%.2f M", n / s / 1e6}') | $cpu_per_m | $(awk -v r=$rss 'BEGIN {printf "%.1f", r / 1024}') | $vs_floor | $vs_collectd |"
     done

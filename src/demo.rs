@@ -272,6 +272,7 @@ pub async fn run(
             slow_after: (*host == "gpu-host-2")
                 .then(|| options.duration.map_or(SLOW_AFTER, |d| d / 3)),
             slow_factor: SLOW_FACTOR,
+            mix: loadgen::Mix::Latency,
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {
@@ -302,6 +303,7 @@ pub async fn run(
             drift_after: None,
             slow_after: None,
             slow_factor: 1.0,
+            mix: loadgen::Mix::Latency,
         };
         let flag = Arc::clone(&load_stop);
         load_threads.push(std::thread::spawn(move || {

@@ -4,6 +4,12 @@
 //! model) or, every `counter_every`-th line, `request.count:1|c|#model:<m>,version:<v>`.
 //! Lines are packed into datagrams of `per_datagram` lines (about 30, like the Datadog
 //! clients' buffering) and sent over UDP or a Unix datagram socket, paced in 1 ms slices.
+//!
+//! [`Mix::Tagged`] is the realistic mix of issue 16 instead: 35 % `ms` timers (log-normal,
+//! median 30 ms, at µs resolution), 35 % `c`
+//! counters with a status tag, 20 % `d` distributions of integer token counts, 10 % `s` sets
+//! of a language code; each line tagged with a model (4 values) and a version (2), per-call
+//! tags before the client's constant tags, as the Datadog clients order them.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -69,6 +75,59 @@ pub struct LoadSpec {
     pub slow_after: Option<Duration>,
     /// How much slower after `slow_after`.
     pub slow_factor: f64,
+    /// Which lines: the latency shape above, or the tagged mix.
+    pub mix: Mix,
+}
+
+/// The shape of the generated lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mix {
+    /// Latency timers (and optional counters and inputs) as configured by the other fields.
+    #[default]
+    Latency,
+    /// The realistic tagged mix (module docs); `models`, `metrics`, `counter_every` and
+    /// `inputs_every` do not apply.
+    Tagged,
+}
+
+/// The tagged mix's models, versions, statuses (weights in ‰) and languages (weights in ‰).
+const MIX_MODELS: [&str; 4] = ["llama", "qwen", "mistral", "phi"];
+const MIX_VERSIONS: [&str; 2] = ["v1", "v2"];
+const MIX_STATUSES: [(&str, u32); 7] = [
+    ("200", 930),
+    ("400", 15),
+    ("401", 5),
+    ("429", 25),
+    ("500", 10),
+    ("503", 10),
+    ("504", 5),
+];
+const MIX_LANGUAGES: [(&str, u32); 12] = [
+    ("en", 520),
+    ("zh", 90),
+    ("es", 80),
+    ("de", 60),
+    ("fr", 55),
+    ("ja", 45),
+    ("pt", 40),
+    ("ru", 35),
+    ("ko", 25),
+    ("it", 20),
+    ("ar", 15),
+    ("hi", 15),
+];
+
+/// A value drawn by weight (‰) from `table`.
+fn weighted<'a>(rng: &mut StdRng, table: &[(&'a str, u32)]) -> &'a str {
+    let total: u32 = table.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.random_range(0..total.max(1));
+    for (v, w) in table {
+        if pick < *w {
+            return v;
+        }
+        pick -= w;
+    }
+    table.last().map_or("", |(v, _)| v)
 }
 
 impl Default for LoadSpec {
@@ -90,6 +149,7 @@ impl Default for LoadSpec {
             drift_after: None,
             slow_after: None,
             slow_factor: 1.0,
+            mix: Mix::Latency,
         }
     }
 }
@@ -153,10 +213,63 @@ struct Lines<'a> {
 }
 
 impl Lines<'_> {
+    /// Appends one line of the tagged mix (module docs). `plain` writes the tags into the name
+    /// instead and distributions as `h`, for plain StatsD receivers (collectd has no `d`).
+    fn push_tagged(&mut self, buf: &mut String) -> LineKind {
+        use std::fmt::Write as _;
+        let rng = &mut self.rng;
+        let model = MIX_MODELS[rng.random_range(0..MIX_MODELS.len())];
+        let version = MIX_VERSIONS[rng.random_range(0..MIX_VERSIONS.len())];
+        let plain = self.spec.plain;
+        let pick: u32 = rng.random_range(0..100);
+        let (name, value, kind, call_tag, line_kind) = if pick < 35 {
+            // Milliseconds at microsecond resolution, as a client that formats timers writes
+            // them (a full-precision f64 makes a datagram ~30 % longer than the issue's).
+            let v = 30.0 * (0.6 * normal(rng)).exp();
+            (
+                "req.latency",
+                format!("{v:.3}"),
+                "ms",
+                None,
+                LineKind::Timer,
+            )
+        } else if pick < 70 {
+            let status = weighted(rng, &MIX_STATUSES);
+            (
+                "req.count",
+                "1".to_owned(),
+                "c",
+                Some(("status", status)),
+                LineKind::Counter,
+            )
+        } else if pick < 90 {
+            let tokens = (200.0 * (0.8 * normal(rng)).exp()).round().max(1.0);
+            let kind = if plain { "h" } else { "d" };
+            ("tokens", format!("{tokens}"), kind, None, LineKind::Input)
+        } else {
+            let language = weighted(rng, &MIX_LANGUAGES);
+            ("lang", language.to_owned(), "s", None, LineKind::Input)
+        };
+        let _infallible = if plain {
+            let call = call_tag.map_or(String::new(), |(_, v)| format!(".{v}"));
+            write!(buf, "{name}.{model}.{version}{call}:{value}|{kind}")
+        } else {
+            let call = call_tag.map_or(String::new(), |(k, v)| format!("{k}:{v},"));
+            write!(
+                buf,
+                "{name}:{value}|{kind}|#{call}model:{model},version:{version}"
+            )
+        };
+        line_kind
+    }
+
     /// Appends one line (without newline) and says what it was.
     fn push(&mut self, buf: &mut String) -> LineKind {
         use std::fmt::Write as _;
         self.line_no += 1;
+        if self.spec.mix == Mix::Tagged {
+            return self.push_tagged(buf);
+        }
         let m = (self.line_no as usize) % self.models.len();
         let (model, version) = &self.models[m];
         let spec = self.spec;
@@ -214,6 +327,26 @@ impl Lines<'_> {
         }
         (buf, timers, counters)
     }
+}
+
+/// `count` datagrams of `per_datagram` lines as `spec` shapes them (its target, rate and
+/// duration aside): what [`run`] would send, for benchmarks that feed a receiver directly.
+pub fn datagrams(spec: &LoadSpec, count: usize) -> Vec<String> {
+    let models = if spec.models.is_empty() {
+        vec![("model".to_owned(), "v1".to_owned())]
+    } else {
+        spec.models.clone()
+    };
+    let mut lines = Lines {
+        spec,
+        models,
+        rng: StdRng::seed_from_u64(spec.seed),
+        line_no: 0,
+        drifted: false,
+        slowed: false,
+    };
+    let per = spec.per_datagram.max(1) as u64;
+    (0..count).map(|_| lines.datagram(per).0).collect()
 }
 
 /// Sends load as specified; `stop` is polled between slices.

@@ -198,7 +198,21 @@ enum Command {
         /// Inject input drift after this long (longer prompts, a new language), e.g. "30s".
         #[arg(long, value_parser = humantime::parse_duration)]
         drift_after: Option<Duration>,
+        /// Which lines: `latency` (timers, shaped by the flags above) or `tagged`, a realistic
+        /// mix of timers, counters with a status, token distributions and language sets, each
+        /// tagged with one of 4 models and 2 versions (`--plain` puts the tags in the name).
+        #[arg(long, value_enum, default_value_t = MixArg::Latency)]
+        mix: MixArg,
     },
+}
+
+/// `pitot loadgen --mix`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MixArg {
+    /// Latency timers (and counters and inputs as the flags say).
+    Latency,
+    /// 35 % timers, 35 % counters, 20 % distributions, 10 % sets, 2-3 tags each.
+    Tagged,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -689,6 +703,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             plain,
             inputs_every,
             drift_after,
+            mix,
         } => {
             let target = match (udp, unix) {
                 (_, Some(path)) => Target::Unix {
@@ -723,6 +738,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 plain,
                 inputs_every,
                 drift_after,
+                mix: match mix {
+                    MixArg::Latency => loadgen::Mix::Latency,
+                    MixArg::Tagged => loadgen::Mix::Tagged,
+                },
                 ..LoadSpec::default()
             };
             let s = loadgen::run(&spec, &|| false)?;

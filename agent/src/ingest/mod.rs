@@ -308,8 +308,18 @@ impl Shard {
             datagram_count += 1;
             match std::str::from_utf8(datagram) {
                 Ok(text) => {
-                    for line in text.split('\n') {
-                        recorded += state.record_line(line, shared, &mut lines);
+                    // `text.split('\n')` with the `memchr` crate's SIMD search: the
+                    // standard library's cost a fifth of the parse (callgrind, issue 16).
+                    let bytes = text.as_bytes();
+                    let mut start = 0;
+                    loop {
+                        let end = memchr::memchr(b'\n', &bytes[start..])
+                            .map_or(bytes.len(), |p| start + p);
+                        recorded += state.record_line(&text[start..end], shared, &mut lines);
+                        if end == bytes.len() {
+                            break;
+                        }
+                        start = end + 1;
                     }
                 }
                 Err(_) => {
