@@ -319,6 +319,29 @@ impl Dense {
         }
     }
 
+    /// Calls `f(index, count)` for each non-empty bucket, ascending. The same as [`Self::iter`],
+    /// with the width dispatched once and runs of 16 empty counters skipped at a time: values
+    /// are sparse over their span (100 latencies over ~2 000 counters), and encoding every
+    /// merged histogram walked them one `get` at a time (perf, the many-agents bench).
+    pub(crate) fn for_each_nonzero(&self, mut f: impl FnMut(u32, u64)) {
+        const RUN: usize = 16;
+        let offset = self.offset;
+        each!(&self.counts, v => {
+            let mut base = 0usize;
+            for run in v.chunks(RUN) {
+                // An OR over the run (no early exit) compiles to a few vector instructions.
+                if run.iter().fold(0, |acc, c| acc | *c) != 0 {
+                    for (i, c) in run.iter().enumerate() {
+                        if *c != 0 {
+                            f(offset + (base + i) as u32, u64::from(*c));
+                        }
+                    }
+                }
+                base += run.len();
+            }
+        });
+    }
+
     /// Non-empty buckets, ascending: `(index, count)`.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (u32, u64)> + '_ {
         (0..self.len()).filter_map(move |i| {

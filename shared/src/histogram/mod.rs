@@ -442,7 +442,7 @@ impl ValueHistogram {
                 count: self.zero,
             });
         }
-        for (i, c) in self.positive.iter() {
+        self.positive.for_each_nonzero(|i, c| {
             let (lo, hi) = bounds_of(i);
             out.push(ValueBucket {
                 key: i as i64 + 1,
@@ -450,7 +450,7 @@ impl ValueHistogram {
                 hi,
                 count: c,
             });
-        }
+        });
         out
     }
 
@@ -489,13 +489,12 @@ pub struct HistogramWire {
 
 fn encode_buckets(d: &Dense) -> Vec<(u32, u64)> {
     let mut prev = 0;
-    d.iter()
-        .map(|(i, c)| {
-            let delta = i - prev;
-            prev = i;
-            (delta, c)
-        })
-        .collect()
+    let mut out = Vec::new();
+    d.for_each_nonzero(|i, c| {
+        out.push((i - prev, c));
+        prev = i;
+    });
+    out
 }
 
 /// What checking one encoded bucket list found: its span, largest count and total.

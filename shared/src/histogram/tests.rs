@@ -270,6 +270,29 @@ fn arb_values() -> impl Strategy<Value = Vec<f64>> {
 }
 
 proptest! {
+    /// The run-skipping walk finds exactly the buckets the plain iterator does, at every
+    /// counter width and around run edges.
+    #[test]
+    fn the_skipping_walk_finds_every_bucket(
+        lo in 0u32..5000,
+        gaps in proptest::collection::vec((0u32..40, 1u64..3), 0..80),
+        wide in prop_oneof![Just(1u64), Just(300), Just(70_000), Just(5_000_000_000)],
+    ) {
+        let mut pairs = Vec::new();
+        let mut at = lo;
+        for (gap, c) in gaps {
+            at += gap + 1;
+            pairs.push((at, c * wide));
+        }
+        let hi = pairs.last().map_or(lo, |p| p.0) + 17;
+        let largest = pairs.iter().map(|p| p.1).max().unwrap_or(0);
+        let d = dense::Dense::from_ascending(lo, hi, largest, pairs.iter().copied());
+        let mut walked = Vec::new();
+        d.for_each_nonzero(|i, c| walked.push((i, c)));
+        prop_assert_eq!(&walked, &d.iter().collect::<Vec<_>>());
+        prop_assert_eq!(walked, pairs);
+    }
+
     #[test]
     fn merge_is_commutative(a in arb_values(), b in arb_values()) {
         let (ha, hb) = (from_values(&a), from_values(&b));
