@@ -218,10 +218,12 @@ async fn agent(
                                 }
                                 sent_at.pop_front();
                                 let since = counters.counting_since_us.load(Ordering::Relaxed);
-                                if s == id.0 && since > 0 && at.duration_since(start).as_micros() as u64 >= since {
-                                    if let Ok(mut l) = counters.latencies.lock() {
-                                        l.push(at.elapsed().as_micros() as u64);
-                                    }
+                                if s == id.0
+                                    && since > 0
+                                    && at.duration_since(start).as_micros() as u64 >= since
+                                    && let Ok(mut l) = counters.latencies.lock()
+                                {
+                                    l.push(at.elapsed().as_micros() as u64);
                                 }
                             }
                         }
