@@ -441,3 +441,57 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
     summary.elapsed = start.elapsed();
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pitot_agent::ingest::dogstatsd::{MetricType, Parsed, parse_line};
+
+    /// The tagged mix is what the issue asks for: its shares of each type, 2-3 tags a line, 32
+    /// lines a datagram, every line one the agent parses; `--plain` carries no tags.
+    #[test]
+    fn the_tagged_mix_has_the_shares_and_tags_it_promises() {
+        let spec = LoadSpec {
+            mix: Mix::Tagged,
+            per_datagram: 32,
+            ..LoadSpec::default()
+        };
+        let datagrams = datagrams(&spec, 500);
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut lines = 0;
+        for d in &datagrams {
+            assert_eq!(d.split('\n').count(), 32);
+            for line in d.split('\n') {
+                lines += 1;
+                let Ok(Parsed::Metric(m)) = parse_line(line) else {
+                    panic!("{line}")
+                };
+                let tags = m.tags.split(',').count();
+                let kind = match m.kind {
+                    MetricType::Timer => "ms",
+                    MetricType::Counter => "c",
+                    MetricType::Distribution => "d",
+                    MetricType::Set => "s",
+                    other => panic!("{other:?} in {line}"),
+                };
+                assert_eq!(tags, if kind == "c" { 3 } else { 2 }, "{line}");
+                assert!(m.tags.contains("model:") && m.tags.contains("version:"));
+                *kinds.entry(kind).or_default() += 1;
+            }
+        }
+        let share = |k: &str| kinds[k] as f64 / lines as f64;
+        for (k, want) in [("ms", 0.35), ("c", 0.35), ("d", 0.20), ("s", 0.10)] {
+            assert!((share(k) - want).abs() < 0.02, "{k}: {}", share(k));
+        }
+        let bytes = datagrams.iter().map(String::len).sum::<usize>() / datagrams.len();
+        assert!((1200..1500).contains(&bytes), "{bytes} bytes a datagram");
+        let plain = super::datagrams(
+            &LoadSpec {
+                plain: true,
+                ..spec
+            },
+            10,
+        );
+        assert!(plain.iter().all(|d| !d.contains('#') && !d.contains("|d")));
+    }
+}
