@@ -212,7 +212,24 @@ struct Lines<'a> {
     slowed: bool,
 }
 
-impl Lines<'_> {
+impl<'a> Lines<'a> {
+    /// The line source of `spec`, from its seed.
+    fn new(spec: &'a LoadSpec) -> Self {
+        let models = if spec.models.is_empty() {
+            vec![("model".to_owned(), "v1".to_owned())]
+        } else {
+            spec.models.clone()
+        };
+        Lines {
+            spec,
+            models,
+            rng: StdRng::seed_from_u64(spec.seed),
+            line_no: 0,
+            drifted: false,
+            slowed: false,
+        }
+    }
+
     /// Appends one line of the tagged mix (module docs). `plain` writes the tags into the name
     /// instead and distributions as `h`, for plain StatsD receivers (collectd has no `d`).
     fn push_tagged(&mut self, buf: &mut String) -> LineKind {
@@ -332,19 +349,7 @@ impl Lines<'_> {
 /// `count` datagrams of `per_datagram` lines as `spec` shapes them (its target, rate and
 /// duration aside): what [`run`] would send, for benchmarks that feed a receiver directly.
 pub fn datagrams(spec: &LoadSpec, count: usize) -> Vec<String> {
-    let models = if spec.models.is_empty() {
-        vec![("model".to_owned(), "v1".to_owned())]
-    } else {
-        spec.models.clone()
-    };
-    let mut lines = Lines {
-        spec,
-        models,
-        rng: StdRng::seed_from_u64(spec.seed),
-        line_no: 0,
-        drifted: false,
-        slowed: false,
-    };
+    let mut lines = Lines::new(spec);
     let per = spec.per_datagram.max(1) as u64;
     (0..count).map(|_| lines.datagram(per).0).collect()
 }
@@ -367,19 +372,7 @@ pub fn run(spec: &LoadSpec, stop: &dyn Fn() -> bool) -> io::Result<LoadSummary> 
             Sock::Unix(s)
         }
     };
-    let models = if spec.models.is_empty() {
-        vec![("model".to_owned(), "v1".to_owned())]
-    } else {
-        spec.models.clone()
-    };
-    let mut lines = Lines {
-        spec,
-        models,
-        rng: StdRng::seed_from_u64(spec.seed),
-        line_no: 0,
-        drifted: false,
-        slowed: false,
-    };
+    let mut lines = Lines::new(spec);
     let per = spec.per_datagram.max(1) as u64;
     let pool: Vec<(String, u64, u64)> = match spec.replay {
         Some(n) => (0..n.max(1)).map(|_| lines.datagram(per)).collect(),
