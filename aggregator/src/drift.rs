@@ -470,8 +470,7 @@ pub fn compare(features: Vec<LoadedFeature>, q: &DriftQuery, config: &DriftConfi
             } => host_features.push((metric, tags, kind, per_host)),
         }
     }
-    // Hosts: each host against the rest, leaving hosts already found drifting out of the rest
-    // (most significant first), so one outlier does not make every other host look drifted.
+    // Hosts: each host against the rest of the clean hosts (`host_rows`).
     let host_tests: usize = host_features.iter().map(|f| f.3.len()).sum();
     // Features compare independently: they are split over threads, their rows kept in order.
     let parts = crate::reports::on_threads(&host_features, COMPARE_THREADS, |share| {
@@ -650,7 +649,8 @@ fn host_rows(feature: &HostFeature, config: &DriftConfig, host_tests: usize) -> 
     } else {
         BTreeMap::new()
     };
-    let all_clean = sum_sides(kind, clean_sides.iter().copied());
+    // What flagged hosts are compared against; with none flagged it is not needed.
+    let all_clean = (!flagged.is_empty()).then(|| sum_sides(kind, clean_sides.iter().copied()));
     for (host, side) in per_host {
         // A clean host against the other clean hosts; a flagged one against all of them.
         let (rest, figures) = match last_pass.remove(host) {
@@ -658,7 +658,8 @@ fn host_rows(feature: &HostFeature, config: &DriftConfig, host_tests: usize) -> 
             None => (
                 clean_rests
                     .remove(host)
-                    .unwrap_or_else(|| all_clean.clone()),
+                    .or_else(|| all_clean.clone())
+                    .unwrap_or_else(|| Side::empty(kind)),
                 None,
             ),
         };
@@ -823,19 +824,16 @@ fn judge_with_reason(
     config: &DriftConfig,
     tests: usize,
 ) -> (Status, String, f64) {
-    let none = || (Status::NoData, "no data on one side".to_owned(), 1.0);
-    match (reference, current) {
-        (Side::Numeric(r), Side::Numeric(c)) => drift::numeric(r, c).map_or_else(none, |d| {
+    match figures_of(reference, current) {
+        Some(Figures::Numeric(d)) => {
             let (s, why) = drift::numeric_status(&d, config, tests);
             (s, why, d.ks_p_value)
-        }),
-        (Side::Categorical(r), Side::Categorical(c)) => {
-            drift::categorical(r, c).map_or_else(none, |d| {
-                let (s, why) = drift::categorical_status(&d, config, tests);
-                (s, why, d.p_value)
-            })
         }
-        _ => none(),
+        Some(Figures::Categorical(d)) => {
+            let (s, why) = drift::categorical_status(&d, config, tests);
+            (s, why, d.p_value)
+        }
+        None => (Status::NoData, "no data on one side".to_owned(), 1.0),
     }
 }
 
