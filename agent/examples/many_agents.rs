@@ -3,12 +3,19 @@
 //! (mutual TLS, as `pitot certs init` issues them), speaks the real session
 //! (`pitot_shared::protocol::AgentSession`: Hello, Welcome, batches, acks in order, at most 32
 //! in flight) and sends one batch of `SERIES` latency histograms every `INTERVAL_MS`, each
-//! for the next 10 s interval (the last ending now). An ack comes only after the aggregator
-//! merged the batch durably.
+//! for the next 10 s interval. An ack comes only after the aggregator merged the batch durably.
 //!
 //! ```text
-//! many_agents AGGREGATOR SERVER_NAME CERT_DIR AGENTS INTERVAL_MS SECONDS [SERIES]
+//! many_agents AGGREGATOR SERVER_NAME CERT_DIR AGENTS INTERVAL_MS SECONDS [SERIES [INTERVALS]]
 //! ```
+//!
+//! `INTERVALS` says where the batches' intervals lie:
+//! - `late` (the default): the last ends now, so every batch is older than the aggregator's
+//!   rollup marks and is merged into its 1 min and 1 h buckets as well as a new 10 s one, as a
+//!   spool drained after an outage is.
+//! - `live`: from the current interval on, as live agents send them: each batch fills one new
+//!   10 s bucket per series, and the coarser buckets are left to the aggregator's rollup timer
+//!   (whose cost this load does not include: it comes later, once a minute and an hour).
 //!
 //! Agents are named `load-0` … `load-{AGENTS-1}`; their certificates must be in `CERT_DIR`
 //! (`pitot certs init --dir CERT_DIR --agents load-0,load-1,…`). Connections open over the
@@ -57,14 +64,22 @@ struct Args {
     interval: Duration,
     seconds: u64,
     series: usize,
+    /// Intervals from the current one on (`live`), not ending now (`late`).
+    live: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!(
         a.len() >= 6,
-        "usage: many_agents AGGREGATOR SERVER_NAME CERT_DIR AGENTS INTERVAL_MS SECONDS [SERIES]"
+        "usage: many_agents AGGREGATOR SERVER_NAME CERT_DIR AGENTS INTERVAL_MS SECONDS [SERIES \
+         [late|live]]"
     );
+    let live = match a.get(7).map(String::as_str) {
+        None | Some("late") => false,
+        Some("live") => true,
+        Some(other) => anyhow::bail!("INTERVALS is late or live, not {other:?}"),
+    };
     Ok(Args {
         aggregator: a[0].parse().context("AGGREGATOR is ip:port")?,
         server_name: a[1].clone(),
@@ -73,6 +88,7 @@ fn args() -> anyhow::Result<Args> {
         interval: Duration::from_millis(a[4].parse().context("INTERVAL_MS is a number")?),
         seconds: a[5].parse().context("SECONDS is a number")?,
         series: a.get(6).map_or(Ok(60), |s| s.parse()).context("SERIES")?,
+        live,
     })
 }
 
@@ -162,12 +178,13 @@ async fn agent(
     let mut sent_at: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0u64;
     let mut established = false;
-    // Each batch is the next 10 s interval, the last ones ending now: one batch per interval,
-    // as an agent sends them (at a short INTERVAL_MS, as one drains its spool after an outage).
-    // Every batch fills new buckets, so the load is the merge, not re-merging one bucket.
+    // Each batch is the next 10 s interval, one batch per interval as an agent sends them. Every
+    // batch fills a new 10 s bucket, so the load is the merge, not re-merging one bucket.
+    // `late`: the last ones end now (a spool drained after an outage, at a short INTERVAL_MS);
+    // `live`: from the current interval on.
     let batches = (args.seconds * 1000 / args.interval.as_millis().max(1) as u64) as i64 + 2;
     let now = now_ms();
-    let base_ms = now - now.rem_euclid(10_000) - batches * 10_000;
+    let base_ms = now - now.rem_euclid(10_000) - if args.live { 10_000 } else { batches * 10_000 };
     // Spread the agents' ticks over one interval, as real agents' clocks are.
     let phase = args.interval.mul_f64((i as f64 * 0.618_034) % 1.0);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, args.interval);
