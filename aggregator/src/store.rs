@@ -1121,24 +1121,29 @@ impl Trees {
                     }
                 } else {
                     for (id, data) in &targets {
+                        // A new bucket stores the batch's data as it is, encoded once.
+                        let mut fresh: Option<sled::IVec> = None;
                         for (res, mark) in self.resolutions.iter().zip(&marks) {
                             let start = align_down(batch.interval_start_ms, res.bucket_ms());
                             if start >= *mark {
                                 continue; // rolled up from the finer buckets later
                             }
                             let key = bucket_key(res.code, *id, start);
-                            let merged = match buckets.get(key)? {
+                            let value = match buckets.get(key)? {
                                 Some(old) => {
-                                    let mut old = decode_data(&old)
+                                    // Read as decoding would, without serde's intermediate.
+                                    let mut old = start_sum(&old)
                                         .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
                                     if old.merge(data).is_err() {
                                         continue;
                                     }
-                                    old
+                                    sled::IVec::from(encode_data(&old))
                                 }
-                                None => (*data).clone(),
+                                None => fresh
+                                    .get_or_insert_with(|| encode_data(data).into())
+                                    .clone(),
                             };
-                            buckets.insert(&key, encode_data(&merged))?;
+                            buckets.insert(&key, value)?;
                         }
                     }
                     for plan in &slo_plans {

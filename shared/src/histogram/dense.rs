@@ -53,7 +53,8 @@ impl PartialEq for Dense {
 }
 
 impl Dense {
-    fn len(&self) -> usize {
+    /// Counters held (the span from the lowest to the highest bucket seen, and slack).
+    pub(crate) fn len(&self) -> usize {
         each!(&self.counts, v => v.len())
     }
 
@@ -320,28 +321,44 @@ impl Dense {
     }
 
     /// Calls `f(index, count)` for each non-empty bucket, ascending. The same as [`Self::iter`],
-    /// with the width dispatched once and runs of 16 empty counters skipped at a time: values
-    /// are sparse over their span (100 latencies over ~2 000 counters), and encoding every
-    /// merged histogram walked them one `get` at a time (perf, the many-agents bench).
+    /// with the width dispatched once and the counters taken 16 at a time: a run's non-empty
+    /// ones become a bit mask (compare and pack, no branch per counter), and only its set bits
+    /// are visited. Values are sparse over their span (100 latencies over ~2 000 counters), so
+    /// a counter-by-counter walk was mostly mispredicted branches, and encoding every merged
+    /// histogram walked them (perf, the many-agents bench).
     // `u64::from` is the identity in the `u64` arm of the width dispatch.
     #[allow(clippy::useless_conversion)]
     pub(crate) fn for_each_nonzero(&self, mut f: impl FnMut(u32, u64)) {
         const RUN: usize = 16;
         let offset = self.offset;
         each!(&self.counts, v => {
-            let mut base = 0usize;
-            for run in v.chunks(RUN) {
-                // An OR over the run (no early exit) compiles to a few vector instructions.
-                if run.iter().fold(0, |acc, c| acc | *c) != 0 {
-                    for (i, c) in run.iter().enumerate() {
-                        if *c != 0 {
-                            f(offset + (base + i) as u32, u64::from(*c));
-                        }
-                    }
+            let mut base = offset;
+            let mut runs = v.chunks_exact(RUN);
+            for run in &mut runs {
+                let mut mask = 0u32;
+                for (i, c) in run.iter().enumerate() {
+                    mask |= u32::from(*c != 0) << i;
                 }
-                base += run.len();
+                while mask != 0 {
+                    let i = mask.trailing_zeros();
+                    f(base + i, u64::from(run[i as usize]));
+                    mask &= mask - 1;
+                }
+                base += RUN as u32;
+            }
+            for (i, c) in runs.remainder().iter().enumerate() {
+                if *c != 0 {
+                    f(base + i as u32, u64::from(*c));
+                }
             }
         });
+    }
+
+    /// How many buckets are not empty.
+    pub(crate) fn nonzero(&self) -> usize {
+        let mut n = 0;
+        self.for_each_nonzero(|_, _| n += 1);
+        n
     }
 
     /// Non-empty buckets, ascending: `(index, count)`.

@@ -128,8 +128,8 @@ fn bounds_of(index: u32) -> (f64, f64) {
 }
 
 /// A mergeable distribution of signed floats (see the module docs for its resolution).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "HistogramWire", into = "HistogramWire")]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "HistogramWire")]
 pub struct ValueHistogram {
     positive: Dense,
     negative: Dense,
@@ -681,6 +681,74 @@ impl ValueHistogram {
         self.min = self.min.min(min);
         self.max = self.max.max(max);
         Ok(Ok(()))
+    }
+}
+
+/// Written as [`HistogramWire`] is, field for field, from borrowed buckets: encoding used to
+/// clone the histogram and build both pair lists first, most of the cost of storing a merged
+/// bucket (perf, the many-agents bench). A test holds the bytes to `HistogramWire`'s.
+impl Serialize for ValueHistogram {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("HistogramWire", 8)?;
+        st.serialize_field("count", &self.count)?;
+        st.serialize_field("zero", &self.zero)?;
+        st.serialize_field("sum", &self.sum)?;
+        st.serialize_field("sum_sq", &self.sum_sq)?;
+        st.serialize_field("min", &self.min)?;
+        st.serialize_field("max", &self.max)?;
+        st.serialize_field("positive", &PairList(&self.positive))?;
+        st.serialize_field("negative", &PairList(&self.negative))?;
+        st.end()
+    }
+}
+
+/// One bucket list as `HistogramWire` holds it, `(index_delta, count)`, walked from the dense
+/// counters.
+struct PairList<'a>(&'a Dense);
+
+impl Serialize for PairList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = s.serialize_seq(Some(self.0.nonzero()))?;
+        let (mut prev, mut written) = (0, Ok(()));
+        self.0.for_each_nonzero(|i, c| {
+            if written.is_ok() {
+                written = seq.serialize_element(&(i - prev, c));
+            }
+            prev = i;
+        });
+        written?;
+        seq.end()
+    }
+}
+
+/// The fields of a histogram in [`HistogramWire`]'s order, borrowed, for the wire module's
+/// direct encoder (`wire::encode_data`).
+pub(crate) struct WireView<'a> {
+    pub(crate) count: u64,
+    pub(crate) zero: u64,
+    pub(crate) sum: Fixed,
+    pub(crate) sum_sq: Fixed,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) positive: &'a Dense,
+    pub(crate) negative: &'a Dense,
+}
+
+impl ValueHistogram {
+    /// The fields as the wire form writes them.
+    pub(crate) fn wire_view(&self) -> WireView<'_> {
+        WireView {
+            count: self.count,
+            zero: self.zero,
+            sum: self.sum,
+            sum_sq: self.sum_sq,
+            min: self.min,
+            max: self.max,
+            positive: &self.positive,
+            negative: &self.negative,
+        }
     }
 }
 
