@@ -103,7 +103,7 @@ pub fn bind(addr: SocketAddr, tls: &TlsPaths) -> anyhow::Result<quinn::Endpoint>
 /// The endpoint's stateless-reset key, derived from the aggregator's private key rather than
 /// random per start: after a restart the aggregator answers an agent's packets for the old
 /// connection with a stateless reset the agent accepts, so the agent reconnects at its next
-/// packet (a keep-alive comes every 2 s) instead of waiting for its idle timeout. The secret is
+/// packet (a keep-alive comes every 5 s) instead of waiting for its idle timeout. The secret is
 /// a hash of the key file, so it changes when the key does.
 fn endpoint_config(tls: &TlsPaths) -> anyhow::Result<quinn::EndpointConfig> {
     let key = std::fs::read(&tls.key)
