@@ -623,20 +623,24 @@ fn check_summary(
     Ok((min, max))
 }
 
-/// A histogram as stored or sent, its bucket lists still encoded and already checked: what
-/// [`ValueHistogram::merge_encoded`] adds into a sum without building the histogram. The wire
-/// module reads the fields (in [`HistogramWire`]'s order); `P` walks one list's
-/// `(index_delta, count)` pairs, the ones its [`CheckedList`] checked.
-pub(crate) struct EncodedParts<P> {
+/// A histogram's fields in [`HistogramWire`]'s order, with its two bucket lists as `L`: encoded
+/// and already checked when read ([`EncodedParts`]), borrowed counters when written
+/// ([`ValueHistogram::wire_view`]). The wire module reads and writes the bytes.
+pub(crate) struct WireParts<L> {
     pub(crate) count: u64,
     pub(crate) zero: u64,
     pub(crate) sum: Fixed,
     pub(crate) sum_sq: Fixed,
     pub(crate) min: f64,
     pub(crate) max: f64,
-    pub(crate) positive: (P, CheckedList),
-    pub(crate) negative: (P, CheckedList),
+    pub(crate) positive: L,
+    pub(crate) negative: L,
 }
+
+/// A histogram as stored or sent, its bucket lists still encoded and already checked: what
+/// [`ValueHistogram::merge_encoded`] adds into a sum without building the histogram. `P` walks
+/// one list's `(index_delta, count)` pairs, the ones its [`CheckedList`] checked.
+pub(crate) type EncodedParts<P> = WireParts<(P, CheckedList)>;
 
 impl ValueHistogram {
     /// Adds an encoded histogram into `self` as decoding it and merging would, without
@@ -723,23 +727,10 @@ impl Serialize for PairList<'_> {
     }
 }
 
-/// The fields of a histogram in [`HistogramWire`]'s order, borrowed, for the wire module's
-/// direct encoder (`wire::encode_data`).
-pub(crate) struct WireView<'a> {
-    pub(crate) count: u64,
-    pub(crate) zero: u64,
-    pub(crate) sum: Fixed,
-    pub(crate) sum_sq: Fixed,
-    pub(crate) min: f64,
-    pub(crate) max: f64,
-    pub(crate) positive: &'a Dense,
-    pub(crate) negative: &'a Dense,
-}
-
 impl ValueHistogram {
-    /// The fields as the wire form writes them.
-    pub(crate) fn wire_view(&self) -> WireView<'_> {
-        WireView {
+    /// The fields as the wire form writes them, for `wire::encode_data`.
+    pub(crate) fn wire_view(&self) -> WireParts<&Dense> {
+        WireParts {
             count: self.count,
             zero: self.zero,
             sum: self.sum,
