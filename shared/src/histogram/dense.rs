@@ -354,6 +354,14 @@ impl Dense {
         });
     }
 
+    /// Observations in the buckets with indexes below `end`.
+    // `u64::from` is the identity in the `u64` arm of the width dispatch.
+    #[allow(clippy::useless_conversion)]
+    pub(crate) fn sum_below(&self, end: u32) -> u64 {
+        let n = end.saturating_sub(self.offset) as usize;
+        each!(&self.counts, v => v[..n.min(v.len())].iter().map(|c| u64::from(*c)).sum())
+    }
+
     /// How many buckets are not empty.
     pub(crate) fn nonzero(&self) -> usize {
         let mut n = 0;

@@ -412,12 +412,20 @@ impl ValueHistogram {
                 .map(|(_, c)| c)
                 .sum();
         }
-        let below: u64 = self
-            .positive
-            .iter()
-            .take_while(|(i, _)| bounds_of(*i).1 <= v)
-            .map(|(_, c)| c)
-            .sum();
+        // Buckets are closed above: every bucket under the one holding `v` is at or below it,
+        // and that one too when `v` is its upper edge. Its counters below are summed as one
+        // slice (an SLO's deltas ask this of every matching series in every batch).
+        let below = if v == 0.0 {
+            0
+        } else {
+            let holding = index_of(v);
+            let end = if bounds_of(holding).1 <= v {
+                holding + 1
+            } else {
+                holding
+            };
+            self.positive.sum_below(end)
+        };
         self.negative.total() + self.zero + below
     }
 

@@ -269,7 +269,84 @@ fn arb_values() -> impl Strategy<Value = Vec<f64>> {
     )
 }
 
+/// `count_at_or_below` as it was first written: a walk over the buckets, each compared by its
+/// upper edge.
+fn count_at_or_below_by_walking(h: &ValueHistogram, v: f64) -> u64 {
+    if check(v).is_err() {
+        return if v > 0.0 { h.count } else { 0 };
+    }
+    if v < 0.0 {
+        let m = -v;
+        return h
+            .negative
+            .iter()
+            .filter(|(i, _)| bounds_of(*i).0 >= m)
+            .map(|(_, c)| c)
+            .sum();
+    }
+    let below: u64 = h
+        .positive
+        .iter()
+        .take_while(|(i, _)| bounds_of(*i).1 <= v)
+        .map(|(_, c)| c)
+        .sum();
+    h.negative.total() + h.zero + below
+}
+
+#[test]
+fn counting_below_agrees_with_the_walk_at_bucket_edges() {
+    let h = from_values(&[1e-12, 0.03, 0.030_01, 0.5, 2.0, 7.5, -0.2, 0.0, 1e9]);
+    let edges = [0.03, 0.5, 2.0, 1e-12, 1e9].iter().flat_map(|v| {
+        let (lo, hi) = bounds_of(index_of(*v));
+        [
+            *v,
+            lo,
+            hi,
+            f64::from_bits(hi.to_bits() - 1),
+            f64::from_bits(hi.to_bits() + 1),
+        ]
+    });
+    let specials = [
+        0.0,
+        -0.0,
+        f64::from_bits(1),
+        bounds_of(0).1,
+        1e12,
+        2e12,
+        f64::NAN,
+        -1.0,
+    ];
+    for v in edges.chain(specials) {
+        assert_eq!(
+            h.count_at_or_below(v),
+            count_at_or_below_by_walking(&h, v),
+            "at {v:e}"
+        );
+    }
+}
+
 proptest! {
+    /// Counting below a threshold by summing a slice gives what walking the buckets gave, for
+    /// thresholds anywhere and on the values' own bucket edges.
+    #[test]
+    fn counting_below_agrees_with_the_walk(
+        values in arb_values(),
+        threshold in prop_oneof![-1e6..1e6f64, 0.0..1.0f64, (-12.0..12.0f64).prop_map(|e| 10f64.powf(e))],
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let h = from_values(&values);
+        prop_assert_eq!(h.count_at_or_below(threshold), count_at_or_below_by_walking(&h, threshold));
+        if !values.is_empty() {
+            let v = values[pick.index(values.len())].abs();
+            if v > 0.0 {
+                let (lo, hi) = bounds_of(index_of(v));
+                for t in [v, lo, hi] {
+                    prop_assert_eq!(h.count_at_or_below(t), count_at_or_below_by_walking(&h, t));
+                }
+            }
+        }
+    }
+
     /// The run-skipping walk finds exactly the buckets the plain iterator does, at every
     /// counter width and around run edges.
     #[test]
