@@ -15,7 +15,9 @@
 //!   spool drained after an outage is.
 //! - `live`: from the current interval on, as live agents send them: each batch fills one new
 //!   10 s bucket per series, and the coarser buckets are left to the aggregator's rollup timer
-//!   (whose cost this load does not include: it comes later, once a minute and an hour).
+//!   (whose cost this load does not include: it comes later, once a minute and an hour). At a
+//!   short INTERVAL_MS the intervals run ahead of the clock (600 batches are 100 minutes); what
+//!   makes them live to the aggregator is that they lie past its rollup marks.
 //!
 //! Agents are named `load-0` … `load-{AGENTS-1}`; their certificates must be in `CERT_DIR`
 //! (`pitot certs init --dir CERT_DIR --agents load-0,load-1,…`). Connections open over the
